@@ -1,0 +1,1 @@
+"""Honest transfer-learning comparison on augmented medical image archives."""

@@ -1,0 +1,30 @@
+"""Command line: `python -m pipeline <stage> [options]`."""
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+STAGES = ("synth", "dedupe", "split", "preprocess")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stage = importlib.import_module(f"pipeline.{args.stage}")
+    try:
+        stage.main(args.params)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The one function that decides what a valid image is."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+MIN_SIDE = 16
+MAX_PIXELS = 4096 * 4096
+ACCEPTED_MODES = frozenset({"L", "RGB"})
+MODE_NAMES = {
+    "RGBA": "RGBA (with transparency)",
+    "LA": "grayscale with transparency",
+    "CMYK": "CMYK",
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I;16L": "16-bit",
+    "I": "32-bit integer",
+    "F": "floating-point",
+    "P": "palette",
+    "1": "1-bit",
+}
+
+
+class InvalidImage(ValueError):
+    """The file is not an image this project can use; the message says why."""
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether the file name has an image suffix this project reads."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_header(image)
+                image.load()
+                return np.asarray(image.convert("L"), dtype=np.uint8)
+    except InvalidImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidImage(f"image too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        size = path.stat().st_size
+        if size == 0:
+            raise InvalidImage("empty file (0 bytes)") from None
+        raise InvalidImage("not a readable image (unknown or corrupt format)") from None
+    except OSError as error:
+        raise InvalidImage(f"corrupt or truncated image data ({error})") from None
+
+
+def _check_header(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InvalidImage(f"image too large ({width}x{height}, limit {MAX_PIXELS} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(f"image too small ({width}x{height}, minimum {MIN_SIDE} px a side)")
+    if image.mode not in ACCEPTED_MODES:
+        found = MODE_NAMES.get(image.mode, image.mode)
+        raise InvalidImage(f"{found} pixels; scans must be 8-bit grayscale or RGB")
