@@ -37,6 +37,8 @@ class DedupeParams:
     min_score: float
     min_margin: float
     candidates: int
+    max_rotation: float
+    rotation_step: float
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ def _dedupe(section: "_Section") -> DedupeParams:
         min_score=section.number("min_score", low=0.0, high=1.0),
         min_margin=section.number("min_margin", low=0.0, high=1.0),
         candidates=section.integer("candidates", low=1, high=256),
+        max_rotation=section.number("max_rotation", low=0.0, high=45.0),
+        rotation_step=section.number("rotation_step", low=0.0, high=45.0, open_low=True),
     )
     section.reject_unknown(DedupeParams)
     return params

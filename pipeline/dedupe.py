@@ -1,0 +1,253 @@
+"""Stage `dedupe`: account for every file of the archive and trace copies to sources and subjects."""
+
+import csv
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections import Counter, defaultdict
+from dataclasses import astuple, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.fingerprint import Blank, fingerprint, frame_shape
+from pipeline.images import InvalidImage, is_image_name, read_image
+from pipeline.layout import FoundFile, find_files
+from pipeline.matching import match_copies
+from pipeline.params import DedupeParams, load_params
+from pipeline.subjects import group_subjects
+from pipeline.truth import score_against_truth
+
+INDEX_PATH = Path("data/interim/index.csv")
+METRICS_PATH = Path("metrics/dedupe.json")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    path: str
+    label: str
+    kind: str
+    source: str = ""
+    subject: str = ""
+    score: str = ""
+    status: str = "ok"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Scan:
+    digest: str = ""
+    key: np.ndarray | None = None
+    views: np.ndarray | None = None
+    reason: str = ""  # why the file is unusable; '' when it is readable
+
+
+def main(params_path: Path) -> None:
+    params = load_params(params_path)
+    root = Path(params.data.archive)
+    rows, report = build_index(root, params.data.classes, params.dedupe)
+    truth_path = root.parent / f"{root.name}-truth.csv"
+    if truth_path.is_file():
+        report["truth"] = score_against_truth(rows, truth_path)
+    write_index(INDEX_PATH, rows)
+    METRICS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    METRICS_PATH.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    used = report["files"]["used"]
+    log.info("indexed %d files (%d used) into %s; metrics in %s", len(rows), used, INDEX_PATH, METRICS_PATH)
+
+
+def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) -> tuple[list[IndexRow], dict]:
+    """One IndexRow per file under `root`, sorted by path, and a report of what was found."""
+    found, empty_folders = find_files(root, classes)
+    rows: dict[str, IndexRow] = {}
+    images = []
+    for file in found:
+        if not file.label:
+            rows[file.path] = _rejected(file, f"not inside a class folder ({', '.join(classes)})")
+        elif not is_image_name(Path(file.path)):
+            rows[file.path] = _rejected(file, f"not an image file (suffix {Path(file.path).suffix or 'none'!r})")
+        else:
+            images.append(file)
+    frame = frame_shape(_reference_shape(root, [file for file in images if file.kind == "original"]))
+    angles = {"copy": rotation_angles(settings), "original": np.zeros(1)}
+    jobs = [(root / file.path, frame, angles[file.kind]) for file in images]
+    scans = scan_files(jobs, settings.workers)
+    readable = []
+    for file, scan in zip(images, scans):
+        if scan.reason:
+            rows[file.path] = _rejected(file, scan.reason)
+        else:
+            readable.append((file, scan))
+    kept, set_aside = _pixel_identical(readable)
+    rows.update(set_aside)
+    placed, report = _place(kept, settings)
+    rows.update(placed)
+    rows.update(_inherit_from_kept(set_aside, rows))
+    index = [rows[path] for path in sorted(rows)]
+    report.update(_counts(found, index, empty_folders))
+    return index, report
+
+
+def rotation_angles(settings: DedupeParams) -> np.ndarray:
+    """The rotations (radians) tried when matching a copy, symmetric about zero."""
+    steps = int(settings.max_rotation // settings.rotation_step)
+    return np.radians(np.arange(-steps, steps + 1) * settings.rotation_step)
+
+
+def scan_files(jobs: list[tuple[Path, tuple[int, int], np.ndarray]], workers: int) -> list[Scan]:
+    """Decode and fingerprint each (path, frame, rotations) job, in parallel, in the order given."""
+    processes = workers or os.cpu_count() or 1
+    progress = dict(total=len(jobs), desc="dedupe: reading", unit="file")
+    if processes == 1:
+        return [_scan(job) for job in tqdm(jobs, **progress)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return list(tqdm(pool.imap(_scan, jobs, chunksize=32), **progress))
+
+
+def _scan(job: tuple[Path, tuple[int, int], np.ndarray]) -> Scan:
+    path, frame, angles = job
+    try:
+        pixels = read_image(path)
+        print_ = fingerprint(pixels, frame, angles)
+    except (InvalidImage, Blank) as error:
+        return Scan(reason=str(error))
+    digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+    return Scan(digest=digest, key=print_.key, views=print_.views)
+
+
+def _reference_shape(root: Path, originals: list[FoundFile]) -> tuple[int, int]:
+    """The most common (rows, columns) among the originals, from their headers alone."""
+    sizes = Counter()
+    for file in originals:
+        try:
+            with Image.open(root / file.path) as image:
+                sizes[image.size[::-1]] += 1
+        except (OSError, ValueError):
+            continue  # the scan pass records why it is unreadable
+    return sizes.most_common(1)[0][0] if sizes else (1, 1)
+
+
+def _pixel_identical(readable: list[tuple[FoundFile, Scan]]):
+    """Keep one file of each group of pixel-identical files; conflicting labels set all aside."""
+    groups = defaultdict(list)
+    for file, scan in readable:
+        groups[scan.digest].append((file, scan))
+    kept, set_aside = [], {}
+    for members in groups.values():
+        members.sort(key=lambda member: (member[0].kind != "original", member[0].path))
+        labels = sorted({file.label for file, _ in members})
+        if len(labels) > 1:
+            for file, _ in members:
+                others = ", ".join(f"{other.path} ({other.label})" for other, _ in members if other.label != file.label)
+                set_aside[file.path] = _row(file, "conflict", f"same pixels under another label: {others}")
+            continue
+        first = members[0][0]
+        kept.append(members[0])
+        for file, _ in members[1:]:
+            set_aside[file.path] = _row(file, "duplicate", f"pixel-identical to {first.path}", source=first.path)
+    return kept, set_aside
+
+
+def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[dict[str, IndexRow], dict]:
+    """Subjects for originals and sources for copies, class by class."""
+    rows, rules, scores, margins = {}, {}, [], []
+    by_label = defaultdict(list)
+    for file, scan in kept:
+        by_label[file.label].append((file, scan))
+    for label in sorted(by_label):
+        originals = [(f, s) for f, s in by_label[label] if f.kind == "original"]
+        copies = [(f, s) for f, s in by_label[label] if f.kind == "copy"]
+        upright = np.stack([scan.views[0] for _, scan in originals]) if originals else None
+        if originals:
+            stems = [Path(file.path).stem for file, _ in originals]
+            grouping = group_subjects(label, stems, upright, settings.slices_per_subject)
+            rules[label] = {"rule": grouping.rule, "note": grouping.note, "subjects": len(set(grouping.subjects))}
+            for (file, _), subject in zip(originals, grouping.subjects):
+                rows[file.path] = _row(file, "ok", "", source=file.path, subject=subject)
+        if not copies:
+            continue
+        if not originals:
+            for file, _ in copies:
+                rows[file.path] = _row(file, "orphan", f"no original of class {label} to match")
+            continue
+        matches = match_copies(
+            np.stack([scan.key for _, scan in copies]),
+            np.stack([scan.views for _, scan in copies]),
+            np.stack([scan.key for _, scan in originals]),
+            upright,
+            np.array(grouping.subjects),
+            settings.candidates,
+        )
+        scores += matches.score.tolist()
+        margins += matches.margin.tolist()
+        for (file, _), source, score, margin in zip(copies, matches.source, matches.score, matches.margin):
+            source_row = rows[originals[source][0].path]
+            status, reason = _confidence(score, margin, source_row.path, settings)
+            rows[file.path] = _row(
+                file, status, reason, source=source_row.path, subject=source_row.subject, score=f"{score:.4f}"
+            )
+    return rows, {"subject_rules": rules, "copy_scores": _distribution(scores), "copy_margins": _distribution(margins)}
+
+
+def _confidence(score: float, margin: float, source: str, settings: DedupeParams) -> tuple[str, str]:
+    if score < settings.min_score:
+        return "orphan", f"best match {source} scores {score:.3f} < dedupe.min_score {settings.min_score}"
+    if margin < settings.min_margin:
+        return "orphan", f"best subject leads the next by {margin:.3f} < dedupe.min_margin {settings.min_margin}"
+    return "ok", ""
+
+
+def _inherit_from_kept(set_aside: dict[str, IndexRow], rows: dict[str, IndexRow]) -> dict[str, IndexRow]:
+    """Duplicates take the source and subject of the file they duplicate."""
+    inherited = {}
+    for path, row in set_aside.items():
+        if row.status == "duplicate":
+            kept = rows[row.source]
+            inherited[path] = replace(row, source=kept.source, subject=kept.subject, score=kept.score)
+    return inherited
+
+
+def write_index(path: Path, rows: list[IndexRow]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(field.name for field in fields(IndexRow))
+        writer.writerows(astuple(row) for row in rows)
+
+
+def _row(file: FoundFile, status: str, reason: str, **values: str) -> IndexRow:
+    return IndexRow(path=file.path, label=file.label, kind=file.kind, status=status, reason=reason, **values)
+
+
+def _rejected(file: FoundFile, reason: str) -> IndexRow:
+    return _row(file, "rejected", reason)
+
+
+def _distribution(values: list[float]) -> dict:
+    if not values:
+        return {}
+    quantiles = np.quantile(values, [0.0, 0.01, 0.05, 0.5])
+    return {name: round(float(value), 4) for name, value in zip(("min", "p01", "p05", "median"), quantiles)}
+
+
+def _counts(found: list[FoundFile], index: list[IndexRow], empty_folders: list[str]) -> dict:
+    status = defaultdict(Counter)
+    for row in index:
+        status[row.status][row.kind] += 1
+    used = sum(row.status == "ok" for row in index)
+    subjects = defaultdict(set)
+    for row in index:
+        if row.status == "ok" and row.kind == "original":
+            subjects[row.label].add(row.subject)
+    return {
+        "files": {"found": len(found), "used": used, "set_aside": len(index) - used},
+        "status": {name: dict(sorted(kinds.items())) for name, kinds in sorted(status.items())},
+        "layouts": dict(sorted(Counter(file.layout or "none" for file in found).items())),
+        "empty_class_folders": empty_folders,
+        "subjects": {label: len(values) for label, values in sorted(subjects.items())},
+    }

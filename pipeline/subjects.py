@@ -1,0 +1,98 @@
+"""Group a class's originals into subjects: a name rule proposes, the pixels decide.
+
+A rule is accepted when, for most of the neighbour links it proposes (slice k to slice k+1 of
+one subject), the proposed next slice is the most similar of all the originals at that slice
+position, as neighbouring slices of one subject are far more alike than those of two. When no
+rule applies or the pixels refute it, each original is linked to its two most similar originals
+and subjects are the connected groups: this over-merges rather than splits, which is the safe
+side for leakage.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+SLICE_MAJOR = re.compile(r"^(?P<prefix>[A-Za-z_\-]*?)(?P<number>\d+)$")
+SLICE_OF_SUBJECT = re.compile(r"^(?P<slice>\d+) \((?P<subject>\d+)\)$")
+CONFIRMATION = 0.9  # share of a rule's neighbour links the pixels must confirm
+PIXEL_LINKS = 2
+
+
+@dataclass(frozen=True)
+class Grouping:
+    subjects: list[str]  # subject id per original, in input order
+    rule: str  # 'slice-major', 'slice (subject)' or 'pixels'
+    note: str  # how the rule fared against the pixels
+
+
+def group_subjects(label: str, stems: list[str], views: np.ndarray, slices_per_subject: int) -> Grouping:
+    """Subject ids for one class's originals, given their file stems and upright views."""
+    for rule, proposal in _proposals(stems, slices_per_subject):
+        subject, position = proposal
+        confirmed = _confirmed_share(subject, position, views)
+        note = f"{rule} rule: pixels confirm {confirmed:.1%} of its neighbour links"
+        if confirmed >= CONFIRMATION:
+            return Grouping([f"{label}/s{value:03d}" for value in subject], rule, note)
+        return Grouping(_pixel_groups(label, stems, views), "pixels", note + f" (< {CONFIRMATION:.0%}), rejected")
+    return Grouping(_pixel_groups(label, stems, views), "pixels", "no name rule fits these file names")
+
+
+def _proposals(stems: list[str], slices_per_subject: int):
+    """(rule, (subject, slice position) arrays) for each name rule that fits every stem."""
+    parens = [SLICE_OF_SUBJECT.match(stem) for stem in stems]
+    if stems and all(parens):
+        yield "slice (subject)", (
+            np.array([int(m["subject"]) for m in parens]),
+            np.array([int(m["slice"]) for m in parens]),
+        )
+        return
+    major = [SLICE_MAJOR.match(stem) for stem in stems]
+    if not stems or not all(major) or len({m["prefix"] for m in major}) != 1:
+        return
+    numbers = np.array([int(m["number"]) for m in major])
+    numbers -= numbers.min()
+    span = int(numbers.max()) + 1
+    if span % slices_per_subject == 0 and len(set(numbers.tolist())) == len(numbers):
+        per_slice = span // slices_per_subject
+        yield "slice-major", (numbers % per_slice, numbers // per_slice)
+
+
+def _confirmed_share(subject: np.ndarray, position: np.ndarray, views: np.ndarray) -> float:
+    """Share of proposed neighbour links whose next slice is the best match at its position."""
+    links = []
+    for value in np.unique(subject):
+        members = np.flatnonzero(subject == value)
+        members = members[np.argsort(position[members])]
+        links += list(zip(members[:-1], members[1:]))
+    if not links:
+        return 0.0
+    confirmed = 0
+    for level in np.unique(position):
+        at_level = np.flatnonzero(position == level)
+        level_links = [(a, b) for a, b in links if position[b] == level]
+        if not level_links:
+            continue
+        starts = np.array([a for a, _ in level_links])
+        similarity = views[starts] @ views[at_level].T
+        best = at_level[similarity.argmax(axis=1)]
+        confirmed += int((best == np.array([b for _, b in level_links])).sum())
+    return confirmed / len(links)
+
+
+def _pixel_groups(label: str, stems: list[str], views: np.ndarray) -> list[str]:
+    """Subjects as connected groups of originals linked to their most similar originals."""
+    n = len(stems)
+    similarity = views @ views.T
+    np.fill_diagonal(similarity, -np.inf)
+    links = min(PIXEL_LINKS, n - 1)
+    nearest = np.argsort(-similarity, axis=1)[:, :links]
+    graph = coo_matrix((np.ones(n * links), (np.repeat(np.arange(n), links), nearest.ravel())), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    # Number groups by their first stem, so ids do not depend on the file order.
+    first = {}
+    for stem, group in sorted(zip(stems, component)):
+        first.setdefault(group, len(first))
+    return [f"{label}/g{first[group]:03d}" for group in component]

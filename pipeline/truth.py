@@ -1,0 +1,44 @@
+"""Score the dedupe stage against a synthetic archive's ground truth."""
+
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+
+def score_against_truth(rows, truth_path: Path) -> dict:
+    """Copy-to-source and copy-to-subject accuracy, orphan rate and subject grouping quality."""
+    truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False).set_index("path")
+    truth_subject = truth["subject"].to_dict()
+    copies = [row for row in rows if row.kind == "copy" and row.path in truth.index]
+    placed = [row for row in copies if row.status in {"ok", "duplicate"} and row.source]
+    orphans = sum(row.status == "orphan" for row in copies)
+    right_source = sum(row.source == truth.at[row.path, "source"] for row in placed)
+    right_subject = sum(truth_subject.get(row.source) == truth_subject[row.path] for row in placed)
+    return {
+        "copies": len(copies),
+        "copies_placed": len(placed),
+        "copy_source_accuracy": _share(right_source, len(placed)),
+        "copy_subject_accuracy": _share(right_subject, len(placed)),
+        "orphan_rate": _share(orphans, len(copies)),
+        **_grouping(rows, truth_subject),
+    }
+
+
+def _grouping(rows, truth_subject: dict[str, str]) -> dict:
+    """How the originals' subjects compare with the true subjects."""
+    found_by_true, true_by_found = defaultdict(set), defaultdict(set)
+    for row in rows:
+        if row.kind == "original" and row.status == "ok" and row.path in truth_subject:
+            found_by_true[truth_subject[row.path]].add(row.subject)
+            true_by_found[row.subject].add(truth_subject[row.path])
+    return {
+        "true_subjects": len(found_by_true),
+        "found_subjects": len(true_by_found),
+        "true_subjects_split": sum(len(found) > 1 for found in found_by_true.values()),
+        "found_subjects_mixed": sum(len(true) > 1 for true in true_by_found.values()),
+    }
+
+
+def _share(count: int, total: int) -> float | None:
+    return round(count / total, 4) if total else None
