@@ -39,6 +39,9 @@ class IndexRow:
     reason: str = ""
 
 
+INDEX_COLUMNS = tuple(field.name for field in fields(IndexRow))
+
+
 @dataclass(frozen=True)
 class Scan:
     digest: str = ""
@@ -216,7 +219,7 @@ def write_index(path: Path, rows: list[IndexRow]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(field.name for field in fields(IndexRow))
+        writer.writerow(INDEX_COLUMNS)
         writer.writerows(astuple(row) for row in rows)
 
 

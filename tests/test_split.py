@@ -1,0 +1,204 @@
+"""The split stage: whole subjects per split, stratified by class, copies in train only."""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.split import INDEX_COLUMNS, assign_splits, main, split_metrics, subject_classes
+from tests.conftest import raw_params
+
+CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
+RATIOS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+DEMO = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
+
+
+def make_index(subjects: dict[str, int], slices: int = 2, copies: int = 2) -> pd.DataFrame:
+    """An index like dedupe's: originals, their copies, and a few rows set aside."""
+    rows = []
+    for label, count in subjects.items():
+        for number in range(count):
+            subject = f"{label}-{number:03d}"
+            for slice_ in range(slices):
+                path = f"OriginalDataset/{label}/{subject}-{slice_}.jpg"
+                rows.append((path, label, "original", path, subject, "", "ok", ""))
+                for copy in range(copies):
+                    copy_path = f"AugmentedAlzheimerDataset/{label}/{subject}-{slice_}-{copy}.jpg"
+                    rows.append((copy_path, label, "copy", path, subject, "0.9312", "ok", ""))
+    rows.append(("AugmentedAlzheimerDataset/NonDemented/dup.jpg", "NonDemented", "copy",
+                 rows[0][0], rows[0][4], "0.99", "duplicate", "same pixels as another copy"))
+    rows.append(("OriginalDataset/NonDemented/broken.jpg", "NonDemented", "original",
+                 "OriginalDataset/NonDemented/broken.jpg", "NonDemented-broken", "", "rejected", "unreadable"))
+    return pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("path", ignore_index=True)
+
+
+def split_of(rows: pd.DataFrame, kind: str) -> pd.Series:
+    """The split of each row of one kind, by path."""
+    part = rows[rows["kind"] == kind]
+    return part.set_index("path")["split"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_subject_or_source_in_two_splits(seed):
+    split = assign_splits(make_index(DEMO), CLASSES, RATIOS, seed, copies_in_train=True)
+    assert (split.rows.groupby("subject")["split"].nunique() == 1).all()
+    assert (split.rows.groupby("source")["split"].nunique() == 1).all()
+    metrics = split_metrics(split, CLASSES)
+    assert metrics["shared_subjects"] == 0 and metrics["shared_sources"] == 0
+
+
+def test_only_usable_rows_with_index_columns_sorted_by_path():
+    index = make_index(DEMO).sample(frac=1, random_state=0)
+    split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
+    assert list(split.rows.columns) == [*INDEX_COLUMNS, "split"]
+    assert (split.rows["status"] == "ok").all()
+    assert split.rows["path"].is_monotonic_increasing
+    assert set(split.rows["split"]) == {"train", "val", "test"}
+
+
+def test_classes_with_three_subjects_fill_all_splits():
+    split = assign_splits(make_index(DEMO), CLASSES, RATIOS, 42, copies_in_train=True)
+    subjects = split_metrics(split, CLASSES)["splits"]
+    counts = {name: [subjects[part]["subjects"][name] for part in ("train", "val", "test")] for name in CLASSES}
+    assert counts["NonDemented"] == [6, 2, 2]
+    assert counts["VeryMildDemented"] == [5, 1, 1]
+    assert counts["MildDemented"] == [2, 1, 1]
+    assert subjects["val"]["subjects"]["total"] == 4
+
+
+@pytest.mark.parametrize("shares", [(0.7, 0.15, 0.15), (0.1, 0.45, 0.45), (0.1, 0.8, 0.1), (0.1, 0.1, 0.8)])
+def test_three_or_four_subjects_give_every_split_one_whatever_the_ratios(shares):
+    index = make_index({"NonDemented": 3, "VeryMildDemented": 4})
+    split = assign_splits(index, CLASSES[:2], tuple(zip(("train", "val", "test"), shares)), 0, True)
+    originals = split.rows[split.rows["kind"] == "original"]
+    for label in CLASSES[:2]:
+        assert set(originals.loc[originals["label"] == label, "split"]) == {"train", "val", "test"}
+
+
+def test_small_classes_follow_the_documented_rule():
+    index = make_index({"NonDemented": 5, "VeryMildDemented": 3, "MildDemented": 1, "ModerateDemented": 2})
+    split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
+    subjects = split.rows[split.rows["kind"] == "original"].groupby("subject")["split"].first()
+    moderate = subjects[subjects.index.str.startswith("ModerateDemented")]
+    assert sorted(moderate) == ["test", "train"]
+    assert list(subjects[subjects.index.str.startswith("MildDemented")]) == ["train"]
+    assert len(split.warnings) == 2
+    assert "ModerateDemented has 2 subject" in split.warnings[1]
+    assert "MildDemented has 1 subject" in split.warnings[0]
+    assert split_metrics(split, CLASSES)["warnings"] == list(split.warnings)
+
+
+def test_copies_only_in_train_and_only_of_train_sources():
+    index = make_index(DEMO)
+    split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
+    originals, copies = split_of(split.rows, "original"), split.rows[split.rows["kind"] == "copy"]
+    assert len(copies) > 0 and (copies["split"] == "train").all()
+    assert (copies["source"].map(originals) == "train").all()
+    usable_copies = index[(index["kind"] == "copy") & (index["status"] == "ok")]
+    of_train = usable_copies["source"].map(originals) == "train"
+    assert len(copies) == of_train.sum()
+    assert split.copies_left_out == {"held_out_source": (~of_train).sum(), "copies_in_train_off": 0,
+                                     "source_not_usable": 0}
+
+
+def test_copies_in_train_off_drops_them():
+    index = make_index(DEMO)
+    split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=False)
+    assert (split.rows["kind"] == "original").all()
+    with_copies = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
+    kept = (with_copies.rows["kind"] == "copy").sum()
+    assert split.copies_left_out["copies_in_train_off"] == kept > 0
+    assert split.copies_left_out["held_out_source"] == with_copies.copies_left_out["held_out_source"]
+
+
+def test_copy_of_an_unusable_original_is_left_out():
+    index = make_index(DEMO)
+    source = index.loc[index["kind"] == "original", "path"].iloc[0]
+    index.loc[index["path"] == source, ["status", "reason"]] = ("conflict", "same pixels under two labels")
+    split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
+    assert source not in set(split.rows["source"])
+    assert split.copies_left_out["source_not_usable"] == 2
+
+
+def test_subject_class_is_the_most_common_label_ties_to_the_earlier_class():
+    originals = pd.DataFrame({
+        "subject": ["a", "a", "a", "b", "b"],
+        "label": ["MildDemented", "NonDemented", "MildDemented", "MildDemented", "VeryMildDemented"],
+    })
+    assert subject_classes(originals, CLASSES) == {"a": "MildDemented", "b": "VeryMildDemented"}
+
+
+def test_same_seed_same_bytes_other_seed_other_split():
+    index = make_index(DEMO)
+    first, again, other = (assign_splits(index, CLASSES, RATIOS, seed, True) for seed in (42, 42, 43))
+    assert first.rows.to_csv(index=False, lineterminator="\n") == again.rows.to_csv(index=False, lineterminator="\n")
+    assert not split_of(first.rows, "original").equals(split_of(other.rows, "original"))
+
+
+def test_shared_counts_are_computed_from_the_rows():
+    split = assign_splits(make_index(DEMO), CLASSES, RATIOS, 42, copies_in_train=True)
+    rows = split.rows
+    test_original = rows.index[(rows["kind"] == "original") & (rows["split"] == "test")][0]
+    moved = rows.copy()
+    moved.loc[test_original, "split"] = "val"
+    metrics = split_metrics(dataclasses.replace(split, rows=moved), CLASSES)
+    assert (metrics["shared_subjects"], metrics["shared_sources"]) == (1, 0)
+    train_copy = rows.index[rows["kind"] == "copy"][0]
+    leaked = rows.copy()
+    leaked.loc[train_copy, "split"] = "test"
+    metrics = split_metrics(dataclasses.replace(split, rows=leaked), CLASSES)
+    assert (metrics["shared_subjects"], metrics["shared_sources"]) == (1, 1)
+
+
+def write_inputs(folder: Path, index: pd.DataFrame) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params()))
+    (folder / "data/interim").mkdir(parents=True)
+    index.to_csv(folder / "data/interim/index.csv", index=False, lineterminator="\n")
+
+
+def test_main_writes_splits_and_metrics(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    index = make_index(DEMO)
+    write_inputs(tmp_path, index)
+    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
+        main(Path("params.yaml"))
+    assert any("ModerateDemented has 2 subject" in record.message for record in caplog.records)
+    written = Path("data/splits.csv").read_text()
+    index_lines = Path("data/interim/index.csv").read_text().splitlines()
+    assert written.splitlines()[0] == index_lines[0] + ",split"
+    kept = {line.rsplit(",", 1)[0] for line in written.splitlines()[1:]}
+    assert kept <= set(index_lines[1:])
+    assert "0.9312" in written and "\r" not in written
+    metrics = json.loads(Path("metrics/split.json").read_text())
+    assert metrics["shared_subjects"] == 0 and metrics["shared_sources"] == 0
+    assert sum(metrics["splits"][name]["images"]["total"] for name in ("train", "val", "test")) == len(kept)
+    assert len(metrics["warnings"]) == 1
+    first = Path("data/splits.csv").read_bytes()
+    main(Path("params.yaml"))
+    assert Path("data/splits.csv").read_bytes() == first
+
+
+def test_main_refuses_a_leaky_index(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    index = make_index(DEMO)
+    split = assign_splits(index, CLASSES, RATIOS, raw_params()["seed"], copies_in_train=True)
+    rows = split.rows
+    train_copy = rows.loc[rows["kind"] == "copy", "path"].iloc[0]
+    test_subject = rows.loc[rows["split"] == "test", "subject"].iloc[0]
+    index.loc[index["path"] == train_copy, "subject"] = test_subject
+    write_inputs(tmp_path, index)
+    with pytest.raises(PipelineError, match="more than one split"):
+        main(Path("params.yaml"))
+    assert not Path("data/splits.csv").exists()
+
+
+def test_main_without_index_says_to_run_dedupe(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params()))
+    with pytest.raises(PipelineError, match="dvc repro dedupe"):
+        main(Path("params.yaml"))
