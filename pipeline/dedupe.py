@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pipeline.fingerprint import Blank, fingerprint, frame_shape
@@ -20,6 +21,7 @@ from pipeline.layout import FoundFile, find_files
 from pipeline.matching import match_copies
 from pipeline.params import DedupeParams, load_params
 from pipeline.subjects import group_subjects
+from pipeline.synth import truth_path_for
 from pipeline.truth import score_against_truth
 
 INDEX_PATH = Path("data/interim/index.csv")
@@ -54,7 +56,7 @@ def main(params_path: Path) -> None:
     params = load_params(params_path)
     root = Path(params.data.archive)
     rows, report = build_index(root, params.data.classes, params.dedupe)
-    truth_path = root.parent / f"{root.name}-truth.csv"
+    truth_path = truth_path_for(root)
     if truth_path.is_file():
         report["truth"] = score_against_truth(rows, truth_path)
     write_index(INDEX_PATH, rows)
@@ -77,7 +79,7 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
         else:
             images.append(file)
     frame = frame_shape(_reference_shape(root, [file for file in images if file.kind == "original"]))
-    angles = {"copy": rotation_angles(settings), "original": np.zeros(1)}
+    angles = {"original": np.zeros(1), "copy": rotation_angles(settings)}
     jobs = [(root / file.path, frame, angles[file.kind]) for file in images]
     scans = scan_files(jobs, settings.workers)
     readable = []
@@ -86,7 +88,7 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
             rows[file.path] = _rejected(file, scan.reason)
         else:
             readable.append((file, scan))
-    kept, set_aside = _pixel_identical(readable)
+    kept, set_aside = _pixel_identical(root, readable)
     rows.update(set_aside)
     placed, report = _place(kept, settings)
     rows.update(placed)
@@ -108,19 +110,22 @@ def scan_files(jobs: list[tuple[Path, tuple[int, int], np.ndarray]], workers: in
     progress = dict(total=len(jobs), desc="dedupe: reading", unit="file")
     if processes == 1:
         return [_scan(job) for job in tqdm(jobs, **progress)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    with multiprocessing.get_context("fork").Pool(processes, initializer=threadpool_limits, initargs=(1,)) as pool:
         return list(tqdm(pool.imap(_scan, jobs, chunksize=32), **progress))
 
 
 def _scan(job: tuple[Path, tuple[int, int], np.ndarray]) -> Scan:
     path, frame, angles = job
     try:
-        pixels = read_image(path)
+        pixels = read_image(path, at_least=frame[::-1])
         print_ = fingerprint(pixels, frame, angles)
     except (InvalidImage, Blank) as error:
         return Scan(reason=str(error))
-    digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-    return Scan(digest=digest, key=print_.key, views=print_.views)
+    return Scan(digest=_digest(pixels), key=print_.key, views=print_.views)
+
+
+def _digest(pixels: np.ndarray) -> str:
+    return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 
 def _reference_shape(root: Path, originals: list[FoundFile]) -> tuple[int, int]:
@@ -130,18 +135,15 @@ def _reference_shape(root: Path, originals: list[FoundFile]) -> tuple[int, int]:
         try:
             with Image.open(root / file.path) as image:
                 sizes[image.size[::-1]] += 1
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):
             continue  # the scan pass records why it is unreadable
     return sizes.most_common(1)[0][0] if sizes else (1, 1)
 
 
-def _pixel_identical(readable: list[tuple[FoundFile, Scan]]):
+def _pixel_identical(root: Path, readable: list[tuple[FoundFile, Scan]]):
     """Keep one file of each group of pixel-identical files; conflicting labels set all aside."""
-    groups = defaultdict(list)
-    for file, scan in readable:
-        groups[scan.digest].append((file, scan))
     kept, set_aside = [], {}
-    for members in groups.values():
+    for members in _identical_groups(root, readable):
         members.sort(key=lambda member: (member[0].kind != "original", member[0].path))
         labels = sorted({file.label for file, _ in members})
         if len(labels) > 1:
@@ -154,6 +156,23 @@ def _pixel_identical(readable: list[tuple[FoundFile, Scan]]):
         for file, _ in members[1:]:
             set_aside[file.path] = _row(file, "duplicate", f"pixel-identical to {first.path}", source=first.path)
     return kept, set_aside
+
+
+def _identical_groups(root: Path, readable: list[tuple[FoundFile, Scan]]) -> list[list]:
+    """Files grouped by pixels: digests of the reduced decode group, full-resolution ones confirm."""
+    groups = defaultdict(list)
+    for file, scan in readable:
+        groups[scan.digest].append((file, scan))
+    confirmed = []
+    for members in groups.values():
+        if len(members) == 1:
+            confirmed.append(members)
+            continue
+        full = defaultdict(list)
+        for file, scan in members:
+            full[_digest(read_image(root / file.path))].append((file, scan))
+        confirmed += full.values()
+    return confirmed
 
 
 def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[dict[str, IndexRow], dict]:
@@ -182,7 +201,7 @@ def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[
             np.stack([scan.key for _, scan in copies]),
             np.stack([scan.views for _, scan in copies]),
             np.stack([scan.key for _, scan in originals]),
-            upright,
+            upright[:, None, :],
             np.array(grouping.subjects),
             settings.candidates,
         )

@@ -8,8 +8,8 @@ Subtracting the background and normalising undoes brightness, contrast and grey 
 Two things are read in that frame:
 - a key: angular Fourier magnitudes on rings around the centroid, unchanged by rotation and
   flips, to find a few candidate originals quickly;
-- views: the brain resampled on a grid at each candidate rotation, compared with a
-  candidate's upright view under each flip to score the match exactly.
+- views: the brain resampled on a grid, upright or turned by given angles; a copy's upright
+  view under each flip against an original's views at each rotation scores a match exactly.
 """
 
 from dataclasses import dataclass
@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-WORK_SIDE = 64  # longer side of the reduced frame, in pixels
-SIDE = 32  # views are SIDE x SIDE samples
+WORK_SIDE = 40  # longer side of the reduced frame, in pixels
+SIDE = 28  # views are SIDE x SIDE samples
 REACH = 2.2  # views span this many standard deviations of the silhouette each way
 RING_RADII = np.linspace(0.15, 2.1, 12)
 RING_ANGLES = np.linspace(0.0, 2.0 * np.pi, 32, endpoint=False)
@@ -53,13 +53,20 @@ def fingerprint(pixels: np.ndarray, frame: tuple[int, int], angles: np.ndarray) 
     peak = float(np.percentile(work, 99))
     if peak - background < 8:
         raise Blank("no brain found: the image is nearly uniform")
-    silhouette = ndimage.binary_fill_holes(work > background + 0.2 * (peak - background))
+    silhouette = _filled(work > background + 0.2 * (peak - background))
     points = np.argwhere(silhouette).astype(np.float64)
     if len(points) < 16:
         raise Blank("no brain found: the bright area is too small")
     centre, spread = points.mean(axis=0), np.maximum(points.std(axis=0), 0.5)
     work -= background
     return Fingerprint(key=_ring_key(work, centre, spread), views=_views(work, centre, spread, angles))
+
+
+def _filled(mask: np.ndarray) -> np.ndarray:
+    """The mask with every gap closed that lies between foreground along a row and a column."""
+    rows = np.maximum.accumulate(mask, axis=1) & np.maximum.accumulate(mask[:, ::-1], axis=1)[:, ::-1]
+    cols = np.maximum.accumulate(mask, axis=0) & np.maximum.accumulate(mask[::-1], axis=0)[::-1]
+    return rows & cols
 
 
 def _ring_key(work: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndarray:

@@ -33,13 +33,19 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not."""
+def read_image(path: Path, at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not.
+
+    With `at_least` (width, height), a JPEG may be decoded at a reduced scale no smaller than
+    that: faster, and every byte of the file is still read and checked.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 _check_header(image)
+                if at_least:
+                    image.draft("L", at_least)
                 image.load()
                 return np.asarray(image.convert("L"), dtype=np.uint8)
     except InvalidImage:

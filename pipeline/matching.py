@@ -25,11 +25,12 @@ def match_copies(
     original_subjects: np.ndarray,
     candidates: int,
 ) -> Matches:
-    """For each copy, the original whose upright view best matches any rotated, flipped view of it.
+    """For each copy, the original with the best-matching pair of views, the copy's flipped.
 
     Candidates come from a nearest-neighbour index over the rotation-invariant keys (never
-    all pairs); each is then scored exactly. `copy_views` is (n_copies, n_angles, d);
-    `original_views` is (n_originals, d), upright.
+    all pairs); each is then scored exactly. `copy_views` is (n_copies, n_copy_angles, d) and
+    `original_views` (n_originals, n_original_angles, d): the rotations tried are split
+    between the two sides.
     """
     k = min(candidates, len(original_keys))
     index = NearestNeighbors(n_neighbors=k).fit(original_keys)
@@ -37,8 +38,8 @@ def match_copies(
     source, score, margin = (np.empty(len(copy_keys)) for _ in range(3))
     for start in range(0, len(copy_keys), BATCH):
         rows = slice(start, start + BATCH)
-        variants = flipped(copy_views[rows])  # (batch, 4 * n_angles, d)
-        scores = np.einsum("bvd,bkd->bkv", variants, original_views[nearest[rows]]).max(axis=2)
+        variants = flipped(copy_views[rows])  # (batch, 4 * n_copy_angles, d)
+        scores = np.einsum("bvd,bkad->bkva", variants, original_views[nearest[rows]]).max(axis=(2, 3))
         best = scores.argmax(axis=1)
         batch = np.arange(len(best))
         subjects = original_subjects[nearest[rows]]

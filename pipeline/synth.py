@@ -1,7 +1,6 @@
 """Stage `synth`: a demo archive laid out like Kaggle's, with its ground truth beside it."""
 
 import csv
-import io
 import logging
 import shutil
 import uuid
@@ -14,8 +13,9 @@ from tqdm import tqdm
 
 from pipeline.anatomy import atrophy_range, load_template, subject_slices
 from pipeline.layout import ORIGINAL_PREFIXES, archive_folders
-from pipeline.params import Params, SynthParams, load_params
+from pipeline.params import SynthParams, load_params
 
+DEMO_ARCHIVE = Path("data/raw/demo")
 TRUTH_COLUMNS = ("path", "kind", "label", "source", "subject")
 COPY_SIZES = ((180, 180), (200, 190))  # (width, height), as in Kaggle's augmented set
 log = logging.getLogger(__name__)
@@ -32,11 +32,15 @@ class TruthRow:
 
 def main(params_path: Path) -> None:
     params = load_params(params_path)
-    archive = Path(params.data.archive)
-    truth = write_archive(archive, params.data.classes, params.synth)
-    truth_path = archive.parent / f"{archive.name}-truth.csv"
+    truth = write_archive(DEMO_ARCHIVE, params.data.classes, params.synth)
+    truth_path = truth_path_for(DEMO_ARCHIVE)
     write_truth(truth_path, truth)
-    log.info("wrote %d files to %s and their ground truth to %s", len(truth), archive, truth_path)
+    log.info("wrote %d files to %s and their ground truth to %s", len(truth), DEMO_ARCHIVE, truth_path)
+
+
+def truth_path_for(archive: Path) -> Path:
+    """Where an archive's ground truth sits: beside it, never inside."""
+    return archive.parent / f"{archive.name}-truth.csv"
 
 
 def write_archive(root: Path, classes: tuple[str, ...], synth: SynthParams) -> list[TruthRow]:

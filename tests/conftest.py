@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline.params import Params, parse_params
-from pipeline.synth import write_archive, write_truth
+from pipeline.synth import truth_path_for, write_archive, write_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SYNTH = {
@@ -16,6 +16,7 @@ TINY_SYNTH = {
     "copies_per_class": 30,
     "duplicates": 3,
 }
+TINY_DEDUPE = {"slices_per_subject": 8}
 
 
 def raw_params(**sections) -> dict:
@@ -31,7 +32,7 @@ def raw_params(**sections) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_params() -> Params:
-    return parse_params(raw_params(synth=TINY_SYNTH, image_size=32))
+    return parse_params(raw_params(synth=TINY_SYNTH, dedupe=TINY_DEDUPE, image_size=32))
 
 
 @pytest.fixture(scope="session")
@@ -39,5 +40,5 @@ def tiny_archive(tmp_path_factory, tiny_params) -> Path:
     """A small v1 archive with its truth file beside it (`<archive>-truth.csv`)."""
     root = tmp_path_factory.mktemp("raw") / "demo"
     truth = write_archive(root, tiny_params.data.classes, tiny_params.synth)
-    write_truth(root.parent / "demo-truth.csv", truth)
+    write_truth(truth_path_for(root), truth)
     return root

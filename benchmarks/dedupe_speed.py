@@ -1,0 +1,66 @@
+"""Dedupe time against the time to merely decode every image once, at two archive sizes.
+
+    python benchmarks/dedupe_speed.py [--scale 4] [--workdir /tmp/dedupe-bench]
+
+Builds the demo archive from params.yaml and one `--scale` times larger (subjects and copies
+scaled), then for each: decodes every image once with the same worker count dedupe uses
+(the baseline), and times `build_index`. Prints a markdown table for BENCHMARKS.md.
+"""
+
+import argparse
+import multiprocessing
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.dedupe import build_index
+from pipeline.layout import find_files
+from pipeline.params import load_params
+from pipeline.synth import write_archive
+
+
+def decode(path: Path) -> int:
+    """Fully decode one file, as the baseline's unit of work."""
+    with Image.open(path) as image:
+        return int(np.asarray(image).shape[0])
+
+
+def decode_all(root: Path, classes: tuple[str, ...], workers: int) -> float:
+    paths = [root / file.path for file in find_files(root, classes)[0]]
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(decode, paths, chunksize=32)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedupe-bench"))
+    args = parser.parse_args()
+    params = load_params()
+    workers = params.dedupe.workers or os.cpu_count() or 1
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; workers: {workers}\n")
+    print("| archive | files | decode only (s) | dedupe (s) | dedupe / decode |")
+    print("|---|---:|---:|---:|---:|")
+    for scale in (1, args.scale):
+        subjects = tuple((label, count * scale) for label, count in params.synth.subjects)
+        synth = replace(params.synth, subjects=subjects, copies_per_class=params.synth.copies_per_class * scale)
+        root = args.workdir / f"x{scale}"
+        if not root.is_dir():
+            write_archive(root, params.data.classes, synth)
+        decode_seconds = decode_all(root, params.data.classes, workers)
+        start = time.perf_counter()
+        rows, _ = build_index(root, params.data.classes, params.dedupe)
+        dedupe_seconds = time.perf_counter() - start
+        ratio = dedupe_seconds / decode_seconds
+        print(f"| demo x{scale} | {len(rows)} | {decode_seconds:.2f} | {dedupe_seconds:.2f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

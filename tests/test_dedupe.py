@@ -1,0 +1,192 @@
+"""The dedupe stage: accounting for every file, tracing copies, grouping subjects."""
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.__main__ import main as cli
+from pipeline.dedupe import build_index, write_index
+from pipeline.errors import PipelineError
+from pipeline.params import parse_params
+from pipeline.synth import truth_path_for, write_archive, write_truth
+from pipeline.truth import score_against_truth
+from tests.bad_files import plant_bad_files
+from tests.conftest import raw_params
+from tests.other_generator import rewrite_copies
+
+ACCURACY_SYNTH = {
+    "subjects": {"NonDemented": 4, "VeryMildDemented": 4, "MildDemented": 3, "ModerateDemented": 2},
+    "slices": 16,
+    "copies_per_class": 100,
+    "duplicates": 4,
+}
+
+
+def files_on_disk(root: Path) -> set[str]:
+    return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
+
+
+@pytest.fixture(scope="module")
+def accuracy_params():
+    return parse_params(raw_params(synth=ACCURACY_SYNTH, dedupe={"slices_per_subject": 16}))
+
+
+@pytest.fixture(scope="module")
+def accuracy_archive(tmp_path_factory, accuracy_params) -> Path:
+    root = tmp_path_factory.mktemp("accuracy") / "demo"
+    write_truth(truth_path_for(root), write_archive(root, accuracy_params.data.classes, accuracy_params.synth))
+    return root
+
+
+def copy_archive(root: Path, destination: Path) -> Path:
+    target = destination / root.name
+    shutil.copytree(root, target)
+    shutil.copy(truth_path_for(root), truth_path_for(target))
+    return target
+
+
+def assert_judged_figures(root: Path, params) -> dict:
+    rows, _ = build_index(root, params.data.classes, params.dedupe)
+    scores = score_against_truth(rows, truth_path_for(root))
+    assert scores["copy_subject_accuracy"] >= 0.995, scores
+    assert scores["copy_source_accuracy"] >= 0.97, scores
+    assert scores["orphan_rate"] <= 0.02, scores
+    assert scores["true_subjects_split"] == 0, scores
+    return scores
+
+
+def test_traces_copies_of_the_synth_generator(accuracy_archive, accuracy_params):
+    scores = assert_judged_figures(accuracy_archive, accuracy_params)
+    assert scores["found_subjects_mixed"] == 0, scores
+
+
+def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params, tmp_path):
+    root = copy_archive(accuracy_archive, tmp_path)
+    rewrite_copies(root, truth_path_for(root), seed=11)
+    assert_judged_figures(root, accuracy_params)
+
+
+def test_every_file_has_exactly_one_row(tiny_archive, tiny_params):
+    rows, report = build_index(tiny_archive, tiny_params.data.classes, tiny_params.dedupe)
+    assert [row.path for row in rows] == sorted(files_on_disk(tiny_archive))
+    assert report["files"]["used"] + report["files"]["set_aside"] == report["files"]["found"] == len(rows)
+
+
+def test_pixel_identical_copies_are_duplicates_of_one_kept_file(tiny_archive, tiny_params):
+    rows, _ = build_index(tiny_archive, tiny_params.data.classes, tiny_params.dedupe)
+    by_path = {row.path: row for row in rows}
+    duplicates = [row for row in rows if row.status == "duplicate"]
+    assert len(duplicates) == tiny_params.synth.duplicates
+    for row in duplicates:
+        kept = by_path[row.reason.removeprefix("pixel-identical to ")]
+        assert kept.status == "ok" and (row.source, row.subject) == (kept.source, kept.subject)
+
+
+def test_bad_files_are_rejected_with_reasons_and_counted(tiny_archive, tiny_params, tmp_path):
+    root = copy_archive(tiny_archive, tmp_path)
+    class_dir = root / "OriginalDataset" / "MildDemented"
+    expected = plant_bad_files(class_dir)
+    (root / "OriginalDataset" / "EmptyFolder" / "MildDemented").mkdir(parents=True)
+    (root / "README.txt").write_text("archive notes\n")
+    rows, report = build_index(root, tiny_params.data.classes, tiny_params.dedupe)
+    by_path = {row.path: row for row in rows}
+    for name, word in expected.items():
+        row = by_path[f"OriginalDataset/MildDemented/{name}"]
+        assert row.status == "rejected" and word in row.reason, row
+    assert by_path["README.txt"].status == "rejected" and "class folder" in by_path["README.txt"].reason
+    assert report["empty_class_folders"] == ["OriginalDataset/EmptyFolder/MildDemented"]
+    assert sorted(by_path) == sorted(files_on_disk(root))
+    assert sum(report["status"]["rejected"].values()) == len(expected) + 1
+
+
+def test_same_pixels_under_two_labels_is_a_conflict(tiny_archive, tiny_params, tmp_path):
+    root = copy_archive(tiny_archive, tmp_path)
+    original = sorted((root / "OriginalDataset" / "NonDemented").iterdir())[0]
+    planted = root / "OriginalDataset" / "MildDemented" / "planted.jpg"
+    shutil.copy(original, planted)
+    rows, _ = build_index(root, tiny_params.data.classes, tiny_params.dedupe)
+    by_path = {row.path: row for row in rows}
+    for path in (original.relative_to(root).as_posix(), "OriginalDataset/MildDemented/planted.jpg"):
+        assert by_path[path].status == "conflict" and "another label" in by_path[path].reason
+
+
+@pytest.mark.parametrize("layout", ["v2", "4-class", "plain"])
+def test_reads_every_layout(tiny_archive, tiny_params, tmp_path, layout):
+    root = tmp_path / "archive"
+    for source in files_on_disk(tiny_archive):
+        kind = "original" if source.startswith("OriginalDataset") else "copy"
+        label, name = Path(source).parts[-2:]
+        folder = {
+            "v2": {"original": f"nested/data/val/{label}", "copy": f"nested/data/train/{label}"},
+            "4-class": {"original": f"train/{label}", "copy": None},
+            "plain": {"original": label, "copy": label},
+        }[layout][kind]
+        if folder:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(tiny_archive / source, root / folder / name)
+    rows, report = build_index(root, tiny_params.data.classes, tiny_params.dedupe)
+    assert set(report["layouts"]) == {layout}
+    kinds = {row.kind for row in rows}
+    assert kinds == ({"original"} if layout == "4-class" else {"original", "copy"})
+    assert all(row.status in {"ok", "duplicate", "orphan"} for row in rows)
+    assert report["subjects"] == {label: n for label, n in tiny_params.synth.subjects}
+
+
+def test_name_rule_refuted_by_pixels_falls_back_without_splitting_subjects(tiny_archive, tiny_params, tmp_path):
+    root = copy_archive(tiny_archive, tmp_path)
+    folder = "OriginalDataset/NonDemented"
+    names = sorted(path.name for path in (root / folder).iterdir())
+    renamed = {f"{folder}/{old}": f"{folder}/{new}" for old, new in zip(names, np.random.default_rng(0).permutation(names))}
+    for old in renamed:
+        (root / old).rename(root / f"{old}.tmp")
+    for old, new in renamed.items():
+        (root / f"{old}.tmp").rename(root / new)
+    truth = pd.read_csv(truth_path_for(root), dtype=str)
+    truth[["path", "source"]] = truth[["path", "source"]].replace(renamed)
+    truth.to_csv(truth_path_for(root), index=False)
+    rows, report = build_index(root, tiny_params.data.classes, tiny_params.dedupe)
+    assert report["subject_rules"]["NonDemented"]["rule"] == "pixels"
+    assert "rejected" in report["subject_rules"]["NonDemented"]["note"]
+    assert score_against_truth(rows, truth_path_for(root))["true_subjects_split"] == 0
+
+
+def test_index_is_byte_identical_across_runs(tiny_archive, tiny_params, tmp_path):
+    for name in ("first.csv", "second.csv"):
+        write_index(tmp_path / name, build_index(tiny_archive, tiny_params.data.classes, tiny_params.dedupe)[0])
+    assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "second.csv").read_bytes()
+
+
+def test_serial_and_parallel_scans_agree(tiny_archive, tiny_params):
+    serial = replace(tiny_params.dedupe, workers=1)
+    parallel = replace(tiny_params.dedupe, workers=2)
+    classes = tiny_params.data.classes
+    assert build_index(tiny_archive, classes, serial)[0] == build_index(tiny_archive, classes, parallel)[0]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "no-class-folder"])
+def test_unusable_archive_stops_with_one_line(tmp_path, make):
+    root = tmp_path / "archive"
+    if make != "missing":
+        root.mkdir()
+    if make == "no-class-folder":
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "scan.jpg")
+    with pytest.raises(PipelineError) as error:
+        build_index(root, ("NonDemented", "MildDemented"), parse_params(raw_params()).dedupe)
+    message = str(error.value)
+    assert str(root) in message and "OriginalDataset" in message and "\n" not in message
+
+
+def test_cli_prints_one_error_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw_params(data={"archive": str(tmp_path / "nowhere")})))
+    assert cli(["dedupe", "--params", str(params)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.archive") and "nowhere" in err[0]
