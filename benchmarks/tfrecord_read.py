@@ -1,0 +1,106 @@
+"""Size and read speed of TFRecords per stored encoding (png, jpeg, raw) and image size.
+
+Writes the same scans with each encoding through the preprocess stage's own writer, then
+reads them back through `make_dataset` as training does (shuffled, 3 channels) and prints
+a markdown table. The scans are synthetic brain slices, originals and augmented copies
+(or the image files of --archive).
+"""
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from pipeline.anatomy import load_template, subject_slices
+from pipeline.images import is_image_name
+from pipeline.params import ENCODINGS
+from pipeline.preprocess import Row, load_image, write_tfrecords
+from pipeline.synth import augment
+from pipeline.tfrecords import make_dataset
+
+LABEL = "scan"
+WARM_UP_BATCHES = 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archive", type=Path, help="read this folder's image files instead of synthesizing")
+    parser.add_argument("--images", type=int, default=256, help="how many scans (default 256)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224], help="image sizes (default 64 224)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--read", type=int, default=2048, help="images per timed read, after warm-up (default 2048)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed reads per cell; the median counts (default 3)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.archive or _synthesize(Path(tmp) / "archive", args.images)
+        rows = _rows(root, args.images)
+        print(f"{len(rows)} scans from {root}; batch size {args.batch_size}; "
+              f"read images/s: median of {args.repeats} reads of {args.read} images\n")
+        print("| size | encoding | KiB/image | write images/s | read images/s | mean abs error |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for size in args.sizes:
+            expected = np.stack([load_image(root / row.path, size) for row in rows]).astype(np.float32)
+            for encoding in ENCODINGS:
+                out = Path(tmp) / f"{size}-{encoding}"
+                start = time.perf_counter()
+                write_tfrecords(rows, root, out, (LABEL,), size, encoding, shard_size=64)
+                write_rate = len(rows) / (time.perf_counter() - start)
+                kib = sum(path.stat().st_size for path in out.glob("*.tfrecord")) / len(rows) / 1024
+                read_rate = _read_rate(out, args.batch_size, args.read, args.repeats)
+                error = _mean_abs_error(out, expected)
+                print(f"| {size} | {encoding} | {kib:.1f} | {write_rate:.0f} | {read_rate:.0f} | {error:.2f} |")
+
+
+def _synthesize(root: Path, count: int) -> Path:
+    """Half originals (slices of synthetic subjects), half augmented copies of them, as PNG files."""
+    rng = np.random.default_rng(0)
+    template = load_template()
+    originals = []
+    while len(originals) < -(-count // 2):
+        originals += list(subject_slices(template, rng.uniform(0, 1), 32, rng))
+    originals = originals[: -(-count // 2)]
+    copies = [np.asarray(augment(Image.fromarray(pixels), rng).convert("L")) for pixels in originals]
+    root.mkdir(parents=True)
+    for number, pixels in enumerate((originals + copies)[:count]):
+        Image.fromarray(pixels).save(root / f"{number:05d}.png")
+    return root
+
+
+def _rows(root: Path, count: int) -> list[Row]:
+    """Up to `count` image files under `root`, evenly spread, as train rows of one class."""
+    paths = sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if is_image_name(path))
+    paths = paths[:: max(1, len(paths) // count)][:count]
+    return [Row(path, LABEL, "train", path, path, "original") for path in paths]
+
+
+def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int) -> float:
+    """Median images/s through make_dataset as training reads, after a few warm-up batches."""
+    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=3, repeat=True)
+    batches = iter(dataset)
+    for _ in range(WARM_UP_BATCHES):
+        next(batches)
+    n_batches = -(-n_images // batch_size)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in itertools.islice(batches, n_batches):
+            pass
+        rates.append(n_batches * batch_size / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def _mean_abs_error(out: Path, expected: np.ndarray) -> float:
+    """Mean absolute pixel difference between what was read back and the resized scans."""
+    images = np.concatenate([images[..., 0] for images, _ in make_dataset(out, "train", 64, channels=1)])
+    return float(np.abs(images - expected).mean())
+
+
+if __name__ == "__main__":
+    main()
