@@ -27,6 +27,8 @@ import pandas as pd
 from pipeline.dedupe import INDEX_COLUMNS, INDEX_PATH
 from pipeline.errors import PipelineError
 from pipeline.params import SPLITS, load_params
+from pipeline.synth import truth_path_for
+from pipeline.truth import subjects_across_splits
 
 SPLITS_PATH = Path("data/splits.csv")
 METRICS_PATH = Path("metrics/split.json")
@@ -47,6 +49,9 @@ def main(params_path: Path) -> None:
     for warning in split.warnings:
         log.warning(warning)
     metrics = split_metrics(split, params.data.classes)
+    truth_path = truth_path_for(Path(params.data.archive))
+    if truth_path.is_file():
+        metrics["truth"] = subjects_across_splits(dict(zip(split.rows["path"], split.rows["split"])), truth_path)
     if metrics["shared_subjects"] or metrics["shared_sources"]:
         raise PipelineError(
             f"{INDEX_PATH}: {metrics['shared_subjects']} subjects and {metrics['shared_sources']} sources would "

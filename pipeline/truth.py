@@ -25,6 +25,19 @@ def score_against_truth(rows, truth_path: Path) -> dict:
     }
 
 
+def subjects_across_splits(split_paths: dict[str, str], truth_path: Path) -> dict:
+    """How many true subjects have files in more than one split (must be 0)."""
+    truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
+    splits_by_subject = defaultdict(set)
+    for path, subject in zip(truth["path"], truth["subject"]):
+        if path in split_paths:
+            splits_by_subject[subject].add(split_paths[path])
+    return {
+        "true_subjects": len(splits_by_subject),
+        "true_subjects_in_several_splits": sum(len(splits) > 1 for splits in splits_by_subject.values()),
+    }
+
+
 def _grouping(rows, truth_subject: dict[str, str]) -> dict:
     """How the originals' subjects compare with the true subjects."""
     found_by_true, true_by_found = defaultdict(set), defaultdict(set)
