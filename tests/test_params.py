@@ -1,0 +1,60 @@
+"""params.yaml validation: a wrong value fails at load time with its key named."""
+
+import pytest
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.params import load_params, parse_params
+from tests.conftest import ROOT, raw_params
+
+
+def test_committed_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.archive == "data/raw/demo" and params.weights == "none"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"image_size": "big"}, "image_size"),
+        ({"image_size": 8}, "image_size"),
+        ({"lr": 0}, "lr"),
+        ({"lr": True}, "lr"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"backbones": []}, "backbones"),
+        ({"seed": -1}, "seed"),
+        ({"synth": {"layout": "v3"}}, "synth.layout"),
+        ({"synth": {"subjects": {"NonDemented": 0, "VeryMildDemented": 1, "MildDemented": 1, "ModerateDemented": 1}}},
+         "synth.subjects.NonDemented"),
+        ({"dedupe": {"min_score": 1.5}}, "dedupe.min_score"),
+        ({"dedupe": {"rotation_step": 0}}, "dedupe.rotation_step"),
+        ({"split": {"ratios": {"train": 0.7, "val": 0.2, "test": 0.2}}}, "split.ratios"),
+        ({"split": {"copies_in_train": "yes"}}, "split.copies_in_train"),
+        ({"preprocess": {"encoding": "gif"}}, "preprocess.encoding"),
+        ({"data": {"classes": ["OnlyOne"]}}, "data.classes"),
+    ],
+)
+def test_wrong_value_names_the_key(overrides, key):
+    with pytest.raises(PipelineError, match=rf"params: {key} = "):
+        parse_params(raw_params(**overrides))
+
+
+def test_missing_and_unknown_keys_are_named():
+    raw = raw_params()
+    del raw["dedupe"]["candidates"]
+    with pytest.raises(PipelineError, match="dedupe.candidates is missing"):
+        parse_params(raw)
+    with pytest.raises(PipelineError, match="unknown key split.ratio\\b"):
+        parse_params(raw_params(split={"ratio": 0.5}))
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    with pytest.raises(PipelineError, match="not found"):
+        load_params(path)
+    path.write_text("seed: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        load_params(path)
+    path.write_text(yaml.safe_dump(["a", "list"]))
+    with pytest.raises(PipelineError, match="must be a mapping"):
+        load_params(path)

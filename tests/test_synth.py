@@ -1,0 +1,65 @@
+"""The demo archive: Kaggle's formats and names, truth beside it, deterministic for a seed."""
+
+import hashlib
+import re
+from dataclasses import replace
+
+import pandas as pd
+from PIL import Image
+
+from pipeline.layout import UUID_NAME
+from pipeline.synth import truth_path_for, write_archive
+
+
+def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
+    truth = pd.read_csv(truth_path_for(tiny_archive))
+    for row in truth.itertuples():
+        with Image.open(tiny_archive / row.path) as image:
+            if row.kind == "original":
+                assert (image.format, image.mode, image.size) == ("JPEG", "L", (176, 208))
+                assert re.fullmatch(r"(nonDem|verymildDem|mildDem|moderateDem)\d+\.jpg", row.path.split("/")[-1])
+                assert row.path.startswith("OriginalDataset/")
+            else:
+                assert (image.format, image.mode) == ("JPEG", "RGB") and image.size in {(180, 180), (200, 190)}
+                assert UUID_NAME.match(row.path.split("/")[-1].removesuffix(".jpg"))
+                assert row.path.startswith("AugmentedAlzheimerDataset/")
+
+
+def test_truth_sits_beside_the_archive_and_covers_every_file(tiny_archive):
+    truth = pd.read_csv(truth_path_for(tiny_archive))
+    on_disk = sorted(path.relative_to(tiny_archive).as_posix() for path in tiny_archive.rglob("*") if path.is_file())
+    assert sorted(truth["path"]) == on_disk
+    assert truth_path_for(tiny_archive).parent == tiny_archive.parent
+
+
+def test_slice_major_names_encode_the_subject(tiny_archive, tiny_params):
+    truth = pd.read_csv(truth_path_for(tiny_archive))
+    originals = truth[truth["kind"] == "original"]
+    for label, n_subjects in tiny_params.synth.subjects:
+        rows = originals[originals["label"] == label]
+        numbers = rows["path"].str.extract(r"(\d+)\.jpg$")[0].astype(int)
+        subjects = rows["subject"].str.extract(r"(\d+)$")[0].astype(int)
+        assert (numbers % n_subjects == subjects).all()
+        assert len(rows) == n_subjects * tiny_params.synth.slices
+
+
+def test_duplicates_are_byte_identical_copies(tiny_archive, tiny_params):
+    truth = pd.read_csv(truth_path_for(tiny_archive))
+    digests = [hashlib.sha1((tiny_archive / path).read_bytes()).hexdigest() for path in truth["path"]]
+    assert len(digests) - len(set(digests)) == tiny_params.synth.duplicates
+
+
+def test_deterministic_for_a_seed_and_layout_v2(tmp_path, tiny_params):
+    synth = replace(tiny_params.synth, subjects=(("NonDemented", 1), ("MildDemented", 1)), slices=2,
+                    copies_per_class=3, duplicates=1)
+    classes = ("NonDemented", "MildDemented")
+    first = write_archive(tmp_path / "a", classes, synth)
+    again = write_archive(tmp_path / "b", classes, synth)
+    assert first == again
+    for row in first:
+        assert (tmp_path / "a" / row.path).read_bytes() == (tmp_path / "b" / row.path).read_bytes()
+    other = write_archive(tmp_path / "c", classes, replace(synth, seed=synth.seed + 1))
+    assert [row.path for row in other] != [row.path for row in first]
+    v2 = write_archive(tmp_path / "d", classes, replace(synth, layout="v2"))
+    assert {row.path.split("/")[1] for row in v2} == {"val", "train"}
+    assert all(row.path.startswith("data/val/") == (row.kind == "original") for row in v2)
