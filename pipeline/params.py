@@ -11,7 +11,8 @@ from pipeline.errors import PipelineError
 LAYOUTS = ("v1", "v2")
 SPLITS = ("train", "val", "test")
 ENCODINGS = ("png", "jpeg", "raw")
-WEIGHT_CHOICES = ("imagenet", "none")
+CLASS_WEIGHTS = ("balanced", "none")
+SWITCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,40 @@ class PreprocessParams:
 
 
 @dataclass(frozen=True)
+class HeadParams:
+    units: tuple[int, ...]  # dense layers before the softmax
+    dropout: float
+    l2: float
+    class_weight: str  # 'balanced' or 'none'
+    patience: int  # epochs without a better val loss before stopping
+
+
+@dataclass(frozen=True)
+class FineTuneParams:
+    unfreeze: float  # share of the base's layers unfrozen from the top; -1: the backbone's default
+    patience: int
+    mixed_precision: str  # 'auto' (on a GPU), 'on' or 'off'
+    xla: bool
+    max_train_images: int  # images per fine-tuning epoch (0: all), to bound CPU time
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    views: int  # augmented views per train image in the cached features (besides the image itself)
+    flip: bool
+    rotation: float  # degrees either way
+    zoom: float  # share either way
+    contrast: float
+    brightness: float
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    bootstrap: int  # subject-bootstrap resamples for the 95% intervals
+    latency_runs: int  # timed batches per latency figure
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     backbones: tuple[str, ...]
@@ -69,6 +104,10 @@ class Params:
     dedupe: DedupeParams
     split: SplitParams
     preprocess: PreprocessParams
+    head: HeadParams
+    fine_tune: FineTuneParams
+    augment: AugmentParams
+    evaluate: EvaluateParams
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -101,6 +140,10 @@ def parse_params(raw: Any) -> Params:
         dedupe=_dedupe(root.section("dedupe")),
         split=_split(root.section("split")),
         preprocess=_preprocess(root.section("preprocess")),
+        head=_head(root.section("head")),
+        fine_tune=_fine_tune(root.section("fine_tune")),
+        augment=_augment(root.section("augment")),
+        evaluate=_evaluate(root.section("evaluate")),
     )
     root.reject_unknown(Params)
     return params
@@ -161,6 +204,55 @@ def _preprocess(section: "_Section") -> PreprocessParams:
         shard_size=section.integer("shard_size", low=1),
     )
     section.reject_unknown(PreprocessParams)
+    return params
+
+
+def _head(section: "_Section") -> HeadParams:
+    params = HeadParams(
+        units=section.sizes("units"),
+        dropout=section.number("dropout", low=0.0, high=0.95),
+        l2=section.number("l2", low=0.0, high=1.0),
+        class_weight=section.choice("class_weight", CLASS_WEIGHTS),
+        patience=section.integer("patience", low=1),
+    )
+    section.reject_unknown(HeadParams)
+    return params
+
+
+def _fine_tune(section: "_Section") -> FineTuneParams:
+    unfreeze = section.get("unfreeze")
+    if unfreeze != -1:
+        unfreeze = section.number("unfreeze", low=0.0, high=1.0)
+    params = FineTuneParams(
+        unfreeze=float(unfreeze),
+        patience=section.integer("patience", low=1),
+        mixed_precision=section.choice("mixed_precision", SWITCHES),
+        xla=section.flag("xla"),
+        max_train_images=section.integer("max_train_images", low=0),
+    )
+    section.reject_unknown(FineTuneParams)
+    return params
+
+
+def _augment(section: "_Section") -> AugmentParams:
+    params = AugmentParams(
+        views=section.integer("views", low=0, high=16),
+        flip=section.flag("flip"),
+        rotation=section.number("rotation", low=0.0, high=180.0),
+        zoom=section.number("zoom", low=0.0, high=0.9),
+        contrast=section.number("contrast", low=0.0, high=0.9),
+        brightness=section.number("brightness", low=0.0, high=0.9),
+    )
+    section.reject_unknown(AugmentParams)
+    return params
+
+
+def _evaluate(section: "_Section") -> EvaluateParams:
+    params = EvaluateParams(
+        bootstrap=section.integer("bootstrap", low=10),
+        latency_runs=section.integer("latency_runs", low=1),
+    )
+    section.reject_unknown(EvaluateParams)
     return params
 
 
@@ -231,6 +323,13 @@ class _Section:
         ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
         if not ok or len(set(value)) != len(value):
             self.fail(key, value, "a non-empty list of distinct names")
+        return tuple(value)
+
+    def sizes(self, key: str) -> tuple[int, ...]:
+        value = self.get(key)
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        if not ok:
+            self.fail(key, value, "a list of positive integers (may be empty)")
         return tuple(value)
 
     def counts(self, key: str, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
