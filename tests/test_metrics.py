@@ -1,0 +1,143 @@
+"""Metrics against hand-computed cases and sklearn; subject aggregation; the subject bootstrap."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+from pipeline.metrics import (
+    class_roc_auc,
+    confusion,
+    expected_calibration_error,
+    headline_metrics,
+    majority_balanced_accuracy,
+    per_class_metrics,
+    roc_curves,
+    subject_bootstrap,
+    subject_level,
+)
+
+CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
+
+
+def one_hot_ish(predicted: list[int], confidence: float = 0.7, n_classes: int = 4) -> np.ndarray:
+    """Probabilities with `confidence` on each predicted class and the rest shared evenly."""
+    probabilities = np.full((len(predicted), n_classes), (1 - confidence) / (n_classes - 1))
+    probabilities[np.arange(len(predicted)), predicted] = confidence
+    return probabilities
+
+
+def synthetic(n_subjects: int, slices: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, noisy-but-informative probabilities and subject ids; each subject's slices share its label."""
+    rng = np.random.default_rng(seed)
+    subject_labels = np.arange(n_subjects) % 4
+    labels = np.repeat(subject_labels, slices)
+    logits = rng.normal(size=(len(labels), 4)) + 1.5 * np.eye(4)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return labels, probabilities, np.repeat([f"s{i}" for i in range(n_subjects)], slices)
+
+
+def test_hand_built_confusion_and_per_class():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 3])
+    predicted = [0, 0, 1, 1, 2, 2, 2, 0]
+    probabilities = one_hot_ish(predicted)
+    assert confusion(labels, probabilities) == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 2, 0], [1, 0, 0, 0]]
+    per_class = per_class_metrics(labels, probabilities, CLASSES)
+    assert per_class["NonDemented"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3, "roc_auc": 11 / 15})
+    assert per_class["MildDemented"]["precision"] == pytest.approx(2 / 3) and per_class["MildDemented"]["recall"] == 1
+    assert per_class["ModerateDemented"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 1, "roc_auc": 0.5}
+    scores = headline_metrics(labels, probabilities)
+    assert scores["accuracy"] == pytest.approx(5 / 8)
+    assert scores["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1 + 0) / 4)
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0.8 + 0) / 4)
+
+
+def test_qwk_is_sklearns_quadratic_kappa_and_weighs_distance():
+    labels, probabilities, _ = synthetic(12)
+    expected = cohen_kappa_score(labels, probabilities.argmax(axis=1), weights="quadratic")
+    assert headline_metrics(labels, probabilities)["qwk"] == pytest.approx(expected)
+    near = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([1, 1, 2, 3]))["qwk"]
+    far = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([3, 1, 2, 3]))["qwk"]
+    assert near > far
+
+
+def test_roc_auc_is_sklearns_macro_one_vs_rest():
+    labels, probabilities, _ = synthetic(12)
+    expected = roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
+    assert headline_metrics(labels, probabilities)["roc_auc_ovr"] == pytest.approx(expected)
+
+
+def test_an_absent_class_is_left_out_not_guessed():
+    labels, probabilities, _ = synthetic(12)
+    kept = labels != 3
+    labels, probabilities = labels[kept], probabilities[kept]
+    auc = class_roc_auc(labels, probabilities)
+    assert np.isnan(auc[3])
+    assert auc[:3] == pytest.approx([roc_auc_score(labels == c, probabilities[:, c]) for c in range(3)])
+    scores = headline_metrics(labels, probabilities)
+    assert scores["roc_auc_ovr"] == pytest.approx(auc[:3].mean())
+    assert all(value is not None and np.isfinite(value) for value in scores.values())
+    assert per_class_metrics(labels, probabilities, CLASSES)["ModerateDemented"]["recall"] is None
+    assert set(roc_curves(labels, probabilities, CLASSES)["class"]) == set(CLASSES[:3])
+    only_one = headline_metrics(np.zeros(4, int), one_hot_ish([0, 1, 0, 0]))
+    assert only_one["roc_auc_ovr"] is None
+
+
+def test_ece_hand_case():
+    # Confidences 0.9, 0.9 (one right: gap 0.4) and 0.7, 0.7 (both right: gap 0.3), each half of the images.
+    probabilities = np.array([[0.9, 0.1, 0, 0], [0.9, 0.1, 0, 0], [0.1, 0.7, 0.2, 0], [0.1, 0.7, 0.2, 0]])
+    labels = np.array([0, 1, 1, 1])
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
+    # Within one bin the gaps average before the absolute value: 0.9 right and 0.9 wrong -> |0.5 - 0.9|.
+    assert expected_calibration_error(labels[:2], probabilities[:2]) == pytest.approx(0.4)
+
+
+def test_roc_curves_are_sklearns_per_class():
+    labels, probabilities, _ = synthetic(8)
+    curves = roc_curves(labels, probabilities, CLASSES)
+    assert list(curves.columns) == ["class", "fpr", "tpr"]
+    for index, name in enumerate(CLASSES):
+        curve = curves[curves["class"] == name]
+        area = np.trapezoid(curve["tpr"], curve["fpr"])
+        assert area == pytest.approx(roc_auc_score(labels == index, probabilities[:, index]))
+
+
+def test_subject_level_averages_probabilities_and_takes_the_common_label():
+    subjects = np.array(["b", "a", "b", "a", "a"])
+    labels = np.array([2, 1, 2, 1, 3])
+    probabilities = np.array([[0.1, 0.2, 0.7, 0.0], [0.5, 0.5, 0, 0], [0.3, 0.0, 0.7, 0.0], [0.1, 0.9, 0, 0],
+                              [0.0, 0.1, 0.0, 0.9]])
+    names, subject_labels, mean = subject_level(subjects, labels, probabilities)
+    assert names.tolist() == ["a", "b"] and subject_labels.tolist() == [1, 2]
+    np.testing.assert_allclose(mean, [[0.2, 0.5, 0.0, 0.3], [0.2, 0.1, 0.7, 0.0]])
+
+
+def test_majority_balanced_accuracy_is_one_over_the_classes_present():
+    assert majority_balanced_accuracy(np.array([0, 0, 0, 1, 2, 3])) == pytest.approx(0.25)
+    assert majority_balanced_accuracy(np.array([1, 1, 2])) == pytest.approx(0.5)
+
+
+def test_bootstrap_covers_the_estimate_is_seeded_and_narrows_with_subjects():
+    labels, probabilities, subjects = synthetic(16)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 100, seed=3)
+    point = headline_metrics(labels, probabilities)
+    assert 90 <= used <= 100
+    for name, interval in intervals.items():
+        assert interval["low"] <= point[name] <= interval["high"], name
+    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=3) == (intervals, used)
+    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=4)[0] != intervals
+    many = subject_bootstrap(*synthetic(160), 100, seed=3)[0]
+    for name in intervals:
+        width = intervals[name]["high"] - intervals[name]["low"]
+        assert many[name]["high"] - many[name]["low"] < width, name
+
+
+def test_bootstrap_resamples_whole_subjects_and_skips_those_missing_a_class():
+    # Subject "x" is all right and "y" all wrong: a resample's accuracy can only be 0, 1/2 or 1 per draw mix.
+    labels = np.array([0, 0, 1, 1])
+    probabilities = one_hot_ish([0, 0, 0, 0], n_classes=2, confidence=0.9)
+    intervals, used = subject_bootstrap(labels, probabilities, np.array(["x", "x", "y", "y"]), 100, seed=0,
+                                        metrics=("accuracy",))
+    assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and 20 < used < 80  # only {x, y} resamples hold both classes
+    assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0) \
+        == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")), 0)
