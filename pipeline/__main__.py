@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline <stage> [options]`."""
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`."""
 
 import argparse
 import importlib
@@ -8,18 +8,22 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-STAGES = ("synth", "dedupe", "split", "preprocess")
+STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate")
+BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("backbone", nargs="?", help="the backbone, for " + ", ".join(BACKBONE_STAGES))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
+    if (args.stage in BACKBONE_STAGES) != (args.backbone is not None):
+        parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stage = importlib.import_module(f"pipeline.{args.stage}")
     try:
-        stage.main(args.params)
+        stage.main(args.params, *([args.backbone] if args.backbone else []))
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

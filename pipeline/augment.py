@@ -1,0 +1,32 @@
+"""Augmentation of [0, 255] image batches with Keras preprocessing layers, for tf.data streams."""
+
+import keras
+import tensorflow as tf
+
+from pipeline.params import AugmentParams
+
+VALUE_RANGE = (0, 255)
+
+
+def build_augmenter(params: AugmentParams, seed: int) -> keras.Sequential:
+    """Random flip, rotation, zoom, contrast and brightness as params.augment asks; zero factors are left out."""
+    layers = []
+    if params.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if params.rotation:
+        layers.append(keras.layers.RandomRotation(params.rotation / 360, fill_mode="constant", seed=seed + 1))
+    if params.zoom:
+        layers.append(keras.layers.RandomZoom(params.zoom, fill_mode="constant", seed=seed + 2))
+    if params.contrast:
+        layers.append(keras.layers.RandomContrast(params.contrast, value_range=VALUE_RANGE, seed=seed + 3))
+    if params.brightness:
+        layers.append(keras.layers.RandomBrightness(params.brightness, value_range=VALUE_RANGE, seed=seed + 4))
+    return keras.Sequential(layers, name="augment")
+
+
+def augment_dataset(dataset: tf.data.Dataset, augmenter: keras.Sequential) -> tf.data.Dataset:
+    """Apply the augmenter (in training mode) to the images of (images, labels, ...) batches."""
+    if not augmenter.layers:
+        return dataset
+    return dataset.map(lambda images, *rest: (augmenter(images, training=True), *rest),
+                       num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,150 @@
+"""The backbone registry: the one place that knows each keras.applications backbone."""
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from pipeline.errors import PipelineError
+
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode; gray images make the RGB->BGR swap a no-op
+MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)  # input sizes with their own ImageNet weights
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    constructor: Callable[..., keras.Model]  # a keras.applications function
+    preprocessing: str  # 'tf': [-1, 1]; 'caffe': BGR mean subtraction; 'builtin': the model takes [0, 255]
+    min_size: int  # smallest input side the constructor accepts
+    unfreeze: float  # default share of the base's layers to fine-tune, from the top
+    weights_file: Callable[[int], str]  # Keras' ImageNet file (include_top=False) for an input size
+
+    def options(self) -> dict:
+        """Extra constructor arguments: keep built-in preprocessing on."""
+        return {"include_preprocessing": True} if self.preprocessing == "builtin" else {}
+
+
+def _fixed(file_name: str) -> Callable[[int], str]:
+    return lambda size: file_name
+
+
+def _mobilenet_v2_file(size: int) -> str:
+    rows = size if size in MOBILENET_V2_SIZES else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+
+
+BACKBONES = {backbone.name: backbone for backbone in (
+    Backbone("MobileNetV2", keras.applications.MobileNetV2, "tf", 32, 0.35, _mobilenet_v2_file),
+    Backbone("MobileNetV3Small", keras.applications.MobileNetV3Small, "builtin", 32, 0.3,
+             _fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5")),
+    Backbone("MobileNetV3Large", keras.applications.MobileNetV3Large, "builtin", 32, 0.3,
+             _fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5")),
+    Backbone("InceptionV3", keras.applications.InceptionV3, "tf", 75, 0.2,
+             _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+    Backbone("ResNet101", keras.applications.ResNet101, "caffe", 32, 0.1,
+             _fixed("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+    Backbone("VGG19", keras.applications.VGG19, "caffe", 32, 0.25,
+             _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+    Backbone("EfficientNetV2B0", keras.applications.EfficientNetV2B0, "builtin", 32, 0.2,
+             _fixed("efficientnetv2-b0_notop.h5")),
+    Backbone("ConvNeXtTiny", keras.applications.ConvNeXtTiny, "builtin", 32, 0.2, _fixed("convnext_tiny_notop.h5")),
+)}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone of that name, or a PipelineError listing the known ones."""
+    if name not in BACKBONES:
+        raise PipelineError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def input_size(backbone: Backbone, image_size: int) -> int:
+    """The side the base sees: image_size, raised to the backbone's minimum (with a note) if smaller."""
+    if image_size >= backbone.min_size:
+        return image_size
+    log.info("%s needs at least %d px; images of %d px are resized to %d inside the model",
+             backbone.name, backbone.min_size, image_size, backbone.min_size)
+    return backbone.min_size
+
+
+def is_pretrained(weights: str) -> bool:
+    """Whether `weights` (imagenet, none or a path) starts the base from trained weights."""
+    return weights != "none"
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps downloaded weight files: $KERAS_HOME/models, else ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
+
+
+def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
+    """The weights file to load into the base (None for random init); a clear error when it is missing."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        path = keras_cache_dir() / backbone.weights_file(size)
+        if not path.is_file():
+            raise PipelineError(
+                f"{backbone.name}: ImageNet weights not found offline; put Keras' file {path.name} in "
+                f"{path.parent}/ (or set KERAS_HOME), or set `weights: none` in params.yaml to start from random weights")
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
+    return path
+
+
+def build_base(backbone: Backbone, weights: str, size: int) -> keras.Model:
+    """The backbone without its top, global-average pooled, for size x size x 3 inputs.
+
+    Keras never downloads: ImageNet weights are read from its cache, and a missing file
+    stops here with the file's name (see weights_path).
+    """
+    path = weights_path(backbone, weights, size)
+    base = backbone.constructor(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg",
+                                **backbone.options())
+    if path is not None:
+        try:
+            base.load_weights(str(path))
+        except (ValueError, OSError) as error:
+            raise PipelineError(f"{path}: cannot load into {backbone.name}: {str(error).splitlines()[0]}") from None
+    return base
+
+
+def preprocessing_layers(backbone: Backbone) -> list[keras.layers.Layer]:
+    """Serializable layers mapping [0, 255] pixels to what the base expects (none if it has its own)."""
+    if backbone.preprocessing == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
+    if backbone.preprocessing == "caffe":
+        return [keras.layers.Normalization(mean=list(CAFFE_MEANS_BGR), variance=[1.0] * 3, name="preprocess")]
+    return []
+
+
+def build_extractor(backbone: Backbone, weights: str, image_size: int) -> keras.Model:
+    """(image_size, image_size, 3) floats in [0, 255] -> pooled base features, the base in inference mode."""
+    size = input_size(backbone, image_size)
+    base = build_base(backbone, weights, size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if size != image_size:
+        x = keras.layers.Resizing(size, size, name="resize")(x)
+    for layer in preprocessing_layers(backbone):
+        x = layer(x)
+    return keras.Model(inputs, base(x, training=False), name=f"{backbone.name}_features")
+
+
+def build_model(backbone: Backbone, weights: str, image_size: int, head: keras.Model) -> keras.Model:
+    """(image_size, image_size, 3) floats in [0, 255] -> class probabilities: resize, preprocess, base, head."""
+    extractor = build_extractor(backbone, weights, image_size)
+    inputs = extractor.input
+    return keras.Model(inputs, head(extractor.output), name=backbone.name)
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The keras.applications base nested in a model from build_extractor or build_model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")

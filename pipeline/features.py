@@ -1,0 +1,89 @@
+"""Stage `features@<backbone>`: the frozen base's embeddings of every scan, cached per split."""
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.augment import augment_dataset, build_augmenter
+from pipeline.backbones import build_extractor, get_backbone, input_size, is_pretrained
+from pipeline.params import SPLITS, Params, load_params
+from pipeline.tfrecords import make_dataset, read_meta
+
+TFRECORD_DIR = Path("data/tfrecords")
+OUT_DIR = Path("data/features")
+log = logging.getLogger(__name__)
+
+
+def main(params_path: Path, backbone_name: str) -> None:
+    params = load_params(params_path)
+    out_dir = OUT_DIR / backbone_name
+    meta = write_features(TFRECORD_DIR, out_dir, backbone_name, params)
+    log.info("%s: %d-d features of %s in %.0f s, written to %s", backbone_name, meta["dim"],
+             ", ".join(f"{split} {count}" for split, count in meta["counts"].items()), meta["seconds"], out_dir)
+
+
+def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
+    """Write {train,val,test}.npz (train with params.augment.views augmented views) and meta.json; return the meta."""
+    start = time.perf_counter()
+    backbone = get_backbone(backbone_name)
+    keras.utils.set_random_seed(params.seed)  # the same random base as fine-tuning builds, for weights: none
+    extractor = build_extractor(backbone, params.weights, params.image_size)
+    augmenter = build_augmenter(params.augment, params.seed)
+    counts = read_meta(tfrecord_dir)["counts"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split in SPLITS:
+        views = 1 + params.augment.views if split == "train" else 1
+        arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views, params.batch_size)
+        np.savez(out_dir / f"{split}.npz", **arrays)
+        written[split] = len(arrays["labels"])
+    meta = {
+        "backbone": backbone.name,
+        "weights": params.weights,
+        "pretrained": is_pretrained(params.weights),
+        "image_size": params.image_size,
+        "input_size": input_size(backbone, params.image_size),
+        "dim": int(extractor.output.shape[-1]),
+        "views": 1 + params.augment.views,
+        "counts": written,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_dir: Path, split: str,
+                  count: int, views: int, batch_size: int) -> dict[str, np.ndarray]:
+    """Features, labels, paths, subjects and view numbers of a split's images, view by view (0: as stored)."""
+    parts = {name: [] for name in ("features", "labels", "paths", "subjects", "view")}
+    dim = extractor.output.shape[-1]
+    if count == 0:
+        log.warning("split %s is empty; writing an empty %s.npz", split, split)
+    for view in range(views if count else 0):
+        dataset = make_dataset(tfrecord_dir, split, batch_size, with_ids=True)
+        if view:
+            dataset = augment_dataset(dataset, augmenter)
+        batches = tqdm(dataset, total=math.ceil(count / batch_size), unit="batch",
+                       desc=f"features {split}" + (f" view {view}" if views > 1 else ""))
+        for images, labels, ids in batches:
+            parts["features"].append(extractor.predict_on_batch(images))
+            parts["labels"].append(labels.numpy())
+            parts["paths"].append(_strings(ids["path"]))
+            parts["subjects"].append(_strings(ids["subject"]))
+            parts["view"].append(np.full(len(labels), view, dtype=np.int32))
+    if not parts["labels"]:
+        return {"features": np.zeros((0, dim), np.float32), "labels": np.zeros(0, np.int32),
+                "paths": np.zeros(0, str), "subjects": np.zeros(0, str), "view": np.zeros(0, np.int32)}
+    arrays = {name: np.concatenate(values) for name, values in parts.items()}
+    arrays["features"] = arrays["features"].astype(np.float32)
+    return arrays
+
+
+def _strings(tensor) -> np.ndarray:
+    return np.array([value.decode() for value in tensor.numpy()])

@@ -1,0 +1,133 @@
+"""Stage `finetune@<backbone>`: base and trained head as one model, the top of the base unfrozen, on augmented scans."""
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.augment import augment_dataset, build_augmenter
+from pipeline.backbones import Backbone, base_of, build_model, get_backbone, input_size, is_pretrained
+from pipeline.errors import PipelineError
+from pipeline.features import TFRECORD_DIR
+from pipeline.params import Params, load_params
+from pipeline.tfrecords import make_dataset, read_meta
+from pipeline.train import HEAD_NAME, MODELS_DIR, class_weights, open_live, training_callbacks
+
+LIVE_DIR = Path("dvclive/finetune")
+MODEL_NAME = "model.keras"
+log = logging.getLogger(__name__)
+
+
+def main(params_path: Path, backbone_name: str) -> None:
+    params = load_params(params_path)
+    backbone = get_backbone(backbone_name)
+    model_dir = MODELS_DIR / backbone.name
+    meta = fine_tune(TFRECORD_DIR, model_dir, LIVE_DIR / backbone.name, backbone, params)
+    log.info("%s fine-tuned: %d of %d parameters trainable, %d epochs in %.0f s on %d replica(s); saved to %s",
+             backbone.name, meta["trainable_params"], meta["total_params"], meta["epochs_run"], meta["seconds"],
+             meta["replicas"], model_dir / MODEL_NAME)
+
+
+def use_mixed_precision(setting: str) -> bool:
+    """'on', 'off', or 'auto': on only when a GPU is visible."""
+    return setting == "on" or (setting == "auto" and bool(tf.config.list_logical_devices("GPU")))
+
+
+def pick_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over the GPUs (else the CPUs) when more than one is visible, else the default strategy."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
+
+
+def unfreeze_top(base: keras.Model, share: float) -> int:
+    """Make the top `share` of the base's layers trainable, every BatchNormalization frozen; return how many."""
+    count = round(share * len(base.layers))
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        top = index >= len(base.layers) - count
+        layer.trainable = top and not isinstance(layer, keras.layers.BatchNormalization)
+    return count
+
+
+def train_stream(tfrecord_dir: Path, params: Params) -> tf.data.Dataset:
+    """Endless shuffled train batches, augmented on the stream (not in the model)."""
+    dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, repeat=True)
+    return augment_dataset(dataset, build_augmenter(params.augment, params.seed))
+
+
+def steps_per_epoch(train_count: int, max_train_images: int, batch_size: int) -> int:
+    """Batches per epoch: the train split, capped at max_train_images when that is not 0."""
+    images = min(train_count, max_train_images) if max_train_images else train_count
+    return max(1, math.ceil(images / batch_size))
+
+
+def load_head(model_dir: Path) -> keras.Model:
+    """The head the train stage saved, or a PipelineError saying how to make it."""
+    path = model_dir / HEAD_NAME
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the train stage first (dvc repro train@<backbone>)")
+    return keras.models.load_model(path)
+
+
+def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model) -> tuple[keras.Model, int]:
+    """The full model with the head's trained weights, its base's top unfrozen, compiled; and the layers unfrozen."""
+    keras.utils.set_random_seed(params.seed)  # the features stage's random base, for weights: none
+    model = build_model(backbone, params.weights, params.image_size, head)
+    share = backbone.unfreeze if params.fine_tune.unfreeze == -1 else params.fine_tune.unfreeze
+    unfrozen = unfreeze_top(base_of(model), share)
+    model.compile(optimizer=keras.optimizers.Adam(params.fine_tune_lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=params.fine_tune.xla)
+    return model, unfrozen
+
+
+def fine_tune(tfrecord_dir: Path, model_dir: Path, live_dir: Path, backbone: Backbone, params: Params) -> dict:
+    """Fine-tune base and head on the train stream, save model.keras and meta.json in model_dir; return the meta."""
+    start = time.perf_counter()
+    mixed = use_mixed_precision(params.fine_tune.mixed_precision)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    data_meta = read_meta(tfrecord_dir)
+    counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
+    strategy = pick_strategy()
+    with strategy.scope():
+        model, unfrozen = build_fine_tune_model(backbone, params, load_head(model_dir))
+    labels = np.repeat(np.arange(len(params.data.classes)), [class_counts[name] for name in params.data.classes])
+    has_val = counts["val"] > 0
+    live = open_live(live_dir)
+    live.log_params({"backbone": backbone.name, "weights": params.weights, "pretrained": is_pretrained(params.weights)})
+    epochs_run = 0
+    if params.fine_tune_epochs:
+        history = model.fit(
+            train_stream(tfrecord_dir, params), epochs=params.fine_tune_epochs,
+            steps_per_epoch=steps_per_epoch(counts["train"], params.fine_tune.max_train_images, params.batch_size),
+            validation_data=make_dataset(tfrecord_dir, "val", params.batch_size) if has_val else None,
+            class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
+            callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2)
+        epochs_run = len(history.history["loss"])
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save(model_dir / MODEL_NAME)
+    meta = {
+        "backbone": backbone.name,
+        "weights": params.weights,
+        "pretrained": is_pretrained(params.weights),
+        "image_size": params.image_size,
+        "input_size": input_size(backbone, params.image_size),
+        "unfrozen_layers": unfrozen,
+        "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
+        "total_params": int(model.count_params()),
+        "epochs_run": epochs_run,
+        "mixed_precision": mixed,
+        "xla": params.fine_tune.xla,
+        "replicas": strategy.num_replicas_in_sync,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params")})
+    live.make_summary()
+    return meta

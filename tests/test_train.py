@@ -1,0 +1,208 @@
+"""Cached features, the head, augmentation and fine-tuning on tiny TFRecords (MobileNetV3Small, 32 px, random init)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.augment import build_augmenter
+from pipeline.backbones import base_of, get_backbone
+from pipeline.features import write_features
+from pipeline.finetune import fine_tune, steps_per_epoch, unfreeze_top, use_mixed_precision
+from pipeline.params import parse_params
+from pipeline.preprocess import Row, write_tfrecords
+from pipeline.tfrecords import make_dataset
+from pipeline.train import build_head, class_weights, load_features, train_head
+from tests.conftest import ROOT, raw_params
+
+BACKBONE = "MobileNetV3Small"
+CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
+SIZE = 32
+
+
+def tiny_params(**changes):
+    """The committed params, shrunk to seconds of work at 32 px with random weights."""
+    raw = raw_params(image_size=SIZE, batch_size=8, epochs=3, fine_tune_epochs=1, weights="none",
+                     head={"units": [8], "dropout": 0.0}, augment={"views": 1},
+                     fine_tune={"max_train_images": 16, "mixed_precision": "off"})
+    raw.update(changes)
+    return parse_params(raw)
+
+
+def write_scans(root: Path, out_dir: Path, splits: dict[str, int]) -> Path:
+    """TFRecords of random smooth 40x40 scans, `splits[name]` per split, labels cycling through the classes."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, count in splits.items():
+        for number in range(count):
+            label = CLASSES[number % len(CLASSES)]
+            path = f"{label}/{split}{number}.png"
+            (root / label).mkdir(parents=True, exist_ok=True)
+            blob = rng.uniform(0, 255, (5, 5)).astype(np.uint8)
+            Image.fromarray(blob).resize((40, 40), Image.Resampling.BILINEAR).save(root / path)
+            rows.append(Row(path, label, split, f"{split}-s{number // 2}", path, "original"))
+    write_tfrecords(rows, root, out_dir, CLASSES, SIZE, "png", shard_size=8)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tfrecords(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("scans")
+    return write_scans(tmp / "archive", tmp / "tfrecords", {"train": 20, "val": 8, "test": 8})
+
+
+@pytest.fixture(scope="module")
+def trained(tfrecords, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Features and a trained head: (features dir, model dir, dvclive dir)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    write_features(tfrecords, tmp / "features", BACKBONE, tiny_params())
+    train_head(tmp / "features", tmp / "models" / "head.keras", tmp / "live", tiny_params())
+    return tmp / "features", tmp / "models", tmp / "live"
+
+
+def test_features_hold_every_image_once_plus_augmented_views(tfrecords, trained):
+    features_dir = trained[0]
+    train = load_features(features_dir, "train")
+    images, labels = zip(*make_dataset(tfrecords, "train", 100).as_numpy_iterator())
+    assert train["features"].shape == (40, 576) and train["features"].dtype == np.float32
+    assert train["view"].tolist() == [0] * 20 + [1] * 20
+    assert train["labels"].tolist() == labels[0].tolist() * 2
+    assert train["paths"][:20].tolist() == train["paths"][20:].tolist() and train["paths"][0] == "NonDemented/train0.png"
+    assert train["subjects"][2] == "train-s1"
+    scale = np.abs(train["features"]).max()  # tiny with random weights (about 1e-11), so compare relatively
+    assert np.abs(train["features"][:20] - train["features"][20:]).max() > 0.01 * scale  # the views are augmented
+    for split in ("val", "test"):
+        arrays = load_features(features_dir, split)
+        assert arrays["features"].shape == (8, 576) and set(arrays["view"]) == {0}
+    meta = json.loads((features_dir / "meta.json").read_text())
+    assert meta["counts"] == {"train": 40, "val": 8, "test": 8} and meta["pretrained"] is False and meta["dim"] == 576
+
+
+def test_class_weights_are_balanced_over_present_classes():
+    weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
+    assert weights == pytest.approx({0: 4 / 6, 1: 2.0, 2: 1.0})
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_head_trains_with_finite_val_loss_and_logs_each_epoch(trained):
+    _, model_dir, live_dir = trained
+    head = keras.models.load_model(model_dir / "head.keras")
+    assert [type(layer).__name__ for layer in head.layers] == ["Normalization", "Dense", "Dropout", "Dense"]
+    assert head.output_shape == (None, 4)
+    losses = (live_dir / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
+    assert len(losses) == 3 and all(np.isfinite(float(line.split("\t")[-1])) for line in losses)
+    summary = json.loads((live_dir / "metrics.json").read_text())
+    assert summary["epochs_run"] == 3 and summary["pretrained"] is False
+
+
+def test_head_normalizes_with_train_statistics():
+    features = np.random.default_rng(0).normal(5.0, 3.0, (200, 6)).astype(np.float32)
+    head = build_head(features, 4, tiny_params().head)
+    normalized = np.asarray(head.get_layer("normalize")(features))
+    np.testing.assert_allclose(normalized.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=0), 1, atol=1e-3)
+
+
+def test_empty_val_split_falls_back_to_the_training_loss(tmp_path, caplog):
+    tfrecords = write_scans(tmp_path / "archive", tmp_path / "tfrecords", {"train": 8, "val": 0, "test": 4})
+    params = tiny_params(epochs=2)
+    write_features(tfrecords, tmp_path / "features", BACKBONE, params)
+    assert load_features(tmp_path / "features", "val")["features"].shape == (0, 576)
+    summary = train_head(tmp_path / "features", tmp_path / "head.keras", tmp_path / "live", params)
+    assert summary["epochs_run"] == 2 and "val_loss" not in summary["final"]
+    assert "val split is empty" in caplog.text
+
+
+def test_augmenter_keeps_shape_range_and_gray_and_can_be_switched_off():
+    params = tiny_params().augment
+    augmenter = build_augmenter(params, seed=0)
+    assert [type(layer).__name__ for layer in augmenter.layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast", "RandomBrightness"]
+    images = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 1)).repeat(3, axis=-1).astype(np.float32)
+    out = np.asarray(augmenter(images, training=True))
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 255 and not np.allclose(out, images)
+    np.testing.assert_allclose(out[..., 0], out[..., 2])
+    off = params.__class__(views=0, flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
+    assert build_augmenter(off, seed=0).layers == []
+
+
+def test_steps_per_epoch_and_mixed_precision_switch():
+    assert steps_per_epoch(100, 0, 32) == 4 and steps_per_epoch(100, 40, 32) == 2 and steps_per_epoch(10, 512, 32) == 1
+    assert use_mixed_precision("on") and not use_mixed_precision("off") and not use_mixed_precision("auto")  # no GPU
+
+
+def test_unfreeze_top_leaves_batch_norm_frozen():
+    keras.utils.set_random_seed(0)
+    base = get_backbone(BACKBONE).constructor(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                                              pooling="avg", include_preprocessing=True)
+    count = unfreeze_top(base, 0.5)
+    top = base.layers[len(base.layers) - count:]
+    assert count == round(0.5 * len(base.layers))
+    assert all(not layer.trainable for layer in base.layers[:-count])
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in top)
+
+
+def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
+    _, model_dir, _ = trained
+    shutil.copytree(model_dir, tmp_path / "models")
+    meta = fine_tune(tfrecords, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE), tiny_params())
+    assert meta["epochs_run"] == 1 and meta["replicas"] == 1 and meta["pretrained"] is False
+    assert 0 < meta["trainable_params"] < meta["total_params"]
+    path = tmp_path / "models" / "model.keras"
+    model = keras.models.load_model(path)  # no custom objects, safe mode
+    base = base_of(model)
+    assert not any(layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert any(layer.trainable for layer in base.layers)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))["config"]
+    node = next(layer for layer in config["layers"] if layer["name"] == base.name)["inbound_nodes"][0]
+    assert node["kwargs"]["training"] is False
+    images = next(iter(make_dataset(tfrecords, "test", 8)))[0].numpy()
+    probabilities = model.predict_on_batch(images)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(images, training=True)), probabilities, rtol=1e-4, atol=1e-6)
+    assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+
+
+def test_unchanged_fine_tune_model_reproduces_the_head_on_cached_features(tfrecords, trained, tmp_path):
+    features_dir, model_dir, _ = trained
+    shutil.copytree(model_dir, tmp_path / "models")
+    fine_tune(tfrecords, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
+              tiny_params(fine_tune_epochs=0))
+    model = keras.models.load_model(tmp_path / "models" / "model.keras")
+    head = keras.models.load_model(model_dir / "head.keras")
+    images = next(iter(make_dataset(tfrecords, "val", 8)))[0].numpy()
+    expected = head.predict_on_batch(load_features(features_dir, "val")["features"])
+    np.testing.assert_allclose(model.predict_on_batch(images), expected, rtol=1e-4, atol=1e-5)
+
+
+MIRRORED = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from pipeline.backbones import get_backbone
+from pipeline.finetune import fine_tune
+from tests.test_train import tiny_params
+meta = fine_tune(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), get_backbone("MobileNetV3Small"),
+                 tiny_params())
+print("replicas", meta["replicas"], "epochs", meta["epochs_run"])
+"""
+
+
+def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
+    _, model_dir, _ = trained
+    shutil.copytree(model_dir, tmp_path / "models")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tfrecords), str(tmp_path / "models"),
+                             str(tmp_path / "live")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2 epochs 1" in result.stdout
+    assert (tmp_path / "models" / "model.keras").is_file()
