@@ -4,9 +4,12 @@ import csv
 import hashlib
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 
@@ -15,8 +18,8 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pipeline.fingerprint import Blank, fingerprint, frame_shape
-from pipeline.images import InvalidImage, is_image_name, read_image
+from pipeline.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, reduce
+from pipeline.images import InvalidImage, decode_image, is_image_name, read_image
 from pipeline.layout import FoundFile, find_files
 from pipeline.matching import match_copies
 from pipeline.params import DedupeParams, load_params
@@ -26,6 +29,8 @@ from pipeline.truth import score_against_truth
 
 INDEX_PATH = Path("data/interim/index.csv")
 METRICS_PATH = Path("metrics/dedupe.json")
+BATCH = 32  # files a worker reads and fingerprints together
+_SHARED: tuple[np.ndarray, ...] = ()  # the arrays of keys and views that scans write into
 log = logging.getLogger(__name__)
 
 
@@ -78,10 +83,9 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
             rows[file.path] = _rejected(file, f"not an image file (suffix {Path(file.path).suffix or 'none'!r})")
         else:
             images.append(file)
-    frame = frame_shape(_reference_shape(root, [file for file in images if file.kind == "original"]))
     angles = {"original": np.zeros(1), "copy": rotation_angles(settings)}
-    jobs = [(root / file.path, frame, angles[file.kind]) for file in images]
-    scans = scan_files(jobs, settings.workers)
+    originals = [root / file.path for file in images if file.kind == "original"]
+    scans = scan_files([(root / file.path, angles[file.kind]) for file in images], originals, settings.workers)
     readable = []
     for file, scan in zip(images, scans):
         if scan.reason:
@@ -90,7 +94,8 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
             readable.append((file, scan))
     kept, set_aside = _pixel_identical(root, readable)
     rows.update(set_aside)
-    placed, report = _place(kept, settings)
+    with threadpool_limits(1, user_api="blas"):  # its products are small: threads only contend
+        placed, report = _place(kept, settings)
     rows.update(placed)
     rows.update(_inherit_from_kept(set_aside, rows))
     index = [rows[path] for path in sorted(rows)]
@@ -104,40 +109,115 @@ def rotation_angles(settings: DedupeParams) -> np.ndarray:
     return np.radians(np.arange(-steps, steps + 1) * settings.rotation_step)
 
 
-def scan_files(jobs: list[tuple[Path, tuple[int, int], np.ndarray]], workers: int) -> list[Scan]:
-    """Decode and fingerprint each (path, frame, rotations) job, in parallel, in the order given."""
-    processes = workers or os.cpu_count() or 1
-    progress = dict(total=len(jobs), desc="dedupe: reading", unit="file")
-    if processes == 1:
-        return [_scan(job) for job in tqdm(jobs, **progress)]
-    with multiprocessing.get_context("fork").Pool(processes, initializer=threadpool_limits, initargs=(1,)) as pool:
-        return list(tqdm(pool.imap(_scan, jobs, chunksize=32), **progress))
+def scan_files(files: list[tuple[Path, np.ndarray]], originals: list[Path], workers: int) -> list[Scan]:
+    """Decode and fingerprint each (path, rotations) file in the frame of `originals`, in parallel, in order."""
+    keys = _shared((len(files), KEY_SIZE))
+    views = _shared((len(files), max((len(angles) for _, angles in files), default=1), VIEW_SIZE))
+    with _mapper(workers, keys, views) as mapper:
+        frame = frame_shape(_reference_shape(mapper, originals))
+        results = _gather(mapper(_scan_batch, _batches(files, frame)), len(files))
+    return [
+        Scan(reason=reason) if reason else Scan(digest=digest, key=keys[row], views=views[row, : len(angles)])
+        for row, ((digest, reason), (_, angles)) in enumerate(zip(results, files))
+    ]
 
 
-def _scan(job: tuple[Path, tuple[int, int], np.ndarray]) -> Scan:
-    path, frame, angles = job
+def _shared(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros in memory that forked workers write into and this process reads."""
+    count = int(np.prod(shape))
+    return np.frombuffer(mmap.mmap(-1, max(count, 1) * 4), np.float32, count).reshape(shape)
+
+
+@contextmanager
+def _mapper(workers: int, *shared: np.ndarray):
+    """A lazy map over worker processes (or this one) that can write into the `shared` arrays."""
+    global _SHARED
+    _SHARED = shared  # forked workers inherit it
+    _keep_freed_memory()
     try:
-        pixels = read_image(path, at_least=frame[::-1])
-        print_ = fingerprint(pixels, frame, angles)
-    except (InvalidImage, Blank) as error:
-        return Scan(reason=str(error))
-    return Scan(digest=_digest(pixels), key=print_.key, views=print_.views)
+        if (workers or os.cpu_count() or 1) == 1:
+            yield map
+        else:
+            with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
+                yield pool.imap
+    finally:
+        _SHARED = ()
+
+
+def _keep_freed_memory() -> None:
+    """Have this process, and those it forks, reuse freed memory rather than fault in fresh pages.
+
+    glibc hands freed blocks over 128 kB straight back to the system, so each batch's arrays
+    would fault in new pages, which costs more than the arithmetic on them; freeing one block
+    of 16 MiB raises that threshold to 16 MiB (its dynamic mmap threshold). Elsewhere a no-op.
+    """
+    np.empty(16 << 20, np.uint8)
+
+
+def _batches(files: list[tuple[Path, np.ndarray]], frame: tuple[int, int]) -> list[tuple]:
+    """(first row, paths, frame, rotations) jobs of up to BATCH consecutive files tried at the same rotations."""
+    jobs = []
+    for row, (path, angles) in enumerate(files):
+        if jobs and jobs[-1][3] is angles and len(jobs[-1][1]) < BATCH:
+            jobs[-1][1].append(path)
+        else:
+            jobs.append((row, [path], frame, angles))
+    return jobs
+
+
+def _gather(batches: Iterable[list], total: int) -> list[tuple[str, str]]:
+    results = []
+    with tqdm(total=total, desc="dedupe: reading", unit="file") as progress:
+        for batch in batches:
+            results += batch
+            progress.update(len(batch))
+    return results
+
+
+def _scan_batch(job: tuple[int, list[Path], tuple[int, int], np.ndarray]) -> list[tuple[str, str]]:
+    """(digest, reason) per file of a batch; the readable files' keys and views go to the shared arrays."""
+    start, paths, frame, angles = job
+    results, reduced = [], {}
+    for position, path in enumerate(paths):
+        try:
+            image = decode_image(path, at_least=frame[::-1])
+        except InvalidImage as error:
+            results.append(("", str(error)))
+            continue
+        results.append((_digest(np.asarray(image)), ""))
+        reduced[position] = reduce(image, frame)
+    if reduced:
+        prints = fingerprints(np.stack(list(reduced.values())), angles)
+        rows = start + np.fromiter(reduced, int, len(reduced))
+        keys, views = _SHARED
+        keys[rows] = prints.keys
+        views[rows, : len(angles)] = prints.views
+        for position, blank in zip(reduced, prints.blank):
+            if blank:
+                results[position] = ("", blank)
+    return results
 
 
 def _digest(pixels: np.ndarray) -> str:
     return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 
-def _reference_shape(root: Path, originals: list[FoundFile]) -> tuple[int, int]:
+def _reference_shape(mapper: Callable, originals: list[Path]) -> tuple[int, int]:
     """The most common (rows, columns) among the originals, from their headers alone."""
-    sizes = Counter()
-    for file in originals:
-        try:
-            with Image.open(root / file.path) as image:
-                sizes[image.size[::-1]] += 1
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # the scan pass records why it is unreadable
+    batches = [originals[start : start + BATCH] for start in range(0, len(originals), BATCH)]
+    sizes = Counter(size for batch in mapper(_header_sizes, batches) for size in batch if size)
     return sizes.most_common(1)[0][0] if sizes else (1, 1)
+
+
+def _header_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size[::-1])
+        except (OSError, ValueError, Image.DecompressionBombError):
+            sizes.append(None)  # the scan pass records why it is unreadable
+    return sizes
 
 
 def _pixel_identical(root: Path, readable: list[tuple[FoundFile, Scan]]):

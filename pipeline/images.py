@@ -34,7 +34,12 @@ def is_image_name(path: Path) -> bool:
 
 
 def read_image(path: Path, at_least: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not.
+    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not."""
+    return np.asarray(decode_image(path, at_least))
+
+
+def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.Image:
+    """Decode one file to an 8-bit grayscale PIL image, or raise InvalidImage saying why not.
 
     With `at_least` (width, height), a JPEG may be decoded at a reduced scale no smaller than
     that: faster, and every byte of the file is still read and checked.
@@ -47,7 +52,7 @@ def read_image(path: Path, at_least: tuple[int, int] | None = None) -> np.ndarra
                 if at_least:
                     image.draft("L", at_least)
                 image.load()
-                return np.asarray(image.convert("L"), dtype=np.uint8)
+                return image if image.mode == "L" else image.convert("L")
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

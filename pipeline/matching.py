@@ -3,11 +3,14 @@
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KDTree
+from threadpoolctl import threadpool_limits
 
-from pipeline.fingerprint import flipped
+from pipeline.fingerprint import FLIP_SIGNS
 
-BATCH = 256
+BATCH = 64
+KEY_COMPONENTS = 24  # dimensions the candidate search works in
 
 
 @dataclass(frozen=True)
@@ -25,26 +28,39 @@ def match_copies(
     original_subjects: np.ndarray,
     candidates: int,
 ) -> Matches:
-    """For each copy, the original with the best-matching pair of views, the copy's flipped.
+    """For each copy, the original with the best-matching pair of views under some flip.
 
-    Candidates come from a nearest-neighbour index over the rotation-invariant keys (never
-    all pairs); each is then scored exactly. `copy_views` is (n_copies, n_copy_angles, d) and
+    Candidates are the originals whose rotation-invariant keys are nearest the copy's, found
+    with a k-d tree (never all pairs); only they are scored exactly. `copy_views` is (n_copies, n_copy_angles, d) and
     `original_views` (n_originals, n_original_angles, d): the rotations tried are split
     between the two sides.
     """
     k = min(candidates, len(original_keys))
-    index = NearestNeighbors(n_neighbors=k).fit(original_keys)
-    _, nearest = index.kneighbors(copy_keys)
+    parts = len(FLIP_SIGNS)
     source, score, margin = (np.empty(len(copy_keys)) for _ in range(3))
-    for start in range(0, len(copy_keys), BATCH):
-        rows = slice(start, start + BATCH)
-        variants = flipped(copy_views[rows])  # (batch, 4 * n_copy_angles, d)
-        scores = np.einsum("bvd,bkad->bkva", variants, original_views[nearest[rows]]).max(axis=(2, 3))
-        best = scores.argmax(axis=1)
-        batch = np.arange(len(best))
-        subjects = original_subjects[nearest[rows]]
-        others = np.where(subjects != subjects[batch, best][:, None], scores, 0.0).max(axis=1)
-        source[rows] = nearest[rows][batch, best]
-        score[rows] = scores[batch, best]
-        margin[rows] = scores[batch, best] - others
+    all_nearest = _nearest(copy_keys, original_keys, k)
+    with threadpool_limits(1, user_api="blas"):  # products this small run slower split over threads
+        for start in range(0, len(copy_keys), BATCH):
+            rows = slice(start, start + BATCH)
+            nearest = all_nearest[rows]
+            copies = copy_views[rows].reshape(len(nearest), -1, parts, copy_views.shape[-1] // parts).swapaxes(1, 2)
+            originals = original_views[nearest].reshape(len(nearest), -1, parts, copies.shape[-1]).transpose(0, 2, 3, 1)
+            dots = copies @ originals  # (batch, part, copy angle, candidate and original angle)
+            flips = np.tensordot(FLIP_SIGNS, dots, axes=(1, 1))  # (flip, batch, copy angle, ...)
+            scores = flips.reshape(parts, len(nearest), copies.shape[2], k, -1).max(axis=(0, 2, 4))
+            best = scores.argmax(axis=1)
+            batch = np.arange(len(best))
+            subjects = original_subjects[nearest]
+            others = np.where(subjects != subjects[batch, best][:, None], scores, 0.0).max(axis=1)
+            source[rows] = nearest[batch, best]
+            score[rows] = scores[batch, best]
+            margin[rows] = scores[batch, best] - others
     return Matches(source=source.astype(int), score=score, margin=margin)
+
+
+def _nearest(copy_keys: np.ndarray, original_keys: np.ndarray, k: int) -> np.ndarray:
+    """The k originals whose keys are nearest each copy's, by a k-d tree over the keys' main components."""
+    dims = min(KEY_COMPONENTS, *original_keys.shape)
+    components = PCA(n_components=dims, svd_solver="full").fit(original_keys)
+    tree = KDTree(components.transform(original_keys))
+    return tree.query(components.transform(copy_keys), k=k, return_distance=False)
