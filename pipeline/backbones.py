@@ -130,12 +130,35 @@ def build_extractor(backbone: Backbone, weights: str, image_size: int) -> keras.
     size = input_size(backbone, image_size)
     base = build_base(backbone, weights, size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = inputs
-    if size != image_size:
-        x = keras.layers.Resizing(size, size, name="resize")(x)
+    features = base(_prepared(backbone, inputs, size), training=False)
+    return keras.Model(inputs, features, name=f"{backbone.name}_features")
+
+
+def _prepared(backbone: Backbone, images, size: int):
+    """Images (symbolic or real) resized to the base's input side if needed, then preprocessed for it."""
+    if size != images.shape[1]:
+        images = keras.layers.Resizing(size, size, name="resize")(images)
     for layer in preprocessing_layers(backbone):
-        x = layer(x)
-    return keras.Model(inputs, base(x, training=False), name=f"{backbone.name}_features")
+        images = layer(images)
+    return images
+
+
+def calibrate_batchnorm(backbone: Backbone, extractor: keras.Model, images) -> int:
+    """Set every BatchNormalization statistic of the extractor's base from `images`; return how many layers.
+
+    Random weights come with BatchNorm's default statistics (mean 0, variance 1), under which a
+    deep net's activations vanish or blow up; statistics measured on real scans (a
+    data-dependent initialisation) keep random features informative.
+    """
+    base = base_of(extractor)
+    layers = [layer for layer in base._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # the statistics of this one pass replace the defaults
+    base(_prepared(backbone, images, base.input_shape[1]), training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    return len(layers)
 
 
 def build_model(backbone: Backbone, weights: str, image_size: int, head: keras.Model) -> keras.Model:

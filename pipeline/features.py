@@ -11,12 +11,14 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.augment import augment_dataset, build_augmenter
-from pipeline.backbones import build_extractor, get_backbone, input_size, is_pretrained
+from pipeline.backbones import base_of, build_extractor, calibrate_batchnorm, get_backbone, input_size, is_pretrained
 from pipeline.params import SPLITS, Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 
 TFRECORD_DIR = Path("data/tfrecords")
 OUT_DIR = Path("data/features")
+BASE_WEIGHTS = "base.weights.h5"  # the base the features came from; fine-tuning starts from it
+CALIBRATION_IMAGES = 256  # train scans that set a random base's BatchNorm statistics
 log = logging.getLogger(__name__)
 
 
@@ -29,14 +31,21 @@ def main(params_path: Path, backbone_name: str) -> None:
 
 
 def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
-    """Write {train,val,test}.npz (train with params.augment.views augmented views) and meta.json; return the meta."""
+    """Write {train,val,test}.npz (train with params.augment.views augmented views), the base's weights
+    and meta.json; return the meta."""
     start = time.perf_counter()
     backbone = get_backbone(backbone_name)
-    keras.utils.set_random_seed(params.seed)  # the same random base as fine-tuning builds, for weights: none
+    keras.utils.set_random_seed(params.seed)
     extractor = build_extractor(backbone, params.weights, params.image_size)
+    if not is_pretrained(params.weights):
+        images, _ = next(iter(make_dataset(tfrecord_dir, "train", CALIBRATION_IMAGES)))
+        calibrated = calibrate_batchnorm(backbone, extractor, images)
+        log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
+                 backbone.name, calibrated, len(images))
     augmenter = build_augmenter(params.augment, params.seed)
     counts = read_meta(tfrecord_dir)["counts"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    base_of(extractor).save_weights(out_dir / BASE_WEIGHTS)
     written = {}
     for split in SPLITS:
         views = 1 + params.augment.views if split == "train" else 1

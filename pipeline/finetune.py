@@ -13,7 +13,7 @@ import tensorflow as tf
 from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.backbones import Backbone, base_of, build_model, get_backbone, input_size, is_pretrained
 from pipeline.errors import PipelineError
-from pipeline.features import TFRECORD_DIR
+from pipeline.features import BASE_WEIGHTS, OUT_DIR as FEATURES_DIR, TFRECORD_DIR
 from pipeline.params import Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 from pipeline.train import HEAD_NAME, MODELS_DIR, class_weights, open_live, training_callbacks
@@ -27,7 +27,7 @@ def main(params_path: Path, backbone_name: str) -> None:
     params = load_params(params_path)
     backbone = get_backbone(backbone_name)
     model_dir = MODELS_DIR / backbone.name
-    meta = fine_tune(TFRECORD_DIR, model_dir, LIVE_DIR / backbone.name, backbone, params)
+    meta = fine_tune(TFRECORD_DIR, FEATURES_DIR / backbone.name, model_dir, LIVE_DIR / backbone.name, backbone, params)
     log.info("%s fine-tuned: %d of %d parameters trainable, %d epochs in %.0f s on %d replica(s); saved to %s",
              backbone.name, meta["trainable_params"], meta["total_params"], meta["epochs_run"], meta["seconds"],
              meta["replicas"], model_dir / MODEL_NAME)
@@ -76,10 +76,13 @@ def load_head(model_dir: Path) -> keras.Model:
     return keras.models.load_model(path)
 
 
-def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model) -> tuple[keras.Model, int]:
-    """The full model with the head's trained weights, its base's top unfrozen, compiled; and the layers unfrozen."""
-    keras.utils.set_random_seed(params.seed)  # the features stage's random base, for weights: none
-    model = build_model(backbone, params.weights, params.image_size, head)
+def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model,
+                          base_weights: Path) -> tuple[keras.Model, int]:
+    """The base from `base_weights` under the trained head, the base's top unfrozen, compiled; and the layers unfrozen."""
+    keras.utils.set_random_seed(params.seed)
+    if not base_weights.is_file():
+        raise PipelineError(f"{base_weights} not found; run the features stage first (dvc repro features@{backbone.name})")
+    model = build_model(backbone, str(base_weights), params.image_size, head)
     share = backbone.unfreeze if params.fine_tune.unfreeze == -1 else params.fine_tune.unfreeze
     unfrozen = unfreeze_top(base_of(model), share)
     model.compile(optimizer=keras.optimizers.Adam(params.fine_tune_lr), loss="sparse_categorical_crossentropy",
@@ -87,8 +90,9 @@ def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model)
     return model, unfrozen
 
 
-def fine_tune(tfrecord_dir: Path, model_dir: Path, live_dir: Path, backbone: Backbone, params: Params) -> dict:
-    """Fine-tune base and head on the train stream, save model.keras and meta.json in model_dir; return the meta."""
+def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir: Path, backbone: Backbone,
+              params: Params) -> dict:
+    """Fine-tune the features stage's base under the trained head; save model.keras and meta.json; return the meta."""
     start = time.perf_counter()
     mixed = use_mixed_precision(params.fine_tune.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
@@ -96,7 +100,7 @@ def fine_tune(tfrecord_dir: Path, model_dir: Path, live_dir: Path, backbone: Bac
     counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
     strategy = pick_strategy()
     with strategy.scope():
-        model, unfrozen = build_fine_tune_model(backbone, params, load_head(model_dir))
+        model, unfrozen = build_fine_tune_model(backbone, params, load_head(model_dir), features_dir / BASE_WEIGHTS)
     labels = np.repeat(np.arange(len(params.data.classes)), [class_counts[name] for name in params.data.classes])
     has_val = counts["val"] > 0
     live = open_live(live_dir)

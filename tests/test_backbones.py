@@ -7,7 +7,7 @@ import pytest
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from keras.src.utils import file_utils
 
-from pipeline.backbones import (BACKBONES, build_base, build_extractor, get_backbone, input_size,
+from pipeline.backbones import (BACKBONES, build_base, build_extractor, calibrate_batchnorm, get_backbone, input_size,
                                 preprocessing_layers)
 from pipeline.errors import PipelineError
 
@@ -146,3 +146,14 @@ def _assert_same_weights(model: keras.Model, other: keras.Model) -> None:
     assert len(weights) == len(expected) > 0
     for value, want in zip(weights, expected):
         np.testing.assert_array_equal(value, want)
+
+
+def test_batchnorm_calibration_stops_random_features_vanishing():
+    backbone = get_backbone("MobileNetV2")
+    keras.utils.set_random_seed(0)
+    extractor = build_extractor(backbone, "none", 32)
+    images = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    assert np.abs(extractor.predict_on_batch(images)).mean() < 1e-6  # default statistics: the signal vanishes
+    assert calibrate_batchnorm(backbone, extractor, images) > 0
+    features = extractor.predict_on_batch(images)
+    assert np.abs(features).mean() > 1e-2 and features.std(axis=0).mean() > 1e-2

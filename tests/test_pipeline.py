@@ -13,7 +13,16 @@ import yaml
 
 from tests.conftest import ROOT, TINY_DEDUPE, TINY_SYNTH, raw_params
 
-PROJECT_FILES = ("dvc.yaml", "pipeline")
+PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots")
+BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
+TINY_TRAINING = {
+    "backbones": BACKBONES,
+    "epochs": 1,
+    "fine_tune_epochs": 1,
+    "fine_tune": {"max_train_images": 64},
+    "augment": {"views": 1},
+    "evaluate": {"bootstrap": 20, "latency_runs": 2},
+}
 
 
 def run(args: list[str], cwd: Path) -> str:
@@ -24,7 +33,7 @@ def run(args: list[str], cwd: Path) -> str:
 
 
 def write_params(project: Path, **overrides) -> None:
-    raw = raw_params(synth=TINY_SYNTH, dedupe=TINY_DEDUPE, image_size=32, **overrides)
+    raw = raw_params(synth=TINY_SYNTH, dedupe=TINY_DEDUPE, image_size=32, **{**TINY_TRAINING, **overrides})
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -39,6 +48,8 @@ def project(tmp_path_factory) -> Path:
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "baseline"], project)
     return project
 
 
@@ -62,6 +73,30 @@ def test_repro_reports_the_judged_figures(project):
     assert dedupe["truth"]["orphan_rate"] <= 0.02
     assert split["shared_subjects"] == split["shared_sources"] == 0
     assert split["truth"]["true_subjects_in_several_splits"] == 0
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_repro_trains_and_evaluates_every_backbone(project, backbone):
+    for split in ("train", "val", "test"):
+        assert (project / f"data/features/{backbone}/{split}.npz").is_file()
+    for name in ("head.keras", "model.keras"):
+        assert (project / f"models/{backbone}/{name}").stat().st_size > 0
+    for stage in ("train", "finetune"):
+        assert "loss" in json.loads((project / f"dvclive/{stage}/{backbone}/metrics.json").read_text())
+    report = json.loads((project / f"metrics/eval/{backbone}.json").read_text())
+    assert report["pretrained"] is False and 0 <= report["balanced_accuracy"] <= 1
+    predictions = pd.read_csv(project / f"plots/eval/{backbone}/predictions.csv")
+    assert len(predictions) == report["test_images"]
+
+
+def test_experiment_on_lr_reruns_only_training_stages(project):
+    output = run(["dvc", "exp", "run", "-S", "lr=0.0005"], project)
+    ran = {line.split("'")[1].split("@")[0] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train", "finetune", "evaluate"}, output
+    diff = run(["dvc", "metrics", "diff", "--all"], project)
+    assert all(f"metrics/eval/{backbone}.json" in diff for backbone in BACKBONES), diff
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "--force"], project)
 
 
 def test_second_repro_runs_nothing(project):

@@ -151,9 +151,9 @@ def test_unfreeze_top_leaves_batch_norm_frozen():
 
 
 def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
-    _, model_dir, _ = trained
+    features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
-    meta = fine_tune(tfrecords, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE), tiny_params())
+    meta = fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE), tiny_params())
     assert meta["epochs_run"] == 1 and meta["replicas"] == 1 and meta["pretrained"] is False
     assert 0 < meta["trainable_params"] < meta["total_params"]
     path = tmp_path / "models" / "model.keras"
@@ -174,7 +174,7 @@ def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
 def test_unchanged_fine_tune_model_reproduces_the_head_on_cached_features(tfrecords, trained, tmp_path):
     features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
-    fine_tune(tfrecords, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
+    fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
               tiny_params(fine_tune_epochs=0))
     model = keras.models.load_model(tmp_path / "models" / "model.keras")
     head = keras.models.load_model(model_dir / "head.keras")
@@ -191,17 +191,17 @@ from pathlib import Path
 from pipeline.backbones import get_backbone
 from pipeline.finetune import fine_tune
 from tests.test_train import tiny_params
-meta = fine_tune(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), get_backbone("MobileNetV3Small"),
-                 tiny_params())
+meta = fine_tune(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),
+                 get_backbone("MobileNetV3Small"), tiny_params())
 print("replicas", meta["replicas"], "epochs", meta["epochs_run"])
 """
 
 
 def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
-    _, model_dir, _ = trained
+    features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tfrecords), str(tmp_path / "models"),
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tfrecords), str(features_dir), str(tmp_path / "models"),
                              str(tmp_path / "live")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2 epochs 1" in result.stdout
