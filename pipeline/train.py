@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from scmrepo.exceptions import SCMError
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.backbones import get_backbone
@@ -89,7 +90,11 @@ def training_callbacks(patience: int, has_val: bool, live: Live) -> list[keras.c
 
 def open_live(live_dir: Path) -> Live:
     """A dvclive logger writing under live_dir, with no dvc.yaml of its own and no experiment saved."""
-    return Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)
+    try:
+        return Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)
+    except SCMError as error:
+        raise PipelineError(f"dvclive needs a git repository with at least one commit ({error}); "
+                            "commit once (git add -A && git commit) and run again") from None
 
 
 def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Params) -> dict:
