@@ -64,17 +64,24 @@ def get_backbone(name: str) -> Backbone:
 
 
 def input_size(backbone: Backbone, image_size: int) -> int:
-    """The side the base sees: image_size, raised to the backbone's minimum (with a note) if smaller."""
-    if image_size >= backbone.min_size:
-        return image_size
-    log.info("%s needs at least %d px; images of %d px are resized to %d inside the model",
-             backbone.name, backbone.min_size, image_size, backbone.min_size)
-    return backbone.min_size
+    """The side the base sees: image_size, raised to the backbone's minimum if smaller."""
+    return max(image_size, backbone.min_size)
 
 
 def is_pretrained(weights: str) -> bool:
     """Whether `weights` (imagenet, none or a path) starts the base from trained weights."""
     return weights != "none"
+
+
+def describe(backbone: Backbone, weights: str, image_size: int) -> dict:
+    """What a stage's meta.json says of the backbone it ran: name, weights, pretrained and sizes."""
+    return {
+        "backbone": backbone.name,
+        "weights": weights,
+        "pretrained": is_pretrained(weights),
+        "image_size": image_size,
+        "input_size": input_size(backbone, image_size),
+    }
 
 
 def keras_cache_dir() -> Path:
@@ -128,6 +135,9 @@ def preprocessing_layers(backbone: Backbone) -> list[keras.layers.Layer]:
 def build_extractor(backbone: Backbone, weights: str, image_size: int) -> keras.Model:
     """(image_size, image_size, 3) floats in [0, 255] -> pooled base features, the base in inference mode."""
     size = input_size(backbone, image_size)
+    if size != image_size:
+        log.info("%s needs at least %d px; images of %d px are resized to %d inside the model",
+                 backbone.name, backbone.min_size, image_size, size)
     base = build_base(backbone, weights, size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     features = base(_prepared(backbone, inputs, size), training=False)

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.augment import augment_dataset, build_augmenter
-from pipeline.backbones import base_of, build_extractor, calibrate_batchnorm, get_backbone, input_size, is_pretrained
+from pipeline.backbones import base_of, build_extractor, calibrate_batchnorm, describe, get_backbone, is_pretrained
 from pipeline.params import SPLITS, Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 
@@ -53,11 +53,7 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
         np.savez(out_dir / f"{split}.npz", **arrays)
         written[split] = len(arrays["labels"])
     meta = {
-        "backbone": backbone.name,
-        "weights": params.weights,
-        "pretrained": is_pretrained(params.weights),
-        "image_size": params.image_size,
-        "input_size": input_size(backbone, params.image_size),
+        **describe(backbone, params.weights, params.image_size),
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
         "counts": written,

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.augment import augment_dataset, build_augmenter
-from pipeline.backbones import Backbone, base_of, build_model, get_backbone, input_size, is_pretrained
+from pipeline.backbones import Backbone, base_of, build_model, describe, get_backbone, is_pretrained
 from pipeline.errors import PipelineError
 from pipeline.features import BASE_WEIGHTS, OUT_DIR as FEATURES_DIR, TFRECORD_DIR
 from pipeline.params import Params, load_params
@@ -117,11 +117,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_NAME)
     meta = {
-        "backbone": backbone.name,
-        "weights": params.weights,
-        "pretrained": is_pretrained(params.weights),
-        "image_size": params.image_size,
-        "input_size": input_size(backbone, params.image_size),
+        **describe(backbone, params.weights, params.image_size),
         "unfrozen_layers": unfrozen,
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
         "total_params": int(model.count_params()),
