@@ -89,6 +89,11 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class CompareParams:
+    sensitivity: float  # sensitivity target of the "any dementia" operating point
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     backbones: tuple[str, ...]
@@ -108,6 +113,7 @@ class Params:
     fine_tune: FineTuneParams
     augment: AugmentParams
     evaluate: EvaluateParams
+    compare: CompareParams
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -144,6 +150,7 @@ def parse_params(raw: Any) -> Params:
         fine_tune=_fine_tune(root.section("fine_tune")),
         augment=_augment(root.section("augment")),
         evaluate=_evaluate(root.section("evaluate")),
+        compare=_compare(root.section("compare")),
     )
     root.reject_unknown(Params)
     return params
@@ -253,6 +260,12 @@ def _evaluate(section: "_Section") -> EvaluateParams:
         latency_runs=section.integer("latency_runs", low=1),
     )
     section.reject_unknown(EvaluateParams)
+    return params
+
+
+def _compare(section: "_Section") -> CompareParams:
+    params = CompareParams(sensitivity=section.number("sensitivity", low=0.0, high=1.0, open_low=True))
+    section.reject_unknown(CompareParams)
     return params
 
 
