@@ -13,6 +13,7 @@ SPLITS = ("train", "val", "test")
 ENCODINGS = ("png", "jpeg", "raw")
 CLASS_WEIGHTS = ("balanced", "none")
 SWITCHES = ("auto", "on", "off")
+KNN_TIES = ("nearest", "shrink", "random")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,26 @@ class CompareParams:
 
 
 @dataclass(frozen=True)
+class AuditParams:
+    backbone: str  # whose cached features the audit's model reads
+    repeats: int  # fresh random splits and shuffled labels per split
+    test_share: float  # share of the pool in test, for the per-image random splits
+
+
+@dataclass(frozen=True)
+class KnnParams:
+    k: int
+    ties: tuple[str, ...]  # tie-breaking rules (KNN_TIES), one kNN model each
+
+
+@dataclass(frozen=True)
+class BaselinesParams:
+    backbone: str  # whose cached features the classical models read
+    folds: int  # grouped cross-validation folds over train and val
+    knn: KnnParams
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     backbones: tuple[str, ...]
@@ -114,6 +135,8 @@ class Params:
     augment: AugmentParams
     evaluate: EvaluateParams
     compare: CompareParams
+    audit: AuditParams
+    baselines: BaselinesParams
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -131,9 +154,10 @@ def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) into a Params object."""
     root = _Section(raw, "")
     data = _data(root.section("data"))
+    backbones = root.names("backbones")
     params = Params(
         seed=root.integer("seed", low=0),
-        backbones=root.names("backbones"),
+        backbones=backbones,
         weights=root.weights("weights"),
         image_size=root.integer("image_size", low=32, high=1024),
         batch_size=root.integer("batch_size", low=1, high=4096),
@@ -151,6 +175,8 @@ def parse_params(raw: Any) -> Params:
         augment=_augment(root.section("augment")),
         evaluate=_evaluate(root.section("evaluate")),
         compare=_compare(root.section("compare")),
+        audit=_audit(root.section("audit"), backbones),
+        baselines=_baselines(root.section("baselines"), backbones),
     )
     root.reject_unknown(Params)
     return params
@@ -266,6 +292,35 @@ def _evaluate(section: "_Section") -> EvaluateParams:
 def _compare(section: "_Section") -> CompareParams:
     params = CompareParams(sensitivity=section.number("sensitivity", low=0.0, high=1.0, open_low=True))
     section.reject_unknown(CompareParams)
+    return params
+
+
+def _audit(section: "_Section", backbones: tuple[str, ...]) -> AuditParams:
+    params = AuditParams(
+        backbone=section.choice("backbone", backbones),
+        repeats=section.integer("repeats", low=1, high=1000),
+        test_share=section.number("test_share", low=0.0, high=0.9, open_low=True),
+    )
+    section.reject_unknown(AuditParams)
+    return params
+
+
+def _baselines(section: "_Section", backbones: tuple[str, ...]) -> BaselinesParams:
+    params = BaselinesParams(
+        backbone=section.choice("backbone", backbones),
+        folds=section.integer("folds", low=2, high=100),
+        knn=_knn(section.section("knn")),
+    )
+    section.reject_unknown(BaselinesParams)
+    return params
+
+
+def _knn(section: "_Section") -> KnnParams:
+    ties = section.names("ties")
+    if not set(ties) <= set(KNN_TIES):
+        section.fail("ties", list(ties), "a non-empty list of distinct rules from " + ", ".join(KNN_TIES))
+    params = KnnParams(k=section.integer("k", low=1, high=1000), ties=ties)
+    section.reject_unknown(KnnParams)
     return params
 
 

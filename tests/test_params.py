@@ -32,6 +32,13 @@ def test_committed_params_load():
         ({"split": {"copies_in_train": "yes"}}, "split.copies_in_train"),
         ({"preprocess": {"encoding": "gif"}}, "preprocess.encoding"),
         ({"data": {"classes": ["OnlyOne"]}}, "data.classes"),
+        ({"audit": {"backbone": "AlexNet"}}, "audit.backbone"),
+        ({"audit": {"repeats": 0}}, "audit.repeats"),
+        ({"audit": {"test_share": 1.0}}, "audit.test_share"),
+        ({"baselines": {"folds": 1}}, "baselines.folds"),
+        ({"baselines": {"knn": {"k": 0, "ties": ["nearest"]}}}, "baselines.knn.k"),
+        ({"baselines": {"knn": {"k": 3, "ties": ["nearest", "coin"]}}}, "baselines.knn.ties"),
+        ({"baselines": {"knn": {"k": 3, "ties": []}}}, "baselines.knn.ties"),
     ],
 )
 def test_wrong_value_names_the_key(overrides, key):
@@ -46,6 +53,8 @@ def test_missing_and_unknown_keys_are_named():
         parse_params(raw)
     with pytest.raises(PipelineError, match="unknown key split.ratio\\b"):
         parse_params(raw_params(split={"ratio": 0.5}))
+    with pytest.raises(PipelineError, match="unknown key baselines.knn.weights\\b"):
+        parse_params(raw_params(baselines={"knn": {"k": 3, "ties": ["random"], "weights": "distance"}}))
 
 
 def test_unreadable_file_is_one_clear_error(tmp_path):
