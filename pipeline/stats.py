@@ -1,0 +1,96 @@
+"""Statistics for comparing models on the same test images: paired tests, ensembles, a binary ROC operating point.
+
+Labels are class indices in `data.classes` order; probabilities are (n, n_classes) arrays whose rows sum to 1.
+"""
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's exact test: two-sided binomial test (p = 1/2) on the discordant pairs.
+
+    `a_only` counts images only model a gets right, `b_only` those only b gets right.
+    """
+    a_only = int(np.sum(correct_a & ~correct_b))
+    b_only = int(np.sum(~correct_a & correct_b))
+    p_value = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p_value": float(p_value)}
+
+
+def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, subjects: np.ndarray,
+                     n_resamples: int, seed: int) -> dict:
+    """Balanced accuracy of a minus b, and its 95% percentile interval over subjects resampled for both at once.
+
+    Resamples are drawn as the eval intervals' are (same seed, same draws), and one is used only if it
+    holds every class the full set holds; `share_not_better` is the share of used resamples where a does
+    not beat b.
+    """
+    _, groups = np.unique(subjects, return_inverse=True)
+    n_groups = groups.max() + 1
+    totals, hits_a, hits_b = (_per_subject_class(groups, labels, weights)
+                              for weights in (None, predicted_a == labels, predicted_b == labels))
+    present = totals.sum(axis=0) > 0
+    rng = np.random.default_rng(seed)
+    draws = np.array([np.bincount(rng.integers(n_groups, size=n_groups), minlength=n_groups)
+                      for _ in range(n_resamples)]).reshape(n_resamples, n_groups)
+    draws = draws[(draws @ totals > 0)[:, present].all(axis=1)]
+    differences = _balanced_accuracy(draws, totals, hits_a, present) - _balanced_accuracy(draws, totals, hits_b, present)
+    everyone = np.ones((1, n_groups))
+    point = _balanced_accuracy(everyone, totals, hits_a, present) - _balanced_accuracy(everyone, totals, hits_b, present)
+    result = {"difference": float(point[0]), "low": None, "high": None, "share_not_better": None,
+              "resamples_used": len(draws)}
+    if len(draws):
+        low, high = np.percentile(differences, [2.5, 97.5])
+        result.update(low=float(low), high=float(high), share_not_better=float(np.mean(differences <= 0)))
+    return result
+
+
+def _per_subject_class(groups: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """(subjects, classes) sums of `weights` (counts without them) over each subject's images of each class."""
+    n_groups, n_classes = groups.max() + 1, labels.max() + 1
+    flat = np.bincount(groups * n_classes + labels, weights=weights, minlength=n_groups * n_classes)
+    return flat.reshape(n_groups, n_classes)
+
+
+def _balanced_accuracy(draws: np.ndarray, totals: np.ndarray, hits: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Balanced accuracy per resample, a resample being how often each subject is drawn (one row of `draws`)."""
+    return ((draws @ hits)[:, present] / (draws @ totals)[:, present]).mean(axis=1)
+
+
+def ensemble(probabilities: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of the models' class probabilities (plain mean without weights)."""
+    return np.average(np.stack(probabilities), axis=0, weights=weights)
+
+
+def loss_weights(val_losses: np.ndarray) -> np.ndarray:
+    """Ensemble weights proportional to exp(-validation loss), summing to 1.
+
+    exp(-mean log loss) is the geometric mean probability a model gives the true class.
+    """
+    raw = np.exp(-val_losses)
+    return raw / raw.sum()
+
+
+def any_dementia(labels: np.ndarray, probabilities: np.ndarray, sensitivity: float) -> dict:
+    """`binary_roc` of "any dementia vs none": positive when the label is not class 0, scored 1 - P(class 0)."""
+    return binary_roc(labels != 0, 1.0 - probabilities[:, 0], sensitivity)
+
+
+def binary_roc(truth: np.ndarray, scores: np.ndarray, sensitivity: float) -> dict:
+    """ROC AUC, the curve, and the operating point: the highest threshold whose sensitivity reaches the target.
+
+    Among the thresholds reaching the target, the highest one has the best specificity.
+    """
+    fpr, tpr, thresholds = roc_curve(truth, scores, drop_intermediate=False)
+    reached = np.flatnonzero(tpr >= sensitivity)[0]
+    curve_fpr, curve_tpr, _ = roc_curve(truth, scores)
+    return {
+        "auc": float(roc_auc_score(truth, scores)),
+        "threshold": float(thresholds[reached]),
+        "sensitivity": float(tpr[reached]),
+        "specificity": float(1 - fpr[reached]),
+        "fpr": curve_fpr,
+        "tpr": curve_tpr,
+    }

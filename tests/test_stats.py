@@ -1,0 +1,100 @@
+"""Paired tests, ensembles and the any-dementia operating point against known cases."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from pipeline.stats import any_dementia, binary_roc, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
+
+
+def discordant(a_only: int, b_only: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness of two models: `a_only` images only a gets right, `b_only` only b, `both` both."""
+    correct_a = np.array([True] * a_only + [False] * b_only + [True] * both)
+    correct_b = np.array([False] * a_only + [True] * b_only + [True] * both)
+    return correct_a, correct_b
+
+
+def test_mcnemar_exact_matches_the_binomial_tail():
+    result = mcnemar_exact(*discordant(1, 9))
+    assert result == {"a_only": 1, "b_only": 9, "p_value": pytest.approx(0.021484375)}  # 2 * (1 + 10) / 2**10
+    assert mcnemar_exact(*discordant(9, 1))["p_value"] == pytest.approx(0.021484375)
+    assert mcnemar_exact(*discordant(5, 5))["p_value"] == pytest.approx(1.0)
+    assert mcnemar_exact(*discordant(0, 0)) == {"a_only": 0, "b_only": 0, "p_value": 1.0}
+
+
+def every_class_per_subject(n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels 0-3 once per subject, so every subject resample holds every class."""
+    return np.tile(np.arange(4), n_subjects), np.repeat([f"s{i:03d}" for i in range(n_subjects)], 4)
+
+
+def test_paired_bootstrap_of_a_constant_gap_is_that_gap():
+    labels, subjects = every_class_per_subject(10)
+    half_right = np.where(labels < 2, labels, 0)  # right on classes 0 and 1 only: balanced accuracy 0.5
+    result = paired_bootstrap(labels, labels, half_right, subjects, 200, seed=0)
+    assert result == {"difference": 0.5, "low": 0.5, "high": 0.5, "share_not_better": 0.0, "resamples_used": 200}
+    same = paired_bootstrap(labels, half_right, half_right, subjects, 50, seed=0)
+    assert (same["difference"], same["low"], same["high"], same["share_not_better"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_bootstrap_interval_covers_the_known_mean_gap_and_is_seeded():
+    # Model b is right on each image with probability 1/2, else one class up: the true gap in balanced accuracy is 1/2.
+    labels, subjects = every_class_per_subject(200)
+    rng = np.random.default_rng(1)
+    predicted_b = np.where(rng.random(len(labels)) < 0.5, labels, (labels + 1) % 4)
+    result = paired_bootstrap(labels, labels, predicted_b, subjects, 300, seed=2)
+    assert result["low"] < 0.5 < result["high"] and result["high"] - result["low"] < 0.15
+    assert result["difference"] == pytest.approx(1 - balanced_accuracy_score(labels, predicted_b))
+    assert paired_bootstrap(labels, labels, predicted_b, subjects, 300, seed=2) == result
+    assert paired_bootstrap(labels, labels, predicted_b, subjects, 300, seed=3) != result
+
+
+def test_paired_bootstrap_is_sklearns_balanced_accuracy_on_the_same_subject_resamples():
+    rng = np.random.default_rng(5)
+    subjects = np.repeat([f"s{i}" for i in range(7)], 3)
+    labels = np.repeat(rng.integers(0, 3, size=7), 3)
+    predicted_a, predicted_b = rng.integers(0, 3, size=(2, len(labels)))
+    result = paired_bootstrap(labels, predicted_a, predicted_b, subjects, 60, seed=9)
+    draws = np.random.default_rng(9)
+    differences = []
+    for _ in range(60):
+        rows = np.concatenate([np.flatnonzero(subjects == f"s{g}") for g in draws.integers(7, size=7)])
+        if len(np.unique(labels[rows])) == len(np.unique(labels)):
+            differences.append(balanced_accuracy_score(labels[rows], predicted_a[rows])
+                               - balanced_accuracy_score(labels[rows], predicted_b[rows]))
+    assert result["resamples_used"] == len(differences) > 0
+    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])))
+    assert result["share_not_better"] == pytest.approx(np.mean(np.array(differences) <= 0))
+
+
+def test_paired_bootstrap_skips_resamples_missing_a_class():
+    labels = np.array([0, 0, 1, 1])  # one class per subject: only resamples drawing both subjects count
+    result = paired_bootstrap(labels, labels, np.zeros(4, int), np.array(["x", "x", "y", "y"]), 100, seed=0)
+    assert 20 < result["resamples_used"] < 80 and result["low"] == result["high"] == 0.5
+
+
+def test_ensemble_is_the_weighted_mean_of_the_probabilities():
+    a = np.array([[0.2, 0.8], [0.6, 0.4]])
+    b = np.array([[0.6, 0.4], [0.0, 1.0]])
+    np.testing.assert_allclose(ensemble([a, b]), [[0.4, 0.6], [0.3, 0.7]])
+    np.testing.assert_allclose(ensemble([a, b], np.array([0.75, 0.25])), [[0.3, 0.7], [0.45, 0.55]])
+
+
+def test_loss_weights_favour_the_lower_validation_loss():
+    weights = loss_weights(np.array([1.0, 2.0, 2.0]))
+    np.testing.assert_allclose(weights, np.exp([-1, -2, -2]) / np.exp([-1, -2, -2]).sum())
+    assert weights.sum() == pytest.approx(1) and weights[0] > weights[1] == weights[2]
+
+
+def test_any_dementia_operating_point_hand_case():
+    # Negatives (NonDemented) score 0.1, 0.3, 0.5, 0.8; positives 0.95, 0.85, 0.6, 0.4, 0.05 (score = 1 - P(class 0)).
+    labels = np.array([0, 0, 0, 0, 1, 2, 3, 1, 2])
+    scores = np.array([0.1, 0.3, 0.5, 0.8, 0.95, 0.85, 0.6, 0.4, 0.05])
+    probabilities = np.column_stack([1 - scores, scores / 3, scores / 3, scores / 3])
+    point = any_dementia(labels, probabilities, 0.8)
+    assert point["auc"] == pytest.approx(13 / 20)
+    assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.4, 0.8, 0.5))
+    strict = any_dementia(labels, probabilities, 0.9)  # 4 of 5 positives is not enough: all 5 need threshold 0.05
+    assert (strict["threshold"], strict["sensitivity"], strict["specificity"]) == pytest.approx((0.05, 1.0, 0.0))
+    easy = binary_roc(labels != 0, scores, 0.2)
+    assert (easy["threshold"], easy["specificity"]) == pytest.approx((0.95, 1.0))
+    assert easy["fpr"][-1] == easy["tpr"][-1] == 1.0
