@@ -1,0 +1,170 @@
+"""reports/comparison.md from the comparison summary: fixed formatting and order, so the same inputs give the same bytes."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+ALPHA = 0.05
+TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is shown as "value [low, high]"
+    ("model", "model", "{}"),
+    ("kind", "kind", "{}"),
+    ("balanced accuracy", "balanced_accuracy", "{:.3f}"),
+    ("macro-F1", "macro_f1", "{:.3f}"),
+    ("ROC AUC (one-vs-rest)", "roc_auc_ovr", "{:.3f}"),
+    ("QWK", "qwk", "{:.3f}"),
+    ("any-dementia AUC", "any_dementia_auc", "{:.3f}"),
+    ("parameters", "params", "{:,.0f}"),
+    ("size (MB)", "size_mb", "{:.1f}"),
+    ("latency (ms/image, batch 1)", "latency_ms", "{:.2f}"),
+    ("training (s)", "training_seconds", "{:.1f}"),
+)
+
+
+def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, Path], report_dir: Path) -> str:
+    """The whole report as Markdown."""
+    sections = [
+        "# Backbone comparison\n",
+        warnings(summary, table, origin),
+        setting(summary, origin),
+        "## Results\n\n" + markdown_table(table),
+        charts(figures, report_dir),
+        tests(summary),
+        any_dementia(summary),
+        ensembles(summary),
+        baselines(summary),
+        produced_by(origin),
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def cell(row: pd.Series, column: str, pattern: str) -> str:
+    """One formatted cell, its interval appended when the row has one; blank when the value is missing."""
+    value = row.get(column)
+    if value is None or pd.isna(value):
+        return ""
+    text = pattern.format(value)
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if low is not None and not pd.isna(low):
+        text += f" [{pattern.format(low)}, {pattern.format(high)}]"
+    return text
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The comparison table, one row per model in the summary's order."""
+    lines = ["| " + " | ".join(header for header, _, _ in TABLE_COLUMNS) + " |",
+             "|" + "---|" * len(TABLE_COLUMNS)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(cell(row, column, pattern) for _, column, pattern in TABLE_COLUMNS) + " |")
+    return "\n".join(lines) + "\n\nIntervals are 95% percentile intervals over test subjects resampled with " \
+        "replacement. Ensembles' parameters, size, latency and training time are their members' added up; " \
+        "training time is the features, train and finetune stages' logged seconds.\n"
+
+
+def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
+    """Plain statements when the figures come from the demo or from untrained-on-ImageNet backbones."""
+    lines = []
+    if origin["demo"]:
+        lines.append(f"> **This is the synthetic demo** (`data.archive: {origin['archive']}`): scans drawn from one "
+                     "brain template. Its figures show the pipeline works, not how the backbones do on real MRI.")
+    backbones = table[table["kind"] == "backbone"]
+    if not backbones["pretrained"].astype(bool).all():
+        lines.append(f"> **`pretrained: false`** (`weights: {origin['params']['weights']}`): backbones start from "
+                     "random weights, so this compares architectures trained from scratch, not transfer learning.")
+    return "\n>\n".join(lines) + "\n" if lines else ""
+
+
+def setting(summary: dict, origin: dict) -> str:
+    """What was tested on, and which model is best."""
+    best = summary["models"][summary["best"]]
+    return (f"Test split: {summary['test_images']} images of {summary['test_subjects']} subjects, classes "
+            f"{', '.join(summary['classes'])} (ordinal). Best backbone by balanced accuracy: **{summary['best']}** "
+            f"({best['balanced_accuracy']:.3f}); chance is {1 / len(summary['classes']):.3f}.\n")
+
+
+def charts(figures: dict[str, Path], report_dir: Path) -> str:
+    """Links to the PNG charts, relative to the report."""
+    titles = {"balanced_accuracy": "Balanced accuracy with 95% intervals",
+              "accuracy_latency": "Balanced accuracy against latency",
+              "accuracy_size": "Balanced accuracy against size",
+              "any_dementia_roc": "Any dementia vs none: ROC"}
+    links = [f"![{titles[name]}]({Path(os.path.relpath(path, report_dir)).as_posix()})"
+             for name, path in figures.items()]
+    return "## Charts\n\n" + "\n\n".join(links) + "\n"
+
+
+def tests(summary: dict) -> str:
+    """McNemar and the paired bootstrap, best backbone against every other model with predictions."""
+    best = summary["best"]
+    lines = [f"## Is {best} really ahead?\n",
+             f"On the same test images: McNemar's exact test (two-sided binomial on the images only one model gets "
+             f"right) and the balanced-accuracy difference {best} minus the other, with a 95% interval from "
+             f"subjects resampled alike for both models. A gap is called real when p < {ALPHA} and the interval "
+             f"excludes 0.\n",
+             f"| against | only {best} right | only the other right | McNemar p | difference [95% interval] | "
+             "resamples used | real gap? |",
+             "|---|---|---|---|---|---|---|"]
+    for other, result in summary["tests"].items():
+        mcnemar, difference = result["mcnemar"], result["balanced_accuracy_difference"]
+        interval = "" if difference["low"] is None else f" [{difference['low']:.3f}, {difference['high']:.3f}]"
+        real = mcnemar["p_value"] < ALPHA and difference["low"] is not None and \
+            (difference["low"] > 0 or difference["high"] < 0)
+        lines.append(f"| {other} | {mcnemar['a_only']} | {mcnemar['b_only']} | {mcnemar['p_value']:.4f} | "
+                     f"{difference['difference']:.3f}{interval} | {difference['resamples_used']} | "
+                     f"{'yes' if real else 'no'} |")
+    if not summary["tests"]:
+        lines.append("| (one model only) | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def any_dementia(summary: dict) -> str:
+    """The binary "any dementia vs none" question: AUC and operating point per model."""
+    target = summary["any_dementia"]["sensitivity_target"]
+    none = summary["classes"][0]
+    lines = ["## Any dementia vs none\n",
+             f"Score 1 - P({none}) from the 4-class probabilities, positive = any class but {none}. The operating "
+             f"point is the highest threshold whose sensitivity reaches {target:.2f} (`compare.sensitivity`), so "
+             "the best specificity at that sensitivity. Curves: `plots/compare/any_dementia_roc.csv`.\n",
+             "| model | AUC | threshold | sensitivity | specificity |", "|---|---|---|---|---|"]
+    for name, point in summary["any_dementia"]["models"].items():
+        lines.append(f"| {name} | {point['auc']:.3f} | {point['threshold']:.4f} | {point['sensitivity']:.3f} | "
+                     f"{point['specificity']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def ensembles(summary: dict) -> str:
+    """How the two ensembles were made."""
+    if len(summary["ensemble_weights"]) < 2:
+        return ""
+    lines = ["## Ensembles\n",
+             "`ensemble_mean` averages the backbones' class probabilities. `ensemble_val_loss` weights each backbone "
+             "by exp(-validation loss), normalised to sum to 1: exp(-mean log loss) is the geometric mean "
+             "probability the model gives the true class on the val split. The validation loss is the saved model's: "
+             "the lowest fine-tuning val loss (early stopping keeps the best weights). Both are scored exactly as "
+             "the evaluate stage scores a backbone.\n",
+             "| backbone | validation loss | weight |", "|---|---|---|"]
+    for name, weight in summary["ensemble_weights"].items():
+        lines.append(f"| {name} | {summary['val_loss'][name]:.4f} | {weight:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def baselines(summary: dict) -> str:
+    """Where the baseline rows come from, or that there are none."""
+    if summary["baselines"] is None:
+        return "## Classical baselines\n\n`metrics/baselines.json` is absent: no baseline rows.\n"
+    return (f"## Classical baselines\n\nRows of kind `baseline`: classical models on the cached "
+            f"{summary['baselines']['features']} features, scored once on the test split (no intervals, size or "
+            f"latency); their {summary['baselines']['folds']}-fold grouped cross-validation is in "
+            "`metrics/baselines.json`.\n")
+
+
+def produced_by(origin: dict) -> str:
+    """The data, params and models behind the figures."""
+    lines = ["## What produced these figures\n",
+             f"- archive: `{origin['archive']}`, md5 `{origin['archive_md5'] or 'not in dvc.lock'}` (dvc.lock)"]
+    lines += [f"- `{key}`: {value}" for key, value in origin["params"].items()]
+    lines += [f"- model `{name}`: md5 `{md5 or 'not in dvc.lock'}`" for name, md5 in origin["model_md5"].items()]
+    lines.append("- inputs: `metrics/eval/<backbone>.json`, `plots/eval/<backbone>/predictions.csv`, the seconds and "
+                 "validation losses under `dvclive/` and `data/features/<backbone>/meta.json`; regenerate with "
+                 "`dvc repro compare` (or `python -m pipeline compare`)")
+    return "\n".join(lines) + "\n"

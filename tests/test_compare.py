@@ -1,0 +1,141 @@
+"""The compare stage on small synthetic evaluations: ensembles, rows, paired tests, and byte-identical outputs."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import cohen_kappa_score
+
+from pipeline.__main__ import main as cli
+from pipeline.compare import aligned, read_predictions, score_predictions, summarize
+from pipeline.errors import PipelineError
+from pipeline.metrics import headline_metrics
+from pipeline.params import parse_params
+from tests.conftest import raw_params
+
+BACKBONES = tuple(raw_params()["backbones"])  # other sections may name them (audit.backbone)
+CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
+VAL_LOSSES = {name: 1.0 + (index % 3) / 4 for index, name in enumerate(BACKBONES)}
+RESAMPLES = 10
+OUTPUTS = ("metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
+           "plots/compare/any_dementia_roc.csv", "plots/compare/balanced_accuracy.png",
+           "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
+           "plots/compare/any_dementia_roc.png")
+
+
+def tiny_raw() -> dict:
+    return raw_params(evaluate={"bootstrap": RESAMPLES})
+
+
+def predictions(backbone: str, strength: float) -> pd.DataFrame:
+    """evaluate's predictions.csv for 12 subjects of 3 slices; `strength` makes the model more often right."""
+    rng = np.random.default_rng(len(backbone) + int(strength * 10))
+    labels = np.repeat(np.arange(12) % 4, 3)
+    logits = rng.normal(size=(len(labels), 4)) + strength * np.eye(4)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"path": [f"img{i:02d}.jpg" for i in range(len(labels))],
+                          "subject": np.repeat([f"s{i:02d}" for i in range(12)], 3),
+                          "label": np.array(CLASSES)[labels], "label_index": labels,
+                          "predicted": np.array(CLASSES)[probabilities.argmax(axis=1)]})
+    for index, name in enumerate(CLASSES):
+        frame[f"prob_{name}"] = probabilities[:, index]
+    return frame
+
+
+def evaluation(frame: pd.DataFrame, index: int) -> dict:
+    """A metrics/eval/<backbone>.json as evaluate writes it (the fields compare reads)."""
+    labels, subjects, probabilities = aligned({"m": frame}, CLASSES)
+    return {**score_predictions(labels, probabilities["m"], subjects, CLASSES, RESAMPLES, 42),
+            "params": 1000 * (index + 1), "size_mb": 2.0 * (index + 1), "pretrained": False,
+            "latency_ms": {"batch_1": 1.5 * (index + 1), "batch_32": 0.5 * (index + 1)}}
+
+
+def write_run(root: Path) -> None:
+    """The inputs compare reads, laid out under `root` as the earlier stages leave them."""
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    for index, name in enumerate(BACKBONES):
+        frame = predictions(name, 1.0 + index)
+        (root / "plots/eval" / name).mkdir(parents=True)
+        frame.to_csv(root / "plots/eval" / name / "predictions.csv", index=False)
+        (root / "metrics/eval").mkdir(parents=True, exist_ok=True)
+        (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(evaluation(frame, index)))
+        (root / "data/features" / name).mkdir(parents=True)
+        (root / "data/features" / name / "meta.json").write_text(json.dumps({"seconds": 1.0}))
+        for stage, seconds in (("train", 2.0), ("finetune", 3.5)):
+            live = root / "dvclive" / stage / name
+            (live / "plots/metrics/eval").mkdir(parents=True)
+            (live / "metrics.json").write_text(json.dumps({"seconds": seconds}))
+            losses = [VAL_LOSSES[name] + 0.3, VAL_LOSSES[name], VAL_LOSSES[name] + 0.1]  # best weights kept: the min
+            pd.DataFrame({"step": range(3), "loss": losses}).to_csv(live / "plots/metrics/eval/loss.tsv", sep="\t",
+                                                                   index=False)
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    frames = {name: predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES)}
+    baselines = {"backbone": BACKBONES[0], "folds": 5, "models": {
+        "knn": {"cv": {}, "test": {"accuracy": 0.5, "balanced_accuracy": 0.45, "macro_f1": 0.4, "qwk": 0.3}}}}
+    return summarize({name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}, frames,
+                     VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, parse_params(tiny_raw()))
+
+
+def test_rows_hold_backbones_then_ensembles_then_baselines(summary):
+    assert list(summary["models"]) == [*BACKBONES, "ensemble_mean", "ensemble_val_loss", "knn"]
+    baseline = summary["models"]["knn"]
+    assert baseline["kind"] == f"baseline ({BACKBONES[0]} features)" and baseline["balanced_accuracy"] == 0.45
+    assert baseline["latency_ms"] is None and baseline["balanced_accuracy_low"] is None
+    mean = summary["models"]["ensemble_mean"]
+    n = len(BACKBONES)
+    assert mean["params"] == 1000 * n * (n + 1) / 2 and mean["latency_ms"] == pytest.approx(1.5 * n * (n + 1) / 2)
+    assert mean["training_seconds"] == 6.5 * n
+    assert mean["balanced_accuracy_low"] <= mean["balanced_accuracy"] <= mean["balanced_accuracy_high"]
+    best = max(BACKBONES, key=lambda name: summary["models"][name]["balanced_accuracy"])
+    assert summary["best"] == best and set(summary["tests"]) == set(summary["models"]) - {best, "knn"}
+
+
+def test_ensembles_are_scored_like_a_backbone_from_hand_computed_means(summary):
+    frames = [predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES)]
+    columns = [f"prob_{name}" for name in CLASSES]
+    labels = frames[0]["label_index"].to_numpy()
+    mean = sum(frame[columns].to_numpy() for frame in frames) / len(frames)
+    expected = headline_metrics(labels, mean)
+    row = summary["models"]["ensemble_mean"]
+    assert row["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
+    assert row["qwk"] == pytest.approx(cohen_kappa_score(labels, mean.argmax(axis=1), weights="quadratic"))
+    weights = np.exp([-VAL_LOSSES[name] for name in BACKBONES])
+    weighted = sum(w * frame[columns].to_numpy() for w, frame in zip(weights / weights.sum(), frames))
+    assert summary["models"]["ensemble_val_loss"]["macro_f1"] == pytest.approx(headline_metrics(labels, weighted)["macro_f1"])
+    by_loss = sorted(BACKBONES, key=VAL_LOSSES.get)
+    assert [summary["ensemble_weights"][name] for name in by_loss] == sorted(summary["ensemble_weights"].values(),
+                                                                            reverse=True)
+    assert summary["any_dementia"]["models"]["ensemble_mean"]["sensitivity"] >= 0.9
+
+
+def test_stage_reads_the_logged_inputs_and_regenerates_byte_identically(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path)
+    assert cli(["compare"]) == 0
+    first = digests(tmp_path)
+    written = json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert written["val_loss"] == VAL_LOSSES and written["models"][BACKBONES[0]]["training_seconds"] == 6.5
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "This is the synthetic demo" in report and "`pretrained: false`" in report
+    assert "(../plots/compare/balanced_accuracy.png)" in report and "metrics/baselines.json` is absent" in report
+    assert cli(["compare"]) == 0
+    assert digests(tmp_path) == first
+
+
+def test_predictions_of_other_images_or_missing_ones_stop_the_stage(tmp_path):
+    frame = predictions("a", 1.0)
+    with pytest.raises(PipelineError, match="other test images"):
+        aligned({"a": frame, "b": frame.iloc[::-1]}, CLASSES)
+    with pytest.raises(PipelineError, match="evaluate@VGG19"):
+        read_predictions(tmp_path / "predictions.csv", "VGG19")
