@@ -5,6 +5,8 @@ Labels are class indices in `data.classes` order, which is ordinal; probabilitie
 F1 and ROC AUC undefined: those are None (or left out of macro averages), never a guess.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
@@ -55,18 +57,27 @@ def headline_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str,
     those present or predicted; a metric that is undefined (ROC AUC with fewer than two classes present) is None.
     """
     n_classes = probabilities.shape[1]
-    everything = np.arange(n_classes)
-    predicted = probabilities.argmax(axis=1)
     auc = class_roc_auc(labels, probabilities)
     scores = {
-        "accuracy": accuracy_score(labels, predicted),
-        "balanced_accuracy": balanced_accuracy_score(labels, predicted),
-        "macro_f1": f1_score(labels, predicted, labels=everything, average="macro", zero_division=np.nan),
         "roc_auc_ovr": np.nanmean(auc) if np.isfinite(auc).any() else np.nan,
-        "qwk": cohen_kappa_score(labels, predicted, labels=everything, weights="quadratic"),
-        "log_loss": log_loss(labels, probabilities, labels=everything),
+        "log_loss": log_loss(labels, probabilities, labels=np.arange(n_classes)),
         "ece": expected_calibration_error(labels, probabilities),
     }
+    return {**prediction_metrics(labels, probabilities.argmax(axis=1), n_classes),
+            **{name: _number(value) for name, value in scores.items()}}
+
+
+def prediction_metrics(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy, macro-F1 and quadratic weighted kappa of predicted class indices."""
+    everything = np.arange(n_classes)
+    with warnings.catch_warnings():  # balanced accuracy averages over the classes in `labels`, as documented
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        scores = {
+            "accuracy": accuracy_score(labels, predicted),
+            "balanced_accuracy": balanced_accuracy_score(labels, predicted),
+            "macro_f1": f1_score(labels, predicted, labels=everything, average="macro", zero_division=np.nan),
+            "qwk": cohen_kappa_score(labels, predicted, labels=everything, weights="quadratic"),
+        }
     return {name: _number(value) for name, value in scores.items()}
 
 
