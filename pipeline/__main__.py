@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare", "plots_page")
+STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare", "plots_page",
+          "audit")
 BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
 
 
