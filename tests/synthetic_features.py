@@ -1,0 +1,51 @@
+"""Small synthetic cached features that encode each subject's identity, as a Pool and as a project on disk."""
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline.cached import Pool
+from pipeline.dedupe import INDEX_COLUMNS
+from pipeline.params import SPLITS
+from tests.conftest import raw_params
+
+N_CLASSES = 4
+BACKBONE = "MobileNetV3Small"
+
+
+def synthetic_pool(leak: bool) -> Pool:
+    """Per class 1 test, 1 val and 4 train subjects of 8 slices: class offset + subject mean + noise; train
+    subjects also have one copy of each slice. With `leak`, copies of test subject 0's slices are in train."""
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(0, 3, (N_CLASSES, 32))
+    rows, features = [], []
+    for label in range(N_CLASSES):
+        for number, split in enumerate(["test", "val"] + ["train"] * 4):
+            subject = f"c{label}/s{number}"
+            mean = offsets[label] + rng.normal(0, 3, 32)
+            for slice_ in range(8):
+                original = mean + rng.normal(0, 1, 32)
+                source = f"orig/{subject}-{slice_}.jpg"
+                rows.append((source, label, "original", source, subject, split))
+                features.append(original)
+                if split == "train" or (leak and subject == "c0/s0"):
+                    rows.append((f"copy/{subject}-{slice_}.jpg", label, "copy", source, subject, "train"))
+                    features.append(original + rng.normal(0, 0.3, 32))
+    frame = pd.DataFrame(rows, columns=["path", "label", "kind", "source", "subject", "split"])
+    return Pool(features=np.array(features, np.float32), rows=frame)
+
+
+def write_project(root, pool: Pool, **params) -> None:
+    """The pool as the features stage and dedupe would leave it, plus a view-1 copy of train to be ignored."""
+    directory = root / "data/features" / BACKBONE
+    directory.mkdir(parents=True)
+    for split in SPLITS:
+        rows = pool.rows[pool.rows["split"] == split]
+        views = 2 if split == "train" else 1
+        np.savez(directory / f"{split}.npz", features=np.tile(pool.features[rows.index], (views, 1)),
+                 labels=np.tile(rows["label"], views), paths=np.tile(rows["path"].to_numpy(str), views),
+                 subjects=np.tile(rows["subject"].to_numpy(str), views), view=np.repeat(np.arange(views), len(rows)))
+    index = pool.rows.assign(label=pool.rows["label"].map(lambda k: f"class{k}"), score="", status="ok", reason="")
+    (root / "data/interim").mkdir(parents=True)
+    index[list(INDEX_COLUMNS)].to_csv(root / "data/interim/index.csv", index=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw_params(**params)))

@@ -1,0 +1,69 @@
+"""The leakage audit on small synthetic features that encode each subject's identity."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binom
+
+from pipeline.__main__ import main as cli
+from pipeline.audit import chance_null, run_audit, split_rows
+from pipeline.cached import load_pool
+from pipeline.params import AuditParams
+from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
+
+PARAMS = AuditParams(backbone=BACKBONE, repeats=30, test_share=0.2)
+
+
+def test_load_pool_keeps_view_zero_and_joins_the_index(tmp_path):
+    pool = synthetic_pool(leak=False)
+    write_project(tmp_path, pool)
+    loaded = load_pool(tmp_path / "data/features" / BACKBONE, tmp_path / "data/interim/index.csv")
+    assert len(loaded.rows) == len(pool.rows)
+    merged = loaded.rows.merge(pool.rows, on="path", suffixes=("", "_truth"))
+    for column in ("label", "kind", "subject", "split"):
+        assert (merged[column] == merged[f"{column}_truth"]).all()
+
+
+def test_splits_draw_from_their_pools():
+    rows = synthetic_pool(leak=False).rows
+    rng = np.random.default_rng(0)
+    train, test = split_rows(rows, "naive", 0.2, rng)
+    assert len(test) == round(0.2 * len(rows)) and not set(train) & set(test)
+    train, test = split_rows(rows, "originals", 0.2, rng)
+    assert (rows.loc[np.concatenate([train, test]), "kind"] == "original").all()
+    train, test = split_rows(rows, "subject", 0.2, rng)
+    assert not set(rows.loc[train, "subject"]) & set(rows.loc[test, "subject"])
+
+
+def test_chance_interval_is_binomial_over_subjects_not_images():
+    subjects = 100
+    groups = np.repeat(np.arange(subjects), 32)
+    null = chance_null([(groups, np.zeros(len(groups), int))], N_CLASSES, 10_000, np.random.default_rng(0))
+    low, high = np.quantile(null[:, 0], [0.025, 0.975])
+    assert null[:, 0].mean() == pytest.approx(0.25, abs=0.005)
+    assert low == pytest.approx(binom.ppf(0.025, subjects, 0.25) / subjects, abs=0.011)
+    assert high == pytest.approx(binom.ppf(0.975, subjects, 0.25) / subjects, abs=0.011)
+    assert high - low > 2 * (binom.ppf(0.975, len(groups), 0.25) - binom.ppf(0.025, len(groups), 0.25)) / len(groups)
+
+
+def test_honest_split_passes_and_naive_split_shows_the_leak():
+    report = run_audit(synthetic_pool(leak=False), N_CLASSES, PARAMS, seed=0)
+    splits = report["splits"]
+    assert report["passed"] and splits["subject"]["verdict"] != "above chance"
+    assert splits["subject"]["shared_subjects"] == 0 and splits["subject"]["real"]["accuracy"] > 0.5
+    for name in ("naive", "originals"):
+        assert splits[name]["verdict"] == "above chance" and splits[name]["shuffled"]["accuracy"] > 0.9
+
+
+def test_a_planted_leak_fails_the_stage(tmp_path, monkeypatch, capsys):
+    write_project(tmp_path, synthetic_pool(leak=True), audit={"repeats": PARAMS.repeats})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit"]) == 1
+    message = capsys.readouterr().err
+    assert "leakage audit failed: split by subject" in message and "1 of them also in train" in message
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    assert not report["passed"] and report["splits"]["subject"]["verdict"] == "above chance"
+    assert (tmp_path / "plots/audit/audit.png").stat().st_size > 0
+    assert len(pd.read_csv(tmp_path / "plots/audit/audit.csv")) == 6
