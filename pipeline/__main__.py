@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.errors import PipelineError
 
 STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare", "plots_page",
-          "audit")
+          "audit", "baselines")
 BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
 
 
