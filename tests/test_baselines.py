@@ -1,0 +1,78 @@
+"""Classical baselines: kNN tie rules on hand-made ties, grouped folds, the stage on synthetic features."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.__main__ import main as cli
+from pipeline.baselines import check_folds, grouped_folds, run_baselines
+from pipeline.errors import PipelineError
+from pipeline.knn import TieBreakingKNN
+from pipeline.params import BaselinesParams, KnnParams
+from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
+
+# On a line, seen from 0: A at 1, B at 2 and 3, A at 4; C at 10, far away.
+POINTS = np.array([[1.0], [2.0], [3.0], [4.0], [10.0]])
+LABELS = np.array(["A", "B", "B", "A", "C"])
+QUERY = np.zeros((1, 1))
+METRICS = {"cv": {"balanced_accuracy", "balanced_accuracy_std", "macro_f1"},
+           "test": {"accuracy", "balanced_accuracy", "macro_f1", "qwk"}}
+
+
+def knn(k: int, ties: str, seed: int = 0) -> TieBreakingKNN:
+    return TieBreakingKNN(k, ties, seed).fit(POINTS, LABELS)
+
+
+def test_tie_rules_on_a_two_two_tie():
+    assert knn(4, "nearest").predict(QUERY)[0] == "A"  # A is closest
+    assert knn(4, "shrink").predict(QUERY)[0] == "B"  # without the farthest A, B leads 2 to 1
+
+
+def test_nearest_rule_ignores_closer_classes_that_are_not_tied():
+    labels = np.array(["C", "A", "B", "A", "B"])  # votes A 2, B 2, C 1; C is nearest
+    assert TieBreakingKNN(5, "nearest").fit(POINTS, labels).predict(QUERY)[0] == "A"
+
+
+def test_random_rule_picks_among_the_tied_classes_reproducibly():
+    queries = np.zeros((200, 1))
+    first = knn(4, "random", seed=3).predict(queries)
+    assert set(first) == {"A", "B"}
+    assert (knn(4, "random", seed=3).predict(queries) == first).all()
+    assert not (knn(4, "random", seed=4).predict(queries) == first).all()
+
+
+def test_rules_agree_without_a_tie():
+    assert {knn(3, ties).predict(QUERY)[0] for ties in ("nearest", "shrink", "random")} == {"B"}
+
+
+def test_grouped_folds_keep_subjects_whole():
+    rows = synthetic_pool(leak=False).rows
+    subjects = rows["subject"].to_numpy()
+    folds = grouped_folds(rows["label"].to_numpy(), subjects, 4, seed=0)
+    held_out = np.concatenate([fold[1] for fold in folds])
+    assert sorted(held_out) == list(range(len(rows)))
+    with pytest.raises(PipelineError, match="fold 0: subject s1 is on both sides"):
+        check_folds([(np.array([0, 1]), np.array([2]))], np.array(["s0", "s1", "s1"]))
+    with pytest.raises(PipelineError, match="baselines.folds = 40 is more than the 24 subjects"):
+        grouped_folds(rows["label"].to_numpy(), subjects, 40, seed=0)
+
+
+def test_baselines_learn_the_classes():
+    params = BaselinesParams(backbone=BACKBONE, folds=3, knn=KnnParams(k=5, ties=("nearest", "random")))
+    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0)
+    assert set(report["models"]) == {"knn_nearest", "knn_random", "tree_gini", "tree_entropy", "linear_svm",
+                                     "rbf_svm", "logistic_regression"}
+    assert report["models"]["logistic_regression"]["cv"]["balanced_accuracy"] > 0.5
+    assert report["models"]["logistic_regression"]["test"]["balanced_accuracy"] > 0.5
+
+
+def test_stage_writes_the_shape_compare_reads(tmp_path, monkeypatch):
+    write_project(tmp_path, synthetic_pool(leak=False), baselines={"backbone": BACKBONE, "folds": 3})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["baselines"]) == 0
+    report = json.loads((tmp_path / "metrics/baselines.json").read_text())
+    assert set(report) == {"backbone", "folds", "models"} and report["folds"] == 3
+    for scores in report["models"].values():
+        assert {part: set(values) for part, values in scores.items()} == METRICS
+        assert all(0 <= value <= 1 for value in scores["test"].values() if value != scores["test"]["qwk"])
