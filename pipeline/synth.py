@@ -2,8 +2,10 @@
 
 import csv
 import logging
+import os
 import shutil
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,16 +49,24 @@ def write_archive(root: Path, classes: tuple[str, ...], synth: SynthParams) -> l
     """Write originals, augmented copies and duplicates under `root`; return the ground truth."""
     if root.exists():
         shutil.rmtree(root)
-    originals_dir, copies_dir = (root / folder for folder in archive_folders(synth.layout))
     streams = np.random.SeedSequence(synth.seed).spawn(len(classes))
-    truth: list[TruthRow] = []
-    for rank, ((label, n_subjects), stream) in enumerate(zip(synth.subjects, streams)):
-        rng = np.random.default_rng(stream)
-        originals = _write_originals(root, originals_dir / label, label, rank, len(classes), n_subjects, synth, rng)
-        copies = _write_copies(root, copies_dir / label, originals, synth.copies_per_class, rng)
-        truth += originals + copies
+    jobs = [(root, rank, len(classes), synth, stream) for rank, stream in enumerate(streams)]
+    jobs.sort(key=lambda job: -synth.subjects[job[1]][1])  # the largest classes start first
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+        by_rank = dict(zip((job[1] for job in jobs), pool.map(_write_class, *zip(*jobs))))
+    truth = [row for rank in sorted(by_rank) for row in by_rank[rank]]
     truth += _write_duplicates(root, [row for row in truth if row.kind == "copy"], synth.duplicates, synth.seed)
     return sorted(truth, key=lambda row: row.path)
+
+
+def _write_class(root: Path, rank: int, n_classes: int, synth: SynthParams,
+                 stream: np.random.SeedSequence) -> list[TruthRow]:
+    """One class's originals and copies from its own random stream, so classes can be written in parallel."""
+    originals_dir, copies_dir = (root / folder for folder in archive_folders(synth.layout))
+    label, n_subjects = synth.subjects[rank]
+    rng = np.random.default_rng(stream)
+    originals = _write_originals(root, originals_dir / label, label, rank, n_classes, n_subjects, synth, rng)
+    return originals + _write_copies(root, copies_dir / label, originals, synth.copies_per_class, rng)
 
 
 def write_truth(path: Path, truth: list[TruthRow]) -> None:
