@@ -5,9 +5,10 @@ For each backbone it measures:
 - feature extraction images/s: the frozen base (with resizing and preprocessing) over --images images;
 - the head trained for --epochs epochs on those cached features, against the time the frozen base
   would take over the same images every epoch (--epochs times one measured pass): the saving that
-  caching features buys;
+  caching features buys; both timed after a warm-up that traces them;
+- inference images/s: the whole model (base and head) at batch --batch-size, at each --sizes;
 - fine-tuning images/s: train steps of the full model (top of the base unfrozen, as the finetune
-  stage does) at each --finetune-sizes, after one warm-up step.
+  stage does) at each --sizes, after one warm-up step.
 Prints a markdown table.
 """
 
@@ -39,9 +40,9 @@ def main() -> None:
                         help="images per feature pass (default 2048, about the demo's train features)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=10, help="head epochs (default 10)")
-    parser.add_argument("--finetune-sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224], help="inference and fine-tuning sizes")
     parser.add_argument("--finetune-batch", type=int, default=8, help="batch of the timed train steps (default 8)")
-    parser.add_argument("--steps", type=int, default=3, help="timed train steps after warm-up (default 3)")
+    parser.add_argument("--steps", type=int, default=3, help="timed inference and train steps after warm-up (default 3)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (args.images, args.image_size, args.image_size, 1)).repeat(3, -1).astype(np.float32)
@@ -49,16 +50,18 @@ def main() -> None:
     print(f"{args.images} images of {args.image_size} px, batch {args.batch_size}, random weights; head "
           f"{params.head.units} for {args.epochs} epochs; fine-tuning batch {args.finetune_batch}, "
           f"{args.steps} timed steps after one warm-up step\n")
-    sizes = args.finetune_sizes
+    sizes = args.sizes
     print("| backbone | features images/s | head, {e} epochs (s) | frozen base, {e} passes (s) | ratio | "
-          .format(e=args.epochs) + " | ".join(f"fine-tune images/s at {size} px" for size in sizes) + " |")
-    print("|---" + "|---:" * (4 + len(sizes)) + "|")
+          .format(e=args.epochs) + " | ".join(f"inference images/s at {size} px" for size in sizes) + " | "
+          + " | ".join(f"fine-tune images/s at {size} px" for size in sizes) + " |")
+    print("|---" + "|---:" * (4 + 2 * len(sizes)) + "|")
     for name in args.backbones:
         backbone = get_backbone(name)
         features, extract_seconds = _extract(backbone, images, args.batch_size)
         head_seconds = _train_head(features, labels, params, args.batch_size, args.epochs)
         base_seconds = args.epochs * extract_seconds
-        rates = [_fine_tune_rate(backbone, params, features, size, args.finetune_batch, args.steps) for size in sizes]
+        rates = [_inference_rate(backbone, params, features, size, args.batch_size, args.steps) for size in sizes]
+        rates += [_fine_tune_rate(backbone, params, features, size, args.finetune_batch, args.steps) for size in sizes]
         print(f"| {name} | {args.images / extract_seconds:.0f} | {head_seconds:.1f} | {base_seconds:.0f} | "
               f"{base_seconds / head_seconds:.0f}x | " + " | ".join(f"{rate:.1f}" for rate in rates) + " |",
               flush=True)
@@ -77,9 +80,21 @@ def _extract(backbone, images: np.ndarray, batch_size: int) -> tuple[np.ndarray,
 def _train_head(features: np.ndarray, labels: np.ndarray, params, batch_size: int, epochs: int) -> float:
     head = build_head(features, N_CLASSES, params.head)
     compile_head(head, params.lr)
+    head.fit(features[:batch_size], labels[:batch_size], batch_size=batch_size, epochs=1, verbose=0)  # warm-up: tracing
     start = time.perf_counter()
     head.fit(features, labels, batch_size=batch_size, epochs=epochs, verbose=0)
     return time.perf_counter() - start
+
+
+def _inference_rate(backbone, params, features: np.ndarray, size: int, batch_size: int, steps: int) -> float:
+    keras.utils.set_random_seed(0)
+    model = build_model(backbone, "none", size, build_head(features, N_CLASSES, params.head))
+    x = np.random.default_rng(1).uniform(0, 255, (batch_size, size, size, 3)).astype(np.float32)
+    model.predict_on_batch(x)  # warm-up: tracing
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.predict_on_batch(x)
+    return steps * batch_size / (time.perf_counter() - start)
 
 
 def _fine_tune_rate(backbone, params, features: np.ndarray, size: int, batch_size: int, steps: int) -> float:
