@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`."""
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, or `python -m pipeline predict SCAN...`."""
 
 import argparse
 import importlib
@@ -11,20 +11,24 @@ from pipeline.errors import PipelineError
 STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare", "plots_page",
           "audit", "baselines")
 BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
+COMMANDS = (*STAGES, "predict")  # predict takes scans' paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
-    parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("backbone", nargs="?", help="the backbone, for " + ", ".join(BACKBONE_STAGES))
+    parser.add_argument("stage", choices=COMMANDS)
+    parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
+                        + "; the scans, for predict")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    if (args.stage in BACKBONE_STAGES) != (args.backbone is not None):
+    if args.stage == "predict" and not args.names:
+        parser.error("predict takes the paths of one or more scans")
+    if args.stage != "predict" and len(args.names) != (args.stage in BACKBONE_STAGES):
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stage = importlib.import_module(f"pipeline.{args.stage}")
     try:
-        stage.main(args.params, *([args.backbone] if args.backbone else []))
+        stage.main(args.params, *args.names)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,84 @@
+"""`python -m pipeline predict`: scans fed as in training, every trained backbone's probabilities, clear errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.__main__ import main as cli
+from pipeline.errors import PipelineError
+from pipeline.predict import model_input, predict_scans
+from pipeline.preprocess import Row, write_tfrecords
+from pipeline.tfrecords import make_dataset
+from tests.conftest import raw_params
+from tests.test_evaluate import CLASSES, SIZE, tiny_model
+
+
+@pytest.fixture
+def scans(tmp_path) -> list[Path]:
+    """A grayscale JPEG and an RGB PNG of other sizes than the models'."""
+    y, x = np.mgrid[0:120, 0:100]
+    pixels = (127 + 100 * np.sin(x / 9) * np.cos(y / 7)).astype(np.uint8)
+    paths = [tmp_path / "gray.jpg", tmp_path / "color.png"]
+    Image.fromarray(pixels).save(paths[0])
+    Image.fromarray(pixels.T).convert("RGB").save(paths[1])
+    return paths
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    """models/<name>/ with model.keras and meta.json for two backbones, as the finetune stage leaves them."""
+    for name in ("first", "second"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        tiny_model().save(tmp_path / "models" / name / "model.keras")
+        (tmp_path / "models" / name / "meta.json").write_text(json.dumps({"backbone": name, "pretrained": False}))
+    return tmp_path / "models"
+
+
+def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_path):
+    rows = [Row(path.name, CLASSES[0], "test", path.stem, path.name, "original") for path in scans]
+    write_tfrecords(rows, tmp_path, tmp_path / "tfrecords", CLASSES, SIZE, "png", 8)
+    trained_on = np.concatenate([images for images, _ in make_dataset(tmp_path / "tfrecords", "test", 8)])
+    np.testing.assert_array_equal(model_input(scans, SIZE), trained_on)
+
+
+def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):
+    table = predict_scans(scans, models, ("first", "second"), CLASSES)
+    assert list(table["backbone"]) == ["first", "first", "second", "second"]
+    assert list(table["scan"]) == [str(scan) for scan in scans] * 2
+    expected = tiny_model().predict_on_batch(model_input(scans, SIZE))
+    probabilities = table[[f"prob_{name}" for name in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probabilities, np.concatenate([expected, expected]), rtol=1e-6)
+    assert list(table["predicted"]) == [CLASSES[index] for index in probabilities.argmax(axis=1)]
+
+
+def test_missing_model_and_unreadable_scan_are_pipeline_errors(scans, models, tmp_path):
+    with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run dvc repro finetune@absent"):
+        predict_scans(scans, models, ("absent",), CLASSES)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(PipelineError, match=r"notes.jpg: not a readable image"):
+        predict_scans([tmp_path / "notes.jpg"], models, ("first",), CLASSES)
+    with pytest.raises(PipelineError, match=r"nowhere.jpg: no such file"):
+        predict_scans([tmp_path / "nowhere.jpg"], models, ("first",), CLASSES)
+
+
+def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (models / "first").rename(models / "MobileNetV3Small")
+    raw = raw_params(backbones=["MobileNetV3Small"], image_size=SIZE)
+    Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["scan", "backbone", "predicted", *(f"prob_{name}" for name in CLASSES)]
+    assert [line.split()[:2] for line in lines[1:]] == [[str(scan), "MobileNetV3Small"] for scan in scans]
+
+
+@pytest.mark.parametrize("argv", [["predict"], ["features"], ["split", "VGG19"], ["train", "VGG19", "ResNet101"]])
+def test_cli_refuses_the_wrong_number_of_names(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli(argv)
+    assert stop.value.code == 2
+    assert "takes" in capsys.readouterr().err
