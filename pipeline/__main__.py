@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,11 @@ STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetu
           "audit", "baselines")
 BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
 COMMANDS = (*STAGES, "predict")  # predict takes scans' paths
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so `finally` blocks delete partly written files on the way out."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage != "predict" and len(args.names) != (args.stage in BACKBONE_STAGES):
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
     stage = importlib.import_module(f"pipeline.{args.stage}")
     try:
         stage.main(args.params, *args.names)

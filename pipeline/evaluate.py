@@ -19,6 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.errors import PipelineError
+from pipeline.files import write_text
 from pipeline.metrics import (
     confusion,
     headline_metrics,
@@ -167,7 +168,7 @@ def write_outputs(report: dict, predictions: pd.DataFrame, classes: tuple[str, .
     metrics_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = metrics_dir / f"{report['backbone']}.json"
-    metrics_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_text(metrics_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     predictions.to_csv(plots_dir / "predictions.csv", index=False)
     predictions[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(plots_dir / "confusion.csv",
                                                                                  index=False)

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.backbones import base_of, build_extractor, calibrate_batchnorm, describe, get_backbone, is_pretrained
+from pipeline.files import replacing, write_text
 from pipeline.params import SPLITS, Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 
@@ -45,12 +46,14 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
     augmenter = build_augmenter(params.augment, params.seed)
     counts = read_meta(tfrecord_dir)["counts"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    base_of(extractor).save_weights(out_dir / BASE_WEIGHTS)
+    with replacing(out_dir / BASE_WEIGHTS) as partial:
+        base_of(extractor).save_weights(partial)
     written = {}
     for split in SPLITS:
         views = 1 + params.augment.views if split == "train" else 1
         arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views, params.batch_size)
-        np.savez(out_dir / f"{split}.npz", **arrays)
+        with replacing(out_dir / f"{split}.npz") as partial:
+            np.savez(partial, **arrays)
         written[split] = len(arrays["labels"])
     meta = {
         **describe(backbone, params.weights, params.image_size),
@@ -59,7 +62,7 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
         "counts": written,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_text(out_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 

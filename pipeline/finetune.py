@@ -14,6 +14,7 @@ from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.backbones import Backbone, base_of, build_model, describe, get_backbone, is_pretrained
 from pipeline.errors import PipelineError
 from pipeline.features import BASE_WEIGHTS, OUT_DIR as FEATURES_DIR, TFRECORD_DIR
+from pipeline.files import replacing, write_text
 from pipeline.params import Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 from pipeline.train import HEAD_NAME, MODELS_DIR, class_weights, open_live, training_callbacks
@@ -114,8 +115,8 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
             class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
             callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2)
         epochs_run = len(history.history["loss"])
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_NAME)
+    with replacing(model_dir / MODEL_NAME) as partial:
+        model.save(partial)
     meta = {
         **describe(backbone, params.weights, params.image_size),
         "unfrozen_layers": unfrozen,
@@ -127,7 +128,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
         "replicas": strategy.num_replicas_in_sync,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_text(model_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params")})
     live.make_summary()
     return meta

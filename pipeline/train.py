@@ -15,6 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline.backbones import get_backbone
 from pipeline.errors import PipelineError
 from pipeline.features import OUT_DIR as FEATURES_DIR
+from pipeline.files import replacing
 from pipeline.params import HeadParams, Params, load_params
 
 MODELS_DIR = Path("models")
@@ -113,8 +114,8 @@ def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Param
                        validation_data=(val["features"], val["labels"]) if has_val else None,
                        class_weight=class_weights(train["labels"], n_classes, params.head.class_weight),
                        callbacks=training_callbacks(params.head.patience, has_val, live), verbose=2)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    head.save(out_path)
+    with replacing(out_path) as partial:
+        head.save(partial)
     summary = {"epochs_run": len(history.history["loss"]), "seconds": round(time.perf_counter() - start, 1),
                "pretrained": meta["pretrained"],
                "final": {name: float(values[-1]) for name, values in history.history.items()}}
