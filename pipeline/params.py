@@ -1,5 +1,6 @@
 """params.yaml, read once, validated, and handed on as frozen objects."""
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,20 @@ class Params:
     baselines: BaselinesParams
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads 5e-05 as a number (YAML 1.2, as `dvc exp run -S` writes floats)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate params.yaml; a wrong value stops here with its key named."""
     if not path.is_file():
         raise PipelineError(f"{path}: parameter file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_Loader) or {}
     except yaml.YAMLError as error:
         raise PipelineError(f"{path}: not valid YAML ({error})") from None
     return parse_params(raw)

@@ -67,3 +67,11 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
     path.write_text(yaml.safe_dump(["a", "list"]))
     with pytest.raises(PipelineError, match="must be a mapping"):
         load_params(path)
+
+
+def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump(raw_params(), sort_keys=False)
+    path.write_text(text.replace("fine_tune_lr: 0.0001", "fine_tune_lr: 5e-05").replace("lr: 0.001", "lr: 1E+0"))
+    params = load_params(path)
+    assert params.fine_tune_lr == 5e-05 and params.lr == 1.0
