@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny params and a tiny synthetic archive, built once per test session."""
+"""Shared fixtures: tiny params, a tiny synthetic archive and a tiny DVC project, built once per test session."""
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +21,25 @@ TINY_SYNTH = {
     "duplicates": 3,
 }
 TINY_DEDUPE = {"slices_per_subject": 8}
+PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots", ".dvc/config")
+BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
+TINY_TRAINING = {
+    "backbones": BACKBONES,
+    "epochs": 1,
+    "fine_tune_epochs": 1,
+    "fine_tune": {"max_train_images": 64},
+    "augment": {"views": 1},
+    "evaluate": {"bootstrap": 20, "latency_runs": 2},
+}
 
 
 def raw_params(**sections) -> dict:
     """The committed params.yaml as a dict, with `sections` merged over it one level deep."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)
+
+
+def merge_params(raw: dict, sections: dict) -> dict:
+    """raw with `sections` merged over it one level deep."""
     for key, value in sections.items():
         if isinstance(value, dict):
             raw[key] = {**raw[key], **copy.deepcopy(value)}
@@ -42,3 +60,64 @@ def tiny_archive(tmp_path_factory, tiny_params) -> Path:
     truth = write_archive(root, tiny_params.data.classes, tiny_params.synth)
     write_truth(truth_path_for(root), truth)
     return root
+
+
+def run(args: list[str], cwd: Path) -> str:
+    """Run a command (the venv's bin first on PATH) in cwd; assert it succeeds; return stdout and stderr."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages DVC says it ran, in its own words ("Running stage '...'")."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def write_params(project: Path, **overrides) -> None:
+    """Tiny params.yaml (two small backbones, 32 px, one epoch each), with `overrides` merged over it."""
+    raw = raw_params(synth=TINY_SYNTH, dedupe=TINY_DEDUPE, image_size=32, **{**TINY_TRAINING, **overrides})
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def edit_params(project: Path, **sections) -> None:
+    """Merge `sections` over the project's own params.yaml, one level deep."""
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(merge_params(yaml.safe_load(path.read_text()), sections), sort_keys=False))
+
+
+def commit(project: Path, message: str) -> None:
+    """Commit everything in the project's work tree."""
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", message], project)
+
+
+def build_project(project: Path) -> None:
+    """A git and DVC repository with the project's pipeline and tiny params, after `dvc repro`, committed."""
+    project.mkdir(parents=True)
+    run(["git", "init", "-q"], project)
+    run(["dvc", "init", "-q"], project)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy(source, project / name)
+    write_params(project)
+    commit(project, "project")  # dvclive, like any DVC project, needs a commit to stand on
+    run(["dvc", "repro"], project)
+    commit(project, "baseline")
+
+
+def copy_project(source: Path, parent: Path) -> Path:
+    """A copy of the project at source as parent/repo (its default remote is then parent/dvc-remote)."""
+    return Path(shutil.copytree(source, parent / "repo", symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """The tiny project after `dvc repro`; tests that change it work on a copy_project of it."""
+    project = tmp_path_factory.mktemp("built") / "repo"
+    build_project(project)
+    return project

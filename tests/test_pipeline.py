@@ -1,61 +1,17 @@
 """`dvc repro` end to end on a tiny demo, in a temporary copy of the project."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import ROOT, TINY_DEDUPE, TINY_SYNTH, raw_params
-
-PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots")
-BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
-TINY_TRAINING = {
-    "backbones": BACKBONES,
-    "epochs": 1,
-    "fine_tune_epochs": 1,
-    "fine_tune": {"max_train_images": 64},
-    "augment": {"views": 1},
-    "evaluate": {"bootstrap": 20, "latency_runs": 2},
-}
-
-
-def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
-def write_params(project: Path, **overrides) -> None:
-    raw = raw_params(synth=TINY_SYNTH, dedupe=TINY_DEDUPE, image_size=32, **{**TINY_TRAINING, **overrides})
-    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+from tests.conftest import BACKBONES, copy_project, ran_stages, run, write_params
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("project")
-    run(["git", "init", "-q"], project)
-    run(["dvc", "init", "-q"], project)
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy
-        copy(source, project / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
-    write_params(project)
-    commit(project, "project")  # dvclive, like any DVC project, needs a commit to stand on
-    run(["dvc", "repro"], project)
-    commit(project, "baseline")
-    return project
-
-
-def commit(project: Path, message: str) -> None:
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", message], project)
+def project(built_project, tmp_path_factory) -> Path:
+    return copy_project(built_project, tmp_path_factory.mktemp("project"))
 
 
 def test_repro_writes_every_output(project):
@@ -96,8 +52,8 @@ def test_repro_trains_and_evaluates_every_backbone(project, backbone):
 
 def test_experiment_on_lr_reruns_only_training_stages(project):
     output = run(["dvc", "exp", "run", "-S", "lr=0.0005"], project)
-    ran = {line.split("'")[1].split("@")[0] for line in output.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train", "finetune", "evaluate"}, output
+    ran = {stage.split("@")[0] for stage in ran_stages(output)}
+    assert ran == {"train", "finetune", "evaluate", "compare"}, output
     diff = run(["dvc", "metrics", "diff", "--all"], project)
     assert all(f"metrics/eval/{backbone}.json" in diff for backbone in BACKBONES), diff
     run(["git", "checkout", "--", "."], project)

@@ -1,0 +1,183 @@
+"""Trained models through DVC remotes (a local folder and an S3 server on loopback), and a kill mid-training."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import BACKBONES, commit, copy_project, edit_params, ran_stages, run
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+BUCKET = "models"
+
+
+def outputs(project: Path) -> dict[str, bytes]:
+    """Every file under data/ and models/ (the stages' cached outputs) but .gitignore, by path."""
+    paths = [path for folder in ("data", "models") for path in (project / folder).rglob("*")
+             if path.is_file() and path.name != ".gitignore"]
+    return {path.relative_to(project).as_posix(): path.read_bytes() for path in sorted(paths)}
+
+
+def assert_nothing_to_do(clone: Path) -> None:
+    """`dvc status` finds nothing changed and `dvc repro` runs no stage."""
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], clone)
+    output = run(["dvc", "repro"], clone)
+    assert ran_stages(output) == [] and "Data and pipelines are up to date." in output, output
+
+
+def clone(project: Path, name: str = "clone") -> Path:
+    """A git clone of the project beside it (so the same relative default remote)."""
+    target = project.parent / name
+    run(["git", "clone", "-q", str(project), str(target)], project.parent)
+    return target
+
+
+@pytest.fixture(scope="module")
+def pushed(built_project, tmp_path_factory) -> Path:
+    """A copy of the built project whose outputs and run-cache were pushed to its default remote."""
+    project = copy_project(built_project, tmp_path_factory.mktemp("local-remote"))
+    output = run(["dvc", "push", "--run-cache"], project)
+    assert "pushed" in output, output
+    return project
+
+
+def test_default_remote_is_a_folder_beside_the_repo(pushed):
+    remote = pushed.parent / "dvc-remote"
+    assert "remote = storage" in (pushed / ".dvc/config").read_text()
+    assert any((remote / "files/md5").rglob("*")) and any((remote / "runs").rglob("*"))
+
+
+def test_pull_into_a_fresh_clone_leaves_nothing_to_run(pushed):
+    fresh = clone(pushed)
+    assert outputs(fresh) == {}
+    run(["dvc", "pull", "--run-cache"], fresh)
+    assert outputs(fresh) == outputs(pushed) and len(outputs(fresh)) > 0
+    assert any((fresh / ".dvc/cache/runs").rglob("*"))
+    assert_nothing_to_do(fresh)
+
+
+def test_models_are_registered_artifacts(pushed):
+    backbone = BACKBONES[0]
+    tag = ["tag", "-a", f"{backbone}@v0.1.0", "-m", f"Registering artifact {backbone} version v0.1.0"]
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *tag], pushed)  # as `gto register` does
+    target = pushed.parent / "from-registry.keras"
+    run(["dvc", "artifacts", "get", str(pushed), backbone, "-o", str(target)], pushed.parent)
+    assert target.read_bytes() == (pushed / f"models/{backbone}/model.keras").read_bytes()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, server: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    """Return once the server accepts connections; fail with its log if it exits or never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"moto server exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"moto server did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """An S3-protocol server (moto) on loopback with an empty bucket; its URL. Fake credentials in the env."""
+    port, log = free_port(), tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, log)
+        url = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=url, region_name=S3_ENV["AWS_DEFAULT_REGION"],
+                     aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in S3_ENV.items():
+                patch.setenv(key, value)
+            yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_push_and_pull_through_s3(built_project, tmp_path_factory, s3_endpoint):
+    project = copy_project(built_project, tmp_path_factory.mktemp("s3-remote"))
+    run(["dvc", "remote", "add", "--default", "s3", f"s3://{BUCKET}/demo"], project)
+    run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3_endpoint], project)
+    commit(project, "s3 remote")
+    run(["dvc", "push", "--run-cache"], project)
+    fresh = clone(project)
+    run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3_endpoint], fresh)
+    run(["dvc", "pull", "--run-cache"], fresh)
+    assert not (fresh.parent / "dvc-remote").exists()
+    for backbone in BACKBONES:
+        for name in ("head.keras", "model.keras"):
+            path = f"models/{backbone}/{name}"
+            assert (fresh / path).read_bytes() == (project / path).read_bytes(), path
+    assert outputs(fresh) == outputs(project)
+    assert_nothing_to_do(fresh)
+
+
+def repro_until(project: Path, target: str, marker: str, seconds: float = 300) -> str:
+    """Start `dvc repro target` in its own process group; SIGTERM the group once `marker` shows; return the output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(["dvc", "repro", target], cwd=project, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen, deadline = [], time.monotonic() + seconds
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGTERM)
+            break
+    seen.extend(process.stdout)
+    process.wait(timeout=60)
+    wait_for_group_exit(process.pid)
+    assert any(marker in line for line in seen), "".join(seen)
+    return "".join(seen)
+
+
+def wait_for_group_exit(group: int, seconds: float = 60) -> None:
+    """Wait until no process of the group is left (the stage's own process must stop too)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"processes of group {group} still running {seconds} s after SIGTERM")
+
+
+def test_sigterm_during_training_leaves_no_valid_looking_output(built_project, tmp_path_factory):
+    project = copy_project(built_project, tmp_path_factory.mktemp("kill"))
+    backbone = BACKBONES[0]
+    stage, head = f"train@{backbone}", project / f"models/{backbone}/head.keras"
+    edit_params(project, epochs=40, head={"patience": 40})
+    lock = (project / "dvc.lock").read_bytes()
+    output = repro_until(project, stage, "Epoch 3/40")
+    assert f"Running stage '{stage}'" in output
+    assert (project / "dvc.lock").read_bytes() == lock, "DVC recorded the killed run"
+    assert not head.exists(), "a head from the killed run"
+    assert not list((project / "models").rglob(".partial-*")), "partly written files left behind"
+    assert stage in run(["dvc", "status", stage], project)
+    output = run(["dvc", "repro", stage], project)
+    assert f"Running stage '{stage}'" in output
+    with zipfile.ZipFile(head) as archive:
+        assert archive.testzip() is None
+    assert "Data and pipelines are up to date." in run(["dvc", "status", stage], project)
