@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,8 +17,13 @@ COMMANDS = (*STAGES, "predict")  # predict takes scans' paths
 
 
 def exit_on_sigterm() -> None:
-    """Make SIGTERM raise SystemExit, so `finally` blocks delete partly written files on the way out."""
+    """Make SIGTERM raise SystemExit, so `finally` blocks delete partly written files on the way out.
+
+    Forked worker processes get SIGTERM's default back: their pools stop them with it, and a
+    worker raising SystemExit mid-queue-read can leave its siblings waiting on a lock forever.
+    """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
 def main(argv: list[str] | None = None) -> int:
