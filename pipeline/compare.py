@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import charts, report
 from pipeline.errors import PipelineError
-from pipeline.metrics import headline_metrics, per_class_metrics, subject_bootstrap, subject_level
+from pipeline.metrics import score_predictions
 from pipeline.params import Params, load_params
 from pipeline.stats import any_dementia, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
 from pipeline.synth import DEMO_ARCHIVE
@@ -89,20 +89,6 @@ def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...]) -> t
             raise PipelineError(f"{name} was evaluated on other test images than {names[0]}; rerun dvc repro evaluate")
     probabilities = {name: frame[[f"prob_{c}" for c in classes]].to_numpy() for name, frame in predictions.items()}
     return first["label_index"].to_numpy(), first["subject"].to_numpy(), probabilities
-
-
-def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, classes: tuple[str, ...],
-                      n_resamples: int, seed: int) -> dict:
-    """Headline metrics, per class and per subject, with subject-bootstrap intervals: what evaluate reports."""
-    _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed)
-    return {
-        **headline_metrics(labels, probabilities),
-        "per_class": per_class_metrics(labels, probabilities, classes),
-        "subject": headline_metrics(subject_labels, subject_probabilities),
-        "ci95": intervals,
-        "ci95_resamples": {"drawn": n_resamples, "used": used},
-    }
 
 
 def model_row(name: str, kind: str, record: dict, seconds: float | None) -> dict:

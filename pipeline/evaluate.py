@@ -20,16 +20,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.files import write_text
-from pipeline.metrics import (
-    confusion,
-    headline_metrics,
-    majority_balanced_accuracy,
-    per_class_metrics,
-    present_classes,
-    roc_curves,
-    subject_bootstrap,
-    subject_level,
-)
+from pipeline.metrics import roc_curves, score_predictions
 from pipeline.params import load_params
 from pipeline.tfrecords import make_dataset, read_meta
 
@@ -117,35 +108,10 @@ def predict(infer: Callable, tfrecord_dir: Path, batch_size: int, classes: tuple
 
 
 def evaluate_predictions(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int) -> dict:
-    """Metrics per image, per subject, and subject-bootstrap 95% intervals, from `predict`'s table."""
-    labels = predictions["label_index"].to_numpy()
+    """`score_predictions` of `predict`'s table."""
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
-    subjects = predictions["subject"].to_numpy()
-    _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed)
-    present = present_classes(labels, len(classes))
-    absent = [name for index, name in enumerate(classes) if index not in present]
-    if absent:
-        log.warning("no test images of %s: their recall, F1 and ROC AUC are undefined and left out of the "
-                    "macro averages", ", ".join(absent))
-    log.info("subject bootstrap: %d of %d resamples held every test class", used, n_resamples)
-    return {
-        **headline_metrics(labels, probabilities),
-        "per_class": per_class_metrics(labels, probabilities, classes),
-        "confusion_matrix": confusion(labels, probabilities),
-        "subject": {
-            **headline_metrics(subject_labels, subject_probabilities),
-            "confusion_matrix": confusion(subject_labels, subject_probabilities),
-        },
-        "ci95": intervals,
-        "ci95_resamples": {"drawn": n_resamples, "used": used},
-        "classes": list(classes),
-        "absent_classes": absent,
-        "test_images": len(labels),
-        "test_subjects": len(subject_labels),
-        "chance_balanced_accuracy": 1 / len(classes),
-        "majority_balanced_accuracy": majority_balanced_accuracy(labels),
-    }
+    return score_predictions(predictions["label_index"].to_numpy(), probabilities, predictions["subject"].to_numpy(),
+                             classes, n_resamples, seed)
 
 
 def latency_ms(infer: Callable, shape: tuple[int, ...], runs: int) -> float:

@@ -5,6 +5,7 @@ Labels are class indices in `data.classes` order, which is ordinal; probabilitie
 F1 and ROC AUC undefined: those are None (or left out of macro averages), never a guess.
 """
 
+import logging
 import warnings
 
 import numpy as np
@@ -23,6 +24,7 @@ from sklearn.metrics import (
 
 ECE_BINS = 15
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")
+log = logging.getLogger(__name__)
 
 
 def present_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -158,6 +160,36 @@ def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     bounds = np.percentile(np.array(values), [2.5, 97.5], axis=0)
     intervals = {name: {"low": float(bounds[0, i]), "high": float(bounds[1, i])} for i, name in enumerate(metrics)}
     return intervals, len(values)
+
+
+def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, classes: tuple[str, ...],
+                      n_resamples: int, seed: int) -> dict:
+    """Metrics per image, per subject, and subject-bootstrap 95% intervals: what evaluate reports for a model."""
+    _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed)
+    present = present_classes(labels, len(classes))
+    absent = [name for index, name in enumerate(classes) if index not in present]
+    if absent:
+        log.warning("no test images of %s: their recall, F1 and ROC AUC are undefined and left out of the "
+                    "macro averages", ", ".join(absent))
+    log.info("subject bootstrap: %d of %d resamples held every test class", used, n_resamples)
+    return {
+        **headline_metrics(labels, probabilities),
+        "per_class": per_class_metrics(labels, probabilities, classes),
+        "confusion_matrix": confusion(labels, probabilities),
+        "subject": {
+            **headline_metrics(subject_labels, subject_probabilities),
+            "confusion_matrix": confusion(subject_labels, subject_probabilities),
+        },
+        "ci95": intervals,
+        "ci95_resamples": {"drawn": n_resamples, "used": used},
+        "classes": list(classes),
+        "absent_classes": absent,
+        "test_images": len(labels),
+        "test_subjects": len(subject_labels),
+        "chance_balanced_accuracy": 1 / len(classes),
+        "majority_balanced_accuracy": majority_balanced_accuracy(labels),
+    }
 
 
 def _number(value: float) -> float | None:

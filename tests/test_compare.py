@@ -11,9 +11,9 @@ import yaml
 from sklearn.metrics import cohen_kappa_score
 
 from pipeline.__main__ import main as cli
-from pipeline.compare import aligned, read_predictions, score_predictions, summarize
+from pipeline.compare import aligned, read_predictions, summarize
 from pipeline.errors import PipelineError
-from pipeline.metrics import headline_metrics
+from pipeline.metrics import headline_metrics, score_predictions
 from pipeline.params import parse_params
 from tests.conftest import raw_params
 
