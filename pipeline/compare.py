@@ -101,7 +101,7 @@ def model_row(name: str, kind: str, record: dict, seconds: float | None) -> dict
     latency = record.get("latency_ms") or {}
     row.update(params=record.get("params"), size_mb=record.get("size_mb"), latency_ms=latency.get("batch_1"),
                latency_ms_batch_32=latency.get("batch_32"), training_seconds=seconds,
-               pretrained=record.get("pretrained"))
+               pretrained=record.get("pretrained"), fine_tuning_kept=record.get("fine_tuning_kept"))
     return row
 
 

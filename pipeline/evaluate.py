@@ -46,6 +46,7 @@ def main(params_path: Path, backbone: str) -> None:
     report.update(
         backbone=backbone,
         pretrained=bool(meta["pretrained"]),
+        fine_tuning_kept=bool(meta["fine_tuning_kept"]),
         params=int(model.count_params()),
         trainable_params=int(sum(math.prod(weight.shape) for weight in model.trainable_weights)),
         size_mb=(model_dir / MODEL_NAME).stat().st_size / 1e6,
@@ -66,8 +67,9 @@ def load_model(model_dir: Path, backbone: str) -> tuple[keras.Model, dict]:
         if not path.is_file():
             raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
     meta = json.loads(paths[1].read_text())
-    if "pretrained" not in meta:
-        raise PipelineError(f"{paths[1]}: no 'pretrained' key; run dvc repro finetune@{backbone} again")
+    missing = [key for key in ("pretrained", "fine_tuning_kept") if key not in meta]
+    if missing:
+        raise PipelineError(f"{paths[1]}: no {' or '.join(map(repr, missing))} key; run dvc repro finetune@{backbone} again")
     return keras.models.load_model(paths[0], compile=False), meta
 
 

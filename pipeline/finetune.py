@@ -91,6 +91,21 @@ def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model,
     return model, unfrozen
 
 
+def keep_fine_tuning(model: keras.Model, start_weights: list, start_val_loss: float | None,
+                     val_losses: list[float]) -> bool:
+    """Whether the best epoch beat the val loss fine-tuning started from; if not, put the starting weights back.
+
+    Early stopping keeps the best epoch, but only among the epochs run: on small data (or from
+    random weights) every epoch can be worse than the trained head it started from.
+    """
+    if start_val_loss is None or min(val_losses) < start_val_loss:
+        return True
+    model.set_weights(start_weights)
+    log.warning("fine-tuning never lowered the val loss below the %.4f it started from (best epoch %.4f): "
+                "keeping the base and head as they were before it", start_val_loss, min(val_losses))
+    return False
+
+
 def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir: Path, backbone: Backbone,
               params: Params) -> dict:
     """Fine-tune the features stage's base under the trained head; save model.keras and meta.json; return the meta."""
@@ -106,15 +121,19 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
     has_val = counts["val"] > 0
     live = open_live(live_dir)
     live.log_params({"backbone": backbone.name, "weights": params.weights, "pretrained": is_pretrained(params.weights)})
-    epochs_run = 0
+    epochs_run, start_val_loss, kept = 0, None, False
     if params.fine_tune_epochs:
+        val = make_dataset(tfrecord_dir, "val", params.batch_size) if has_val else None
+        start_val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"] if has_val else None
+        start_weights = model.get_weights()
         history = model.fit(
             train_stream(tfrecord_dir, params), epochs=params.fine_tune_epochs,
             steps_per_epoch=steps_per_epoch(counts["train"], params.fine_tune.max_train_images, params.batch_size),
-            validation_data=make_dataset(tfrecord_dir, "val", params.batch_size) if has_val else None,
+            validation_data=val,
             class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
             callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2)
         epochs_run = len(history.history["loss"])
+        kept = keep_fine_tuning(model, start_weights, start_val_loss, history.history.get("val_loss", []))
     with replacing(model_dir / MODEL_NAME) as partial:
         model.save(partial)
     meta = {
@@ -123,12 +142,15 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
         "total_params": int(model.count_params()),
         "epochs_run": epochs_run,
+        "start_val_loss": start_val_loss,
+        "fine_tuning_kept": kept,
         "mixed_precision": mixed,
         "xla": params.fine_tune.xla,
         "replicas": strategy.num_replicas_in_sync,
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_text(model_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params")})
+    live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params",
+                                                         "fine_tuning_kept")})
     live.make_summary()
     return meta

@@ -71,6 +71,10 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
     if not backbones["pretrained"].astype(bool).all():
         lines.append(f"> **`pretrained: false`** (`weights: {origin['params']['weights']}`): backbones start from "
                      "random weights, so this compares architectures trained from scratch, not transfer learning.")
+    reverted = backbones.loc[backbones["fine_tuning_kept"].eq(False), "model"].tolist()
+    if reverted:
+        lines.append(f"> **Fine-tuning not kept** for {', '.join(reverted)}: no epoch lowered the val loss below the "
+                     "trained head's, so the finetune stage kept the frozen base and head it started from.")
     return "\n>\n".join(lines) + "\n" if lines else ""
 
 

@@ -51,6 +51,7 @@ def evaluation(frame: pd.DataFrame, index: int) -> dict:
     labels, subjects, probabilities = aligned({"m": frame}, CLASSES)
     return {**score_predictions(labels, probabilities["m"], subjects, CLASSES, RESAMPLES, 42),
             "params": 1000 * (index + 1), "size_mb": 2.0 * (index + 1), "pretrained": False,
+            "fine_tuning_kept": index != 1,
             "latency_ms": {"batch_1": 1.5 * (index + 1), "batch_32": 0.5 * (index + 1)}}
 
 
@@ -128,6 +129,7 @@ def test_stage_reads_the_logged_inputs_and_regenerates_byte_identically(tmp_path
     assert written["val_loss"] == VAL_LOSSES and written["models"][BACKBONES[0]]["training_seconds"] == 6.5
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "This is the synthetic demo" in report and "`pretrained: false`" in report
+    assert f"**Fine-tuning not kept** for {BACKBONES[1]}:" in report
     assert "(../plots/compare/balanced_accuracy.png)" in report and "metrics/baselines.json` is absent" in report
     assert cli(["compare"]) == 0
     assert digests(tmp_path) == first

@@ -23,7 +23,7 @@ SIZE = 32
 KEYS = {
     "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece", "per_class",
     "confusion_matrix", "subject", "ci95", "ci95_resamples", "params", "trainable_params", "size_mb", "latency_ms",
-    "pretrained", "backbone", "test_images", "test_subjects", "chance_balanced_accuracy",
+    "pretrained", "fine_tuning_kept", "backbone", "test_images", "test_subjects", "chance_balanced_accuracy",
     "majority_balanced_accuracy", "classes", "absent_classes",
 }
 HEADLINE = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece"}
@@ -64,7 +64,8 @@ def project(tmp_path, monkeypatch) -> Path:
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     Path("models/tiny").mkdir(parents=True)
     tiny_model().save("models/tiny/model.keras")
-    Path("models/tiny/meta.json").write_text(json.dumps({"backbone": "tiny", "pretrained": False, "input_size": SIZE}))
+    meta = {"backbone": "tiny", "pretrained": False, "fine_tuning_kept": True, "input_size": SIZE}
+    Path("models/tiny/meta.json").write_text(json.dumps(meta))
     return tmp_path
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from pipeline.augment import build_augmenter
 from pipeline.backbones import base_of, get_backbone
 from pipeline.features import write_features
-from pipeline.finetune import fine_tune, steps_per_epoch, unfreeze_top, use_mixed_precision
+from pipeline.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
 from pipeline.params import parse_params
 from pipeline.preprocess import Row, write_tfrecords
 from pipeline.tfrecords import make_dataset
@@ -171,16 +171,30 @@ def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
 
 
-def test_unchanged_fine_tune_model_reproduces_the_head_on_cached_features(tfrecords, trained, tmp_path):
+@pytest.mark.parametrize("changes", [{"fine_tune_epochs": 0}, {"fine_tune_lr": 1.0}], ids=["no-epochs", "diverged"])
+def test_unkept_fine_tuning_leaves_the_head_on_the_frozen_base(tfrecords, trained, tmp_path, changes):
     features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
-    fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
-              tiny_params(fine_tune_epochs=0))
+    meta = fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
+                     tiny_params(**changes))
+    assert meta["fine_tuning_kept"] is False
     model = keras.models.load_model(tmp_path / "models" / "model.keras")
     head = keras.models.load_model(model_dir / "head.keras")
     images = next(iter(make_dataset(tfrecords, "val", 8)))[0].numpy()
     expected = head.predict_on_batch(load_features(features_dir, "val")["features"])
     np.testing.assert_allclose(model.predict_on_batch(images), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_keep_fine_tuning_restores_the_start_only_when_no_epoch_beat_it():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    start = model.get_weights()
+    tuned = [weight + 1 for weight in start]
+    model.set_weights(tuned)
+    assert keep_fine_tuning(model, start, 1.0, [1.2, 0.9])
+    assert all(np.array_equal(now, then) for now, then in zip(model.get_weights(), tuned))
+    assert keep_fine_tuning(model, start, None, [])  # no val split: nothing to compare with
+    assert not keep_fine_tuning(model, start, 1.0, [1.2, 1.0])
+    assert all(np.array_equal(now, then) for now, then in zip(model.get_weights(), start))
 
 
 MIRRORED = """
