@@ -3,9 +3,10 @@
 Random weights (`weights: none`) and synthetic gray images, on whatever devices TensorFlow sees.
 For each backbone it measures:
 - feature extraction images/s: the frozen base (with resizing and preprocessing) over --images images;
-- the head trained for --epochs epochs on those cached features, against the time the frozen base
-  would take over the same images every epoch (--epochs times one measured pass): the saving that
-  caching features buys; both timed after a warm-up that traces them;
+- the head trained for --epochs epochs on those cached features as the train stage trains it,
+  against training the same head on the frozen base over the images every epoch (--epochs times
+  one measured epoch of that model's fit): the saving that caching features buys; both class-
+  weighted like the stage, both timed after a warm-up that traces them;
 - inference images/s: the whole model (base and head) at batch --batch-size, at each --sizes;
 - fine-tuning images/s: train steps of the full model (top of the base unfrozen, as the finetune
   stage does) at each --sizes, after one warm-up step.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from pipeline.backbones import base_of, build_extractor, build_model, get_backbone
 from pipeline.finetune import unfreeze_top
 from pipeline.params import load_params
-from pipeline.train import build_head, compile_head
+from pipeline.train import build_head, class_weights, compile_head, feature_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CLASSES = 4
@@ -51,7 +52,7 @@ def main() -> None:
           f"{params.head.units} for {args.epochs} epochs; fine-tuning batch {args.finetune_batch}, "
           f"{args.steps} timed steps after one warm-up step\n")
     sizes = args.sizes
-    print("| backbone | features images/s | head, {e} epochs (s) | frozen base, {e} passes (s) | ratio | "
+    print("| backbone | features images/s | head, {e} epochs (s) | frozen base and head, {e} epochs (s) | ratio | "
           .format(e=args.epochs) + " | ".join(f"inference images/s at {size} px" for size in sizes) + " | "
           + " | ".join(f"fine-tune images/s at {size} px" for size in sizes) + " |")
     print("|---" + "|---:" * (4 + 2 * len(sizes)) + "|")
@@ -59,7 +60,7 @@ def main() -> None:
         backbone = get_backbone(name)
         features, extract_seconds = _extract(backbone, images, args.batch_size)
         head_seconds = _train_head(features, labels, params, args.batch_size, args.epochs)
-        base_seconds = args.epochs * extract_seconds
+        base_seconds = args.epochs * _frozen_base_epoch(backbone, images, features, labels, params, args.batch_size)
         rates = [_inference_rate(backbone, params, features, size, args.batch_size, args.steps) for size in sizes]
         rates += [_fine_tune_rate(backbone, params, features, size, args.finetune_batch, args.steps) for size in sizes]
         print(f"| {name} | {args.images / extract_seconds:.0f} | {head_seconds:.1f} | {base_seconds:.0f} | "
@@ -80,10 +81,31 @@ def _extract(backbone, images: np.ndarray, batch_size: int) -> tuple[np.ndarray,
 def _train_head(features: np.ndarray, labels: np.ndarray, params, batch_size: int, epochs: int) -> float:
     head = build_head(features, N_CLASSES, params.head)
     compile_head(head, params.lr)
-    head.fit(features[:batch_size], labels[:batch_size], batch_size=batch_size, epochs=1, verbose=0)  # warm-up: tracing
+    batches = _batches(features, labels, params, batch_size)
+    head.fit(batches.take(1), epochs=1, verbose=0)  # warm-up: tracing
     start = time.perf_counter()
-    head.fit(features, labels, batch_size=batch_size, epochs=epochs, verbose=0)
+    head.fit(batches, epochs=epochs, verbose=0)
     return time.perf_counter() - start
+
+
+def _frozen_base_epoch(backbone, images: np.ndarray, features: np.ndarray, labels: np.ndarray, params,
+                       batch_size: int) -> float:
+    """Seconds of one epoch training the head under the frozen base, on the images rather than cached features."""
+    keras.utils.set_random_seed(0)
+    model = build_model(backbone, "none", images.shape[1], build_head(features, N_CLASSES, params.head))
+    base_of(model).trainable = False
+    compile_head(model, params.lr)
+    batches = _batches(images, labels, params, batch_size)
+    model.fit(batches.take(1), epochs=1, verbose=0)  # warm-up: tracing
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def _batches(inputs: np.ndarray, labels: np.ndarray, params, batch_size: int):
+    """Shuffled, class-weighted batches as the train stage feeds its head."""
+    weights = class_weights(labels, N_CLASSES, params.head.class_weight)
+    return feature_batches({"features": inputs, "labels": labels}, batch_size, weights, seed=0)
 
 
 def _inference_rate(backbone, params, features: np.ndarray, size: int, batch_size: int, steps: int) -> float:

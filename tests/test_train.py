@@ -20,7 +20,7 @@ from pipeline.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfr
 from pipeline.params import parse_params
 from pipeline.preprocess import Row, write_tfrecords
 from pipeline.tfrecords import make_dataset
-from pipeline.train import build_head, class_weights, load_features, train_head
+from pipeline.train import build_head, class_weights, feature_batches, load_features, train_head
 from tests.conftest import ROOT, raw_params
 
 BACKBONE = "MobileNetV3Small"
@@ -183,6 +183,21 @@ def test_unkept_fine_tuning_leaves_the_head_on_the_frozen_base(tfrecords, traine
     images = next(iter(make_dataset(tfrecords, "val", 8)))[0].numpy()
     expected = head.predict_on_batch(load_features(features_dir, "val")["features"])
     np.testing.assert_allclose(model.predict_on_batch(images), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_batches_weight_each_sample_by_its_class_and_reshuffle_each_epoch():
+    split = {"features": np.arange(12, dtype=np.float32).reshape(6, 2), "labels": np.array([0, 0, 0, 0, 1, 1])}
+    weights = class_weights(split["labels"], 2, "balanced")
+    dataset = feature_batches(split, 4, weights, seed=0)
+    epochs = [[np.concatenate(column) for column in zip(*[[t.numpy() for t in batch] for batch in dataset])]
+              for _ in range(2)]
+    for features, labels, sample_weights in epochs:
+        assert sorted(features[:, 0].tolist()) == split["features"][:, 0].tolist()
+        np.testing.assert_array_equal(labels, features[:, 0] // 2 >= 4)  # each row keeps its label
+        np.testing.assert_allclose(sample_weights, [weights[label] for label in labels])
+    assert not np.array_equal(epochs[0][0], epochs[1][0])
+    plain = [batch for batch in feature_batches(split, 4)]
+    assert len(plain[0]) == 2 and np.array_equal(plain[0][0].numpy(), split["features"][:4])
 
 
 def test_keep_fine_tuning_restores_the_start_only_when_no_epoch_beat_it():
