@@ -1,10 +1,11 @@
 """Dedupe time against the time to merely decode every image once, at two archive sizes.
 
-    python benchmarks/dedupe_speed.py [--scale 4] [--workdir /tmp/dedupe-bench]
+    python benchmarks/dedupe_speed.py [--scale 4] [--repeats 3] [--workdir /tmp/dedupe-bench]
 
 Builds the demo archive from params.yaml and one `--scale` times larger (subjects and copies
-scaled), then for each: decodes every image once with the same worker count dedupe uses
-(the baseline), and times `build_index`. Prints a markdown table for BENCHMARKS.md.
+scaled), then for each, --repeats times in turn: lists and decodes every image once with the
+same worker count dedupe uses (the baseline), and times `build_index`. Reports the medians, so
+that one slow moment on a shared machine does not decide the ratio. Prints a markdown table.
 """
 
 import argparse
@@ -31,35 +32,45 @@ def decode(path: Path) -> int:
 
 
 def decode_all(root: Path, classes: tuple[str, ...], workers: int) -> float:
-    paths = [root / file.path for file in find_files(root, classes)[0]]
+    """Seconds to list the archive and fully decode each file once, as dedupe lists and reads it."""
     start = time.perf_counter()
+    paths = [root / file.path for file in find_files(root, classes)[0]]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pool.map(decode, paths, chunksize=32)
     return time.perf_counter() - start
 
 
+def _runs(seconds: list[float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedupe-bench"))
     args = parser.parse_args()
     params = load_params()
     workers = params.dedupe.workers or os.cpu_count() or 1
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; workers: {workers}\n")
-    print("| archive | files | decode only (s) | dedupe (s) | dedupe / decode |")
-    print("|---|---:|---:|---:|---:|")
+    print("| archive | files | decode only, each run (s) | dedupe, each run (s) | decode median | dedupe median "
+          "| dedupe / decode |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for scale in (1, args.scale):
         subjects = tuple((label, count * scale) for label, count in params.synth.subjects)
         synth = replace(params.synth, subjects=subjects, copies_per_class=params.synth.copies_per_class * scale)
         root = args.workdir / f"x{scale}"
         if not root.is_dir():
             write_archive(root, params.data.classes, synth)
-        decode_seconds = decode_all(root, params.data.classes, workers)
-        start = time.perf_counter()
-        rows, _ = build_index(root, params.data.classes, params.dedupe)
-        dedupe_seconds = time.perf_counter() - start
-        ratio = dedupe_seconds / decode_seconds
-        print(f"| demo x{scale} | {len(rows)} | {decode_seconds:.2f} | {dedupe_seconds:.2f} | {ratio:.2f} |")
+        decode_times, dedupe_times = [], []
+        for _ in range(args.repeats):
+            decode_times.append(decode_all(root, params.data.classes, workers))
+            start = time.perf_counter()
+            rows, _ = build_index(root, params.data.classes, params.dedupe)
+            dedupe_times.append(time.perf_counter() - start)
+        decode_seconds, dedupe_seconds = np.median(decode_times), np.median(dedupe_times)
+        print(f"| demo x{scale} | {len(rows)} | {_runs(decode_times)} | {_runs(dedupe_times)} | "
+              f"{decode_seconds:.2f} | {dedupe_seconds:.2f} | {dedupe_seconds / decode_seconds:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import mmap
 import multiprocessing
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
@@ -30,6 +30,7 @@ from pipeline.truth import score_against_truth
 INDEX_PATH = Path("data/interim/index.csv")
 METRICS_PATH = Path("metrics/dedupe.json")
 BATCH = 32  # files a worker reads and fingerprints together
+REFERENCE_SAMPLE = 256  # originals whose headers fix the frame every scan is reduced to
 _SHARED: tuple[np.ndarray, ...] = ()  # the arrays of keys and views that scans write into
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ def scan_files(files: list[tuple[Path, np.ndarray]], originals: list[Path], work
     """Decode and fingerprint each (path, rotations) file in the frame of `originals`, in parallel, in order."""
     keys = _shared((len(files), KEY_SIZE))
     views = _shared((len(files), max((len(angles) for _, angles in files), default=1), VIEW_SIZE))
+    frame = frame_shape(reference_shape(originals))
     with _mapper(workers, keys, views) as mapper:
-        frame = frame_shape(_reference_shape(mapper, originals))
         results = _gather(mapper(_scan_batch, _batches(files, frame)), len(files))
     return [
         Scan(reason=reason) if reason else Scan(digest=digest, key=keys[row], views=views[row, : len(angles)])
@@ -184,8 +185,8 @@ def _scan_batch(job: tuple[int, list[Path], tuple[int, int], np.ndarray]) -> lis
         except InvalidImage as error:
             results.append(("", str(error)))
             continue
-        results.append((_digest(np.asarray(image)), ""))
         reduced[position] = reduce(image, frame)
+        results.append((_digest(reduced[position]), ""))  # a first sort: full-resolution digests confirm
     if reduced:
         prints = fingerprints(np.stack(list(reduced.values())), angles)
         rows = start + np.fromiter(reduced, int, len(reduced))
@@ -202,10 +203,10 @@ def _digest(pixels: np.ndarray) -> str:
     return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 
-def _reference_shape(mapper: Callable, originals: list[Path]) -> tuple[int, int]:
-    """The most common (rows, columns) among the originals, from their headers alone."""
-    batches = [originals[start : start + BATCH] for start in range(0, len(originals), BATCH)]
-    sizes = Counter(size for batch in mapper(_header_sizes, batches) for size in batch if size)
+def reference_shape(originals: list[Path]) -> tuple[int, int]:
+    """The most common (rows, columns) among up to REFERENCE_SAMPLE originals spread evenly, from their headers."""
+    sample = originals[:: -(-len(originals) // REFERENCE_SAMPLE) or 1]
+    sizes = Counter(size for size in _header_sizes(sample) if size)
     return sizes.most_common(1)[0][0] if sizes else (1, 1)
 
 

@@ -3,9 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.neighbors import KDTree
-from threadpoolctl import threadpool_limits
+from scipy.spatial import cKDTree
 
 from pipeline.fingerprint import FLIP_SIGNS
 
@@ -39,28 +37,28 @@ def match_copies(
     parts = len(FLIP_SIGNS)
     source, score, margin = (np.empty(len(copy_keys)) for _ in range(3))
     all_nearest = _nearest(copy_keys, original_keys, k)
-    with threadpool_limits(1, user_api="blas"):  # products this small run slower split over threads
-        for start in range(0, len(copy_keys), BATCH):
-            rows = slice(start, start + BATCH)
-            nearest = all_nearest[rows]
-            copies = copy_views[rows].reshape(len(nearest), -1, parts, copy_views.shape[-1] // parts).swapaxes(1, 2)
-            originals = original_views[nearest].reshape(len(nearest), -1, parts, copies.shape[-1]).transpose(0, 2, 3, 1)
-            dots = copies @ originals  # (batch, part, copy angle, candidate and original angle)
-            flips = np.tensordot(FLIP_SIGNS, dots, axes=(1, 1))  # (flip, batch, copy angle, ...)
-            scores = flips.reshape(parts, len(nearest), copies.shape[2], k, -1).max(axis=(0, 2, 4))
-            best = scores.argmax(axis=1)
-            batch = np.arange(len(best))
-            subjects = original_subjects[nearest]
-            others = np.where(subjects != subjects[batch, best][:, None], scores, 0.0).max(axis=1)
-            source[rows] = nearest[batch, best]
-            score[rows] = scores[batch, best]
-            margin[rows] = scores[batch, best] - others
+    for start in range(0, len(copy_keys), BATCH):
+        rows = slice(start, start + BATCH)
+        nearest = all_nearest[rows]
+        copies = copy_views[rows].reshape(len(nearest), -1, parts, copy_views.shape[-1] // parts).swapaxes(1, 2)
+        originals = original_views[nearest].reshape(len(nearest), -1, parts, copies.shape[-1]).transpose(0, 2, 3, 1)
+        dots = copies @ originals  # (batch, part, copy angle, candidate and original angle)
+        flips = np.tensordot(FLIP_SIGNS, dots, axes=(1, 1))  # (flip, batch, copy angle, ...)
+        scores = flips.reshape(parts, len(nearest), copies.shape[2], k, -1).max(axis=(0, 2, 4))
+        best = scores.argmax(axis=1)
+        batch = np.arange(len(best))
+        subjects = original_subjects[nearest]
+        others = np.where(subjects != subjects[batch, best][:, None], scores, 0.0).max(axis=1)
+        source[rows] = nearest[batch, best]
+        score[rows] = scores[batch, best]
+        margin[rows] = scores[batch, best] - others
     return Matches(source=source.astype(int), score=score, margin=margin)
 
 
 def _nearest(copy_keys: np.ndarray, original_keys: np.ndarray, k: int) -> np.ndarray:
     """The k originals whose keys are nearest each copy's, by a k-d tree over the keys' main components."""
     dims = min(KEY_COMPONENTS, *original_keys.shape)
-    components = PCA(n_components=dims, svd_solver="full").fit(original_keys)
-    tree = KDTree(components.transform(original_keys))
-    return tree.query(components.transform(copy_keys), k=k, return_distance=False)
+    mean = original_keys.mean(axis=0)
+    basis = np.linalg.svd(original_keys - mean, full_matrices=False)[2][:dims].T
+    tree = cKDTree((original_keys - mean) @ basis)
+    return tree.query((copy_keys - mean) @ basis, k=k)[1].reshape(len(copy_keys), k)

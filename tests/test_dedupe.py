@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from pipeline.__main__ import main as cli
-from pipeline.dedupe import build_index, write_index
+from pipeline.dedupe import build_index, reference_shape, write_index
 from pipeline.errors import PipelineError
 from pipeline.params import parse_params
 from pipeline.synth import truth_path_for, write_archive, write_truth
@@ -190,3 +190,15 @@ def test_cli_prints_one_error_line_and_exits_1(tmp_path, monkeypatch, capsys):
     assert cli(["dedupe", "--params", str(params)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: data.archive") and "nowhere" in err[0]
+
+
+def test_reference_shape_is_the_commonest_among_a_spread_sample_of_originals(tmp_path):
+    paths = []
+    for index in range(600):
+        size = (30, 20) if index % 10 == 3 else (20, 30)  # (width, height): one original in ten is turned
+        paths.append(tmp_path / f"scan{index:03d}.png")
+        Image.new("L", size).save(paths[-1])
+    paths.append(tmp_path / "broken.png")
+    paths[-1].write_bytes(b"not an image")
+    assert reference_shape(paths) == (30, 20)  # (rows, columns)
+    assert reference_shape(paths[-1:]) == (1, 1) and reference_shape([]) == (1, 1)
