@@ -65,12 +65,12 @@ def read_predictions(path: Path, backbone: str) -> pd.DataFrame:
 
 
 def validation_loss(live_dir: Path, backbone: str) -> float:
-    """The saved model's validation loss: the lowest fine-tuning val loss (best weights are kept), else the head's."""
-    for stage in ("finetune", "train"):
-        path = live_dir / stage / backbone / "plots" / "metrics" / "eval" / "loss.tsv"
-        if path.is_file():
-            return float(pd.read_csv(path, sep="\t")["loss"].min())
-    raise PipelineError(f"no validation loss logged under {live_dir}/*/{backbone}; run dvc repro finetune@{backbone}")
+    """The saved model's validation loss, as the finetune stage logged it (its best epoch's, or its start's)."""
+    path = live_dir / "finetune" / backbone / "metrics.json"
+    value = read_json(path, f"finetune@{backbone}").get("val_loss")
+    if value is None:
+        raise PipelineError(f"{path}: no val_loss (is the val split empty?); ensembles weigh models by it")
+    return float(value)
 
 
 def training_seconds(live_dir: Path, features_dir: Path, backbone: str) -> float:

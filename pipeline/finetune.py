@@ -121,10 +121,10 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
     has_val = counts["val"] > 0
     live = open_live(live_dir)
     live.log_params({"backbone": backbone.name, "weights": params.weights, "pretrained": is_pretrained(params.weights)})
-    epochs_run, start_val_loss, kept = 0, None, False
+    val = make_dataset(tfrecord_dir, "val", params.batch_size) if has_val else None
+    start_val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"] if has_val else None
+    epochs_run, kept, val_loss = 0, False, start_val_loss
     if params.fine_tune_epochs:
-        val = make_dataset(tfrecord_dir, "val", params.batch_size) if has_val else None
-        start_val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"] if has_val else None
         start_weights = model.get_weights()
         history = model.fit(
             train_stream(tfrecord_dir, params), epochs=params.fine_tune_epochs,
@@ -133,7 +133,9 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
             class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
             callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2)
         epochs_run = len(history.history["loss"])
-        kept = keep_fine_tuning(model, start_weights, start_val_loss, history.history.get("val_loss", []))
+        val_losses = history.history.get("val_loss", [])
+        kept = keep_fine_tuning(model, start_weights, start_val_loss, val_losses)
+        val_loss = min(val_losses) if kept and val_losses else val_loss
     with replacing(model_dir / MODEL_NAME) as partial:
         model.save(partial)
     meta = {
@@ -143,6 +145,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
         "total_params": int(model.count_params()),
         "epochs_run": epochs_run,
         "start_val_loss": start_val_loss,
+        "val_loss": val_loss,
         "fine_tuning_kept": kept,
         "mixed_precision": mixed,
         "xla": params.fine_tune.xla,
@@ -151,6 +154,6 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
     }
     write_text(model_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params",
-                                                         "fine_tuning_kept")})
+                                                         "fine_tuning_kept", "val_loss")})
     live.make_summary()
     return meta
