@@ -66,7 +66,8 @@ def write_run(root: Path) -> None:
         (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(evaluation(frame, index)))
         (root / "data/features" / name).mkdir(parents=True)
         (root / "data/features" / name / "meta.json").write_text(json.dumps({"seconds": 1.0}))
-        for stage, summary in (("train", {"seconds": 2.0}), ("finetune", {"seconds": 3.5, "val_loss": VAL_LOSSES[name]})):
+        finetune = {"seconds": 3.5, "val_loss": VAL_LOSSES[name]}
+        for stage, summary in (("train", {"seconds": 2.0}), ("finetune", finetune)):
             live = root / "dvclive" / stage / name
             live.mkdir(parents=True)
             (live / "metrics.json").write_text(json.dumps(summary))
