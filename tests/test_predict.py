@@ -34,7 +34,8 @@ def models(tmp_path) -> Path:
     for name in ("first", "second"):
         (tmp_path / "models" / name).mkdir(parents=True)
         tiny_model().save(tmp_path / "models" / name / "model.keras")
-        (tmp_path / "models" / name / "meta.json").write_text(json.dumps({"backbone": name, "pretrained": False}))
+        meta = {"backbone": name, "pretrained": False, "fine_tuning_kept": True}
+        (tmp_path / "models" / name / "meta.json").write_text(json.dumps(meta))
     return tmp_path / "models"
 
 
