@@ -16,17 +16,12 @@ from pipeline.dedupe import build_index, reference_shape, write_index
 from pipeline.errors import PipelineError
 from pipeline.params import parse_params
 from pipeline.synth import truth_path_for, write_archive, write_truth
-from pipeline.truth import score_against_truth
+from pipeline.split import assign_splits, read_index
+from pipeline.truth import score_against_truth, subjects_across_splits
 from tests.bad_files import plant_bad_files
 from tests.conftest import raw_params
 from tests.other_generator import rewrite_copies
 
-ACCURACY_SYNTH = {
-    "subjects": {"NonDemented": 4, "VeryMildDemented": 4, "MildDemented": 3, "ModerateDemented": 2},
-    "slices": 16,
-    "copies_per_class": 100,
-    "duplicates": 4,
-}
 
 
 def files_on_disk(root: Path) -> set[str]:
@@ -35,7 +30,8 @@ def files_on_disk(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def accuracy_params():
-    return parse_params(raw_params(synth=ACCURACY_SYNTH, dedupe={"slices_per_subject": 16}))
+    """The committed params: the judged figures are those of the demo archive itself."""
+    return parse_params(raw_params())
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +48,31 @@ def copy_archive(root: Path, destination: Path) -> Path:
     return target
 
 
-def assert_judged_figures(root: Path, params) -> dict:
+def assert_judged_figures(root: Path, params, tmp_path: Path) -> dict:
+    """The issue's figures for one archive, the split by subject included."""
     rows, _ = build_index(root, params.data.classes, params.dedupe)
     scores = score_against_truth(rows, truth_path_for(root))
     assert scores["copy_subject_accuracy"] >= 0.995, scores
     assert scores["copy_source_accuracy"] >= 0.97, scores
     assert scores["orphan_rate"] <= 0.02, scores
     assert scores["true_subjects_split"] == 0, scores
+    write_index(tmp_path / "index.csv", rows)
+    split = assign_splits(read_index(tmp_path / "index.csv"), params.data.classes, params.split.ratios, params.seed,
+                          params.split.copies_in_train)
+    paths = dict(zip(split.rows["path"], split.rows["split"]))
+    assert subjects_across_splits(paths, truth_path_for(root))["true_subjects_in_several_splits"] == 0
     return scores
 
 
-def test_traces_copies_of_the_synth_generator(accuracy_archive, accuracy_params):
-    scores = assert_judged_figures(accuracy_archive, accuracy_params)
+def test_traces_copies_of_the_synth_generator(accuracy_archive, accuracy_params, tmp_path):
+    scores = assert_judged_figures(accuracy_archive, accuracy_params, tmp_path)
     assert scores["found_subjects_mixed"] == 0, scores
 
 
 def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params, tmp_path):
     root = copy_archive(accuracy_archive, tmp_path)
     rewrite_copies(root, truth_path_for(root), seed=11)
-    assert_judged_figures(root, accuracy_params)
+    assert_judged_figures(root, accuracy_params, tmp_path)
 
 
 def test_every_file_has_exactly_one_row(tiny_archive, tiny_params):
