@@ -16,7 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.evaluate import main
 from pipeline.preprocess import Row, write_tfrecords
 from pipeline.tfrecords import make_dataset
-from tests.conftest import raw_params
+from tests.conftest import ROOT, raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
 SIZE = 32
@@ -112,6 +112,23 @@ def test_evaluate_writes_every_metric_and_its_tables_agree(project):
     assert confusion.to_dict("list") == {"actual": truth.tolist(), "predicted": predicted.tolist()}
     roc = pd.read_csv("plots/eval/tiny/roc.csv")
     assert list(roc.columns) == ["class", "fpr", "tpr"] and set(roc["class"]) == set(CLASSES)
+
+
+def declared_outputs(stage: str, backbone: str) -> set[str]:
+    """The paths dvc.yaml's matrix stage declares as outs, metrics or plots, for one backbone."""
+    definition = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    entries = [entry for kind in ("outs", "metrics", "plots") for entry in definition.get(kind, [])]
+    paths = [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
+    return {path.replace("${item.backbone}", backbone) for path in paths}
+
+
+def test_dvc_yaml_declares_every_file_evaluate_writes(project):
+    """An undeclared file is left stale when DVC restores the stage from its run-cache."""
+    write_test_split(project, CLASSES)
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    written = {path.as_posix() for path in [*Path("plots/eval").rglob("*"), *Path("metrics").rglob("*")]
+               if path.is_file()}
+    assert written == declared_outputs("evaluate", "tiny")
 
 
 def test_evaluate_a_test_split_without_a_class(project):
