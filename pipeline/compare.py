@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import charts, report
 from pipeline.errors import PipelineError
-from pipeline.metrics import score_predictions
+from pipeline.metrics import score_predictions, single_subject_classes
 from pipeline.params import Params, load_params
 from pipeline.stats import any_dementia, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
 from pipeline.synth import DEMO_ARCHIVE
@@ -149,6 +149,7 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
         "classes": list(classes),
         "test_images": len(labels),
         "test_subjects": len(np.unique(subjects)),
+        "single_subject_classes": single_subject_classes(labels, subjects, classes),
         "models": {row["model"]: row for row in rows},
         "order": [row["model"] for row in rows],
         "val_loss": val_losses,

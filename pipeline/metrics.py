@@ -7,6 +7,7 @@ F1 and ROC AUC undefined: those are None (or left out of macro averages), never 
 
 import logging
 import warnings
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -136,6 +137,12 @@ def subject_level(subjects: np.ndarray, labels: np.ndarray,
     return names, votes.argmax(axis=1), mean
 
 
+def single_subject_classes(labels: np.ndarray, subjects: np.ndarray, classes: tuple[str, ...]) -> list[str]:
+    """The classes present with exactly one subject: a subject bootstrap cannot vary their scores."""
+    subjects_per_class = Counter(label for label, _ in set(zip(labels.tolist(), subjects.tolist())))
+    return [name for index, name in enumerate(classes) if subjects_per_class[index] == 1]
+
+
 def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, n_resamples: int,
                       seed: int, metrics: tuple[str, ...] = CI_METRICS) -> tuple[dict[str, dict | None], int]:
     """95% percentile intervals ({low, high}) of per-image `metrics` over subjects resampled with replacement.
@@ -173,6 +180,10 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
         log.warning("no test images of %s: their recall, F1 and ROC AUC are undefined and left out of the "
                     "macro averages", ", ".join(absent))
     log.info("subject bootstrap: %d of %d resamples held every test class", used, n_resamples)
+    single = single_subject_classes(labels, subjects, classes)
+    if single:
+        log.warning("one test subject of %s: the 95%% intervals cannot show how much another subject of "
+                    "these classes would change the scores", ", ".join(single))
     return {
         **headline_metrics(labels, probabilities),
         "per_class": per_class_metrics(labels, probabilities, classes),
@@ -183,6 +194,7 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
         },
         "ci95": intervals,
         "ci95_resamples": {"drawn": n_resamples, "used": used},
+        "ci95_single_subject_classes": single,
         "classes": list(classes),
         "absent_classes": absent,
         "test_images": len(labels),

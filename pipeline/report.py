@@ -75,6 +75,11 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
     if reverted:
         lines.append(f"> **Fine-tuning not kept** for {', '.join(reverted)}: no epoch lowered the val loss below the "
                      "trained head's, so the finetune stage kept the frozen base and head it started from.")
+    single = summary["single_subject_classes"]
+    if single:
+        lines.append(f"> **Intervals understate the uncertainty**: the test split holds one subject of "
+                     f"{', '.join(single)}. Resampling subjects cannot show how another subject of these classes "
+                     "would score, so the brackets and the paired tests miss that part of the doubt.")
     return "\n>\n".join(lines) + "\n" if lines else ""
 
 

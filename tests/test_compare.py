@@ -128,6 +128,7 @@ def test_stage_reads_the_logged_inputs_and_regenerates_byte_identically(tmp_path
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "This is the synthetic demo" in report and "`pretrained: false`" in report
     assert f"**Fine-tuning not kept** for {BACKBONES[1]}:" in report
+    assert "Intervals understate" not in report and written["single_subject_classes"] == []
     assert "(../plots/compare/balanced_accuracy.png)" in report and "metrics/baselines.json` is absent" in report
     assert cli(["compare"]) == 0
     assert digests(tmp_path) == first
@@ -139,3 +140,17 @@ def test_predictions_of_other_images_or_missing_ones_stop_the_stage(tmp_path):
         aligned({"a": frame, "b": frame.iloc[::-1]}, CLASSES)
     with pytest.raises(PipelineError, match="evaluate@VGG19"):
         read_predictions(tmp_path / "predictions.csv", "VGG19")
+
+
+def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path)
+    for name in BACKBONES:  # ModerateDemented's three test subjects become one
+        path = tmp_path / "plots/eval" / name / "predictions.csv"
+        frame = pd.read_csv(path)
+        frame.loc[frame["label"] == "ModerateDemented", "subject"] = "s03"
+        frame.to_csv(path, index=False)
+    assert cli(["compare"]) == 0
+    assert json.loads((tmp_path / "metrics/summary.json").read_text())["single_subject_classes"] == ["ModerateDemented"]
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "**Intervals understate the uncertainty**: the test split holds one subject of ModerateDemented." in report

@@ -24,7 +24,7 @@ KEYS = {
     "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece", "per_class",
     "confusion_matrix", "subject", "ci95", "ci95_resamples", "params", "trainable_params", "size_mb", "latency_ms",
     "pretrained", "fine_tuning_kept", "backbone", "test_images", "test_subjects", "chance_balanced_accuracy",
-    "majority_balanced_accuracy", "classes", "absent_classes",
+    "majority_balanced_accuracy", "classes", "absent_classes", "ci95_single_subject_classes",
 }
 HEADLINE = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece"}
 
@@ -88,6 +88,7 @@ def test_evaluate_writes_every_metric_and_its_tables_agree(project):
     assert (report["test_images"], report["test_subjects"], report["absent_classes"]) == (24, 8, [])
     assert report["chance_balanced_accuracy"] == report["majority_balanced_accuracy"] == 0.25
     assert 0 < report["ci95_resamples"]["used"] <= report["ci95_resamples"]["drawn"] == 50
+    assert report["ci95_single_subject_classes"] == []  # two test subjects of each class
 
     predictions = pd.read_csv("plots/eval/tiny/predictions.csv")
     assert list(predictions.columns) == ["path", "subject", "label", "label_index", "predicted",

@@ -12,6 +12,7 @@ from pipeline.metrics import (
     majority_balanced_accuracy,
     per_class_metrics,
     roc_curves,
+    single_subject_classes,
     subject_bootstrap,
     subject_level,
 )
@@ -141,3 +142,10 @@ def test_bootstrap_resamples_whole_subjects_and_skips_those_missing_a_class():
     assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and 20 < used < 80  # only {x, y} resamples hold both classes
     assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0) \
         == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")), 0)
+
+
+def test_classes_with_one_test_subject_are_named():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    subjects = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    assert single_subject_classes(labels, subjects, CLASSES) == ["VeryMildDemented", "MildDemented"]  # absent: not named
+    assert single_subject_classes(*synthetic(8)[::2], CLASSES) == []  # two subjects of each class
