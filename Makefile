@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: repro test
 
@@ -14,5 +15,14 @@ $(BIN)/.installed: requirements.txt
 repro: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests
+
+# tests/test_plots_page.py renders the plots page in Debian's Chromium. Installing it needs root:
+# as root this installs it once; otherwise it says what to run, and only that test fails.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
+	else \
+		echo "$(CHROMIUM) is missing: tests/test_plots_page.py needs it (sudo apt-get install chromium)" >&2; \
+	fi
