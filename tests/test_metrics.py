@@ -145,7 +145,7 @@ def test_bootstrap_resamples_whole_subjects_and_skips_those_missing_a_class():
 
 
 def test_classes_with_one_test_subject_are_named():
-    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # ModerateDemented is absent: not named
     subjects = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
-    assert single_subject_classes(labels, subjects, CLASSES) == ["VeryMildDemented", "MildDemented"]  # absent: not named
+    assert single_subject_classes(labels, subjects, CLASSES) == ["VeryMildDemented", "MildDemented"]
     assert single_subject_classes(*synthetic(8)[::2], CLASSES) == []  # two subjects of each class
