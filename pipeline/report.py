@@ -62,7 +62,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
-    """Plain statements when the figures come from the demo or from untrained-on-ImageNet backbones."""
+    """Plain statements that qualify the figures: the demo, random weights, fine-tuning not kept, thin intervals."""
     lines = []
     if origin["demo"]:
         lines.append(f"> **This is the synthetic demo** (`data.archive: {origin['archive']}`): scans drawn from one "
