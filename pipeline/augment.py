@@ -25,8 +25,15 @@ def build_augmenter(params: AugmentParams, seed: int) -> keras.Sequential:
 
 
 def augment_dataset(dataset: tf.data.Dataset, augmenter: keras.Sequential) -> tf.data.Dataset:
-    """Apply the augmenter (in training mode) to the images of (images, labels, ...) batches."""
-    if not augmenter.layers:
-        return dataset
-    return dataset.map(lambda images, *rest: (augmenter(images, training=True), *rest),
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    """Augment the one-channel images of (images, labels, ...) batches (training mode), then repeat them to 3.
+
+    Scans are grayscale, so one channel is a third of the work of three identical ones. One batch
+    at a time: the layers' seed state then advances in a fixed order and the same seed gives the
+    same stream (parallel calls race on it).
+    """
+    def augment(images, *rest):
+        if augmenter.layers:
+            images = augmenter(images, training=True)
+        return (tf.tile(images, (1, 1, 1, 3)), *rest)
+
+    return dataset.map(augment)

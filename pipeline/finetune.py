@@ -59,7 +59,8 @@ def unfreeze_top(base: keras.Model, share: float) -> int:
 
 def train_stream(tfrecord_dir: Path, params: Params) -> tf.data.Dataset:
     """Endless shuffled train batches, augmented on the stream (not in the model)."""
-    dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, repeat=True)
+    dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, channels=1,
+                           repeat=True)
     return augment_dataset(dataset, build_augmenter(params.augment, params.seed))
 
 
@@ -80,7 +81,6 @@ def load_head(model_dir: Path) -> keras.Model:
 def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model,
                           base_weights: Path) -> tuple[keras.Model, int]:
     """The base from `base_weights` under the trained head, the base's top unfrozen, compiled; and the layers unfrozen."""
-    keras.utils.set_random_seed(params.seed)
     if not base_weights.is_file():
         raise PipelineError(f"{base_weights} not found; run the features stage first (dvc repro features@{backbone.name})")
     model = build_model(backbone, str(base_weights), params.image_size, head)
@@ -110,6 +110,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
               params: Params) -> dict:
     """Fine-tune the features stage's base under the trained head; save model.keras and meta.json; return the meta."""
     start = time.perf_counter()
+    keras.utils.set_random_seed(params.seed)  # before the head loads: its dropout layers draw their seeds then
     mixed = use_mixed_precision(params.fine_tune.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     data_meta = read_meta(tfrecord_dir)

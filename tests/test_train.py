@@ -6,14 +6,17 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from pipeline.augment import build_augmenter
+from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.backbones import base_of, get_backbone
 from pipeline.features import write_features
 from pipeline.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
@@ -134,6 +137,20 @@ def test_augmenter_keeps_shape_range_and_gray_and_can_be_switched_off():
     assert build_augmenter(off, seed=0).layers == []
 
 
+def test_augmented_stream_is_three_gray_channels_and_the_same_for_the_same_seed():
+    images = np.random.default_rng(0).uniform(0, 255, (64, SIZE, SIZE, 1)).astype(np.float32)
+
+    def stream() -> np.ndarray:
+        batches = tf.data.Dataset.from_tensor_slices((images, np.zeros(64, np.int32))).batch(4)
+        augmented = augment_dataset(batches, build_augmenter(tiny_params().augment, seed=0))
+        return np.concatenate([batch for batch, _ in augmented.as_numpy_iterator()])
+
+    first = stream()
+    assert first.shape == (64, SIZE, SIZE, 3) and not np.allclose(first[..., 0], images[..., 0])
+    np.testing.assert_array_equal(first[..., 0], first[..., 2])
+    np.testing.assert_array_equal(first, stream())
+
+
 def test_steps_per_epoch_and_mixed_precision_switch():
     assert steps_per_epoch(100, 0, 32) == 4 and steps_per_epoch(100, 40, 32) == 2 and steps_per_epoch(10, 512, 32) == 1
     assert use_mixed_precision("on") and not use_mixed_precision("off") and not use_mixed_precision("auto")  # no GPU
@@ -169,6 +186,19 @@ def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(model(images, training=True)), probabilities, rtol=1e-4, atol=1e-6)
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+
+
+def test_fine_tuning_twice_with_one_seed_logs_the_same_losses(tfrecords, trained, tmp_path):
+    """Same params and seed, same run: the head's dropout and the augmented stream are seeded."""
+    features_dir, _, _ = trained
+    params = replace(tiny_params(), head=replace(tiny_params().head, dropout=0.5))
+    losses = []
+    for state, run in enumerate(("first", "second")):
+        train_head(features_dir, tmp_path / run / "head.keras", tmp_path / run / "live-head", params)
+        keras.utils.set_random_seed(state)  # fine_tune runs in a fresh process: any random state before it
+        fine_tune(tfrecords, features_dir, tmp_path / run, tmp_path / run / "live", get_backbone(BACKBONE), params)
+        losses.append(pd.read_csv(tmp_path / run / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")["loss"])
+    assert losses[0].tolist() == losses[1].tolist()
 
 
 @pytest.mark.parametrize("changes", [{"fine_tune_epochs": 0}, {"fine_tune_lr": 1.0}], ids=["no-epochs", "diverged"])
