@@ -1,8 +1,8 @@
 """Size and read speed of TFRecords per stored encoding (png, jpeg, raw) and image size.
 
 Writes the same scans with each encoding through the preprocess stage's own writer, then
-reads them back through `make_dataset` as training does (shuffled, 3 channels) and prints
-a markdown table. The scans are synthetic brain slices, originals and augmented copies
+reads them back through `make_dataset` as training does (shuffled, 3 channels), also with
+params.yaml's augmentation as fine-tuning streams it, and prints a markdown table. The scans are synthetic brain slices, originals and augmented copies
 (or the image files of --archive).
 """
 
@@ -19,8 +19,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pipeline.anatomy import load_template, subject_slices
+from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.images import is_image_name
-from pipeline.params import ENCODINGS
+from pipeline.params import ENCODINGS, load_params
 from pipeline.preprocess import Row, load_image, write_tfrecords
 from pipeline.synth import augment
 from pipeline.tfrecords import make_dataset
@@ -43,8 +44,9 @@ def main() -> None:
         rows = _rows(root, args.images)
         print(f"{len(rows)} scans from {root}; batch size {args.batch_size}; "
               f"read images/s: median of {args.repeats} reads of {args.read} images\n")
-        print("| size | encoding | KiB/image | write images/s | read images/s | mean abs error |")
-        print("|---:|---|---:|---:|---:|---:|")
+        print("| size | encoding | KiB/image | write images/s | read images/s | read and augment images/s "
+              "| mean abs error |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
         for size in args.sizes:
             expected = np.stack([load_image(root / row.path, size) for row in rows]).astype(np.float32)
             for encoding in ENCODINGS:
@@ -54,8 +56,10 @@ def main() -> None:
                 write_rate = len(rows) / (time.perf_counter() - start)
                 kib = sum(path.stat().st_size for path in out.glob("*.tfrecord")) / len(rows) / 1024
                 read_rate = _read_rate(out, args.batch_size, args.read, args.repeats)
+                augmented_rate = _read_rate(out, args.batch_size, args.read, args.repeats, augmented=True)
                 error = _mean_abs_error(out, expected)
-                print(f"| {size} | {encoding} | {kib:.1f} | {write_rate:.0f} | {read_rate:.0f} | {error:.2f} |")
+                print(f"| {size} | {encoding} | {kib:.1f} | {write_rate:.0f} | {read_rate:.0f} | {augmented_rate:.0f} "
+                      f"| {error:.2f} |")
 
 
 def _synthesize(root: Path, count: int) -> Path:
@@ -80,9 +84,11 @@ def _rows(root: Path, count: int) -> list[Row]:
     return [Row(path, LABEL, "train", path, path, "original") for path in paths]
 
 
-def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int) -> float:
-    """Median images/s through make_dataset as training reads, after a few warm-up batches."""
-    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=3, repeat=True)
+def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augmented: bool = False) -> float:
+    """Median images/s through make_dataset as training reads (and augments), after a few warm-up batches."""
+    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=1 if augmented else 3, repeat=True)
+    if augmented:
+        dataset = augment_dataset(dataset, build_augmenter(load_params().augment, seed=0))
     batches = iter(dataset)
     for _ in range(WARM_UP_BATCHES):
         next(batches)
