@@ -132,7 +132,8 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
             steps_per_epoch=steps_per_epoch(counts["train"], params.fine_tune.max_train_images, params.batch_size),
             validation_data=val,
             class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
-            callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2)
+            callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2,
+            shuffle=False)  # the stream is shuffled already
         epochs_run = len(history.history["loss"])
         val_losses = history.history.get("val_loss", [])
         kept = keep_fine_tuning(model, start_weights, start_val_loss, val_losses)

@@ -130,7 +130,8 @@ def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Param
     weights = class_weights(train["labels"], n_classes, params.head.class_weight)
     history = head.fit(feature_batches(train, params.batch_size, weights, seed=params.seed), epochs=params.epochs,
                        validation_data=feature_batches(val, params.batch_size) if has_val else None,
-                       callbacks=training_callbacks(params.head.patience, has_val, live), verbose=2)
+                       callbacks=training_callbacks(params.head.patience, has_val, live), verbose=2,
+                       shuffle=False)  # the dataset reshuffles itself each epoch
     with replacing(out_path) as partial:
         head.save(partial)
     summary = {"epochs_run": len(history.history["loss"]), "seconds": round(time.perf_counter() - start, 1),
