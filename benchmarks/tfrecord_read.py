@@ -2,8 +2,8 @@
 
 Writes the same scans with each encoding through the preprocess stage's own writer, then
 reads them back through `make_dataset` as training does (shuffled, 3 channels), also with
-params.yaml's augmentation as fine-tuning streams it, and prints a markdown table. The scans are synthetic brain slices, originals and augmented copies
-(or the image files of --archive).
+params.yaml's augmentation as fine-tuning streams it, and prints a markdown table. The scans
+are synthetic brain slices, originals and augmented copies (or the image files of --archive).
 """
 
 import argparse

@@ -74,11 +74,9 @@ def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_
     if count == 0:
         log.warning("split %s is empty; writing an empty %s.npz", split, split)
     for view in range(views if count else 0):
+        dataset = make_dataset(tfrecord_dir, split, batch_size, channels=1 if view else 3, with_ids=True)
         if view:
-            dataset = augment_dataset(make_dataset(tfrecord_dir, split, batch_size, channels=1, with_ids=True),
-                                      augmenter)
-        else:
-            dataset = make_dataset(tfrecord_dir, split, batch_size, with_ids=True)
+            dataset = augment_dataset(dataset, augmenter)  # repeats the augmented channel to 3
         batches = tqdm(dataset, total=math.ceil(count / batch_size), unit="batch",
                        desc=f"features {split}" + (f" view {view}" if views > 1 else ""))
         for images, labels, ids in batches:

@@ -23,7 +23,6 @@ from tests.conftest import raw_params
 from tests.other_generator import rewrite_copies
 
 
-
 def files_on_disk(root: Path) -> set[str]:
     return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
 

@@ -197,7 +197,8 @@ def test_fine_tuning_twice_with_one_seed_logs_the_same_losses(tfrecords, trained
         train_head(features_dir, tmp_path / run / "head.keras", tmp_path / run / "live-head", params)
         keras.utils.set_random_seed(state)  # fine_tune runs in a fresh process: any random state before it
         fine_tune(tfrecords, features_dir, tmp_path / run, tmp_path / run / "live", get_backbone(BACKBONE), params)
-        losses.append(pd.read_csv(tmp_path / run / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")["loss"])
+        logged = tmp_path / run / "live" / "plots" / "metrics" / "train" / "loss.tsv"
+        losses.append(pd.read_csv(logged, sep="\t")["loss"])
     assert losses[0].tolist() == losses[1].tolist()
 
 
