@@ -3,16 +3,19 @@
     python benchmarks/dedupe_speed.py [--scales 1 4] [--repeats 3] [--workdir /tmp/dedupe-bench]
 
 Builds the demo archive from params.yaml scaled by each of --scales (subjects and copies
-scaled; x20 has about as many files as the real archive's 40,384), then for each, --repeats
+scaled; x15 has about as many files as the real archive's 40,384), once per synth settings
+(kept in --workdir, named by their hash, so changed params build anew), then for each, --repeats
 times in turn: lists and decodes every image once with the same worker count dedupe uses (the
 baseline), and times `build_index`. Reports the medians, so that one slow moment on a shared
 machine does not decide the ratio. Prints a markdown table.
 """
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import platform
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -60,9 +63,12 @@ def main() -> None:
     for scale in args.scales:
         subjects = tuple((label, count * scale) for label, count in params.synth.subjects)
         synth = replace(params.synth, subjects=subjects, copies_per_class=params.synth.copies_per_class * scale)
-        root = args.workdir / f"x{scale}"
+        root = args.workdir / f"x{scale}-{hashlib.sha1(repr(synth).encode()).hexdigest()[:8]}"  # per synth settings
         if not root.is_dir():
-            write_archive(root, params.data.classes, synth)
+            partial = root.with_name(f"{root.name}.partial")  # an interrupted build is never taken for a whole one
+            shutil.rmtree(partial, ignore_errors=True)
+            write_archive(partial, params.data.classes, synth)
+            partial.rename(root)
         decode_times, dedupe_times = [], []
         for _ in range(args.repeats):
             decode_times.append(decode_all(root, params.data.classes, workers))
