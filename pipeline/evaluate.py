@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.files import write_text
-from pipeline.metrics import roc_curves, score_predictions
+from pipeline.metrics import log_caveats, roc_curves, score_predictions
 from pipeline.params import load_params
 from pipeline.tfrecords import make_dataset, read_meta
 
@@ -69,7 +69,8 @@ def load_model(model_dir: Path, backbone: str) -> tuple[keras.Model, dict]:
     meta = json.loads(paths[1].read_text())
     missing = [key for key in ("pretrained", "fine_tuning_kept") if key not in meta]
     if missing:
-        raise PipelineError(f"{paths[1]}: no {' or '.join(map(repr, missing))} key; run dvc repro finetune@{backbone} again")
+        raise PipelineError(f"{paths[1]}: no {' or '.join(map(repr, missing))} key; "
+                            f"run dvc repro finetune@{backbone} again")
     return keras.models.load_model(paths[0], compile=False), meta
 
 
@@ -110,10 +111,12 @@ def predict(infer: Callable, tfrecord_dir: Path, batch_size: int, classes: tuple
 
 
 def evaluate_predictions(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int) -> dict:
-    """`score_predictions` of `predict`'s table."""
+    """`score_predictions` of `predict`'s table, its caveats logged."""
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
-    return score_predictions(predictions["label_index"].to_numpy(), probabilities, predictions["subject"].to_numpy(),
-                             classes, n_resamples, seed)
+    scores = score_predictions(predictions["label_index"].to_numpy(), probabilities, predictions["subject"].to_numpy(),
+                               classes, n_resamples, seed)
+    log_caveats(scores)
+    return scores
 
 
 def latency_ms(infer: Callable, shape: tuple[int, ...], runs: int) -> float:

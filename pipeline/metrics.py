@@ -176,14 +176,7 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed)
     present = present_classes(labels, len(classes))
     absent = [name for index, name in enumerate(classes) if index not in present]
-    if absent:
-        log.warning("no test images of %s: their recall, F1 and ROC AUC are undefined and left out of the "
-                    "macro averages", ", ".join(absent))
-    log.info("subject bootstrap: %d of %d resamples held every test class", used, n_resamples)
     single = single_subject_classes(labels, subjects, classes)
-    if single:
-        log.warning("one test subject of %s: the 95%% intervals cannot show how much another subject of "
-                    "these classes would change the scores", ", ".join(single))
     return {
         **headline_metrics(labels, probabilities),
         "per_class": per_class_metrics(labels, probabilities, classes),
@@ -202,6 +195,18 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
         "chance_balanced_accuracy": 1 / len(classes),
         "majority_balanced_accuracy": majority_balanced_accuracy(labels),
     }
+
+
+def log_caveats(scores: dict) -> None:
+    """Log what `score_predictions`' scores cannot show about the test split."""
+    if scores["absent_classes"]:
+        log.warning("no test images of %s: their recall, F1 and ROC AUC are undefined and left out of the "
+                    "macro averages", ", ".join(scores["absent_classes"]))
+    log.info("subject bootstrap: %d of %d resamples held every test class", scores["ci95_resamples"]["used"],
+             scores["ci95_resamples"]["drawn"])
+    if scores["ci95_single_subject_classes"]:
+        log.warning("one test subject of %s: the 95%% intervals cannot show how much another subject of "
+                    "these classes would change the scores", ", ".join(scores["ci95_single_subject_classes"]))
 
 
 def _number(value: float) -> float | None:

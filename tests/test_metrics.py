@@ -9,9 +9,11 @@ from pipeline.metrics import (
     confusion,
     expected_calibration_error,
     headline_metrics,
+    log_caveats,
     majority_balanced_accuracy,
     per_class_metrics,
     roc_curves,
+    score_predictions,
     single_subject_classes,
     subject_bootstrap,
     subject_level,
@@ -149,3 +151,15 @@ def test_classes_with_one_test_subject_are_named():
     subjects = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
     assert single_subject_classes(labels, subjects, CLASSES) == ["VeryMildDemented", "MildDemented"]
     assert single_subject_classes(*synthetic(8)[::2], CLASSES) == []  # two subjects of each class
+
+
+def test_caveats_are_logged_once_by_the_caller_not_by_scoring(caplog):
+    labels, probabilities, subjects = synthetic(5)  # NonDemented has two subjects, the other classes one
+    with caplog.at_level("INFO", logger="pipeline.metrics"):
+        scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=20, seed=0)
+    assert caplog.records == []  # compare scores two ensembles: scoring itself stays quiet
+    with caplog.at_level("INFO", logger="pipeline.metrics"):
+        log_caveats(scores)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == ["one test subject of VeryMildDemented, MildDemented, ModerateDemented: the 95% intervals "
+                        "cannot show how much another subject of these classes would change the scores"]
