@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare", "plots_page",
-          "audit", "baselines")
+STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare",
+          "plots_page", "audit", "baselines")
 BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
 COMMANDS = (*STAGES, "predict")  # predict takes scans' paths
 

@@ -1,4 +1,4 @@
-"""reports/comparison.md from the comparison summary: fixed formatting and order, so the same inputs give the same bytes."""
+"""reports/comparison.md from the comparison summary, in fixed formatting and order: same inputs, same bytes."""
 
 import os
 from pathlib import Path

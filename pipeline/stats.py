@@ -36,9 +36,11 @@ def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: n
     draws = np.array([np.bincount(rng.integers(n_groups, size=n_groups), minlength=n_groups)
                       for _ in range(n_resamples)]).reshape(n_resamples, n_groups)
     draws = draws[(draws @ totals > 0)[:, present].all(axis=1)]
-    differences = _balanced_accuracy(draws, totals, hits_a, present) - _balanced_accuracy(draws, totals, hits_b, present)
+    differences = (_balanced_accuracy(draws, totals, hits_a, present)
+                   - _balanced_accuracy(draws, totals, hits_b, present))
     everyone = np.ones((1, n_groups))
-    point = _balanced_accuracy(everyone, totals, hits_a, present) - _balanced_accuracy(everyone, totals, hits_b, present)
+    point = (_balanced_accuracy(everyone, totals, hits_a, present)
+             - _balanced_accuracy(everyone, totals, hits_b, present))
     result = {"difference": float(point[0]), "low": None, "high": None, "share_not_better": None,
               "resamples_used": len(draws)}
     if len(draws):

@@ -146,7 +146,8 @@ def _write_duplicates(root, copies, count, seed) -> list[TruthRow]:
         original = copies[index]
         path = (root / original.path).with_name(f"{_uuid(rng)}.jpg")
         shutil.copyfile(root / original.path, path)
-        rows.append(TruthRow(path.relative_to(root).as_posix(), "copy", original.label, original.source, original.subject))
+        rows.append(TruthRow(path.relative_to(root).as_posix(), "copy", original.label, original.source,
+                             original.subject))
     return rows
 
 
