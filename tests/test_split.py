@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.split import INDEX_COLUMNS, assign_splits, main, split_metrics, subject_classes
+from pipeline.params import load_params
+from pipeline.split import INDEX_COLUMNS, assign_splits, main, split_metrics, subject_classes, subject_counts
 from tests.conftest import raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -202,3 +203,14 @@ def test_main_without_index_says_to_run_dedupe(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params()))
     with pytest.raises(PipelineError, match="dvc repro dedupe"):
         main(Path("params.yaml"))
+
+
+def test_the_demo_gives_two_val_and_two_test_subjects_to_every_class_but_the_rarest():
+    params = load_params()  # the committed demo; README's results rest on this
+    counts = dict(params.synth.subjects)
+    rarest = min(counts, key=counts.get)
+    shares = dict(params.split.ratios)
+    for label, n in counts.items():
+        if label != rarest:
+            train, val, test = subject_counts(n, shares)
+            assert min(val, test) >= 2, (label, n, train, val, test)
