@@ -27,6 +27,9 @@ def files_on_disk(root: Path) -> set[str]:
     return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
 
 
+EARLIER_DEMO_SUBJECTS = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
+
+
 @pytest.fixture(scope="module")
 def accuracy_params():
     """The committed params: the judged figures are those of the demo archive itself."""
@@ -72,6 +75,14 @@ def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params,
     root = copy_archive(accuracy_archive, tmp_path)
     rewrite_copies(root, truth_path_for(root), seed=11)
     assert_judged_figures(root, accuracy_params, tmp_path)
+
+
+def test_traces_copies_of_the_earlier_demo_where_8_candidates_leaked(tmp_path):
+    """The demo of 23 subjects (until 2026-11-30): with dedupe.candidates 8, a copy of a val subject went to train."""
+    params = parse_params(raw_params(synth={"subjects": EARLIER_DEMO_SUBJECTS}))
+    root = tmp_path / "demo"
+    write_truth(truth_path_for(root), write_archive(root, params.data.classes, params.synth))
+    assert_judged_figures(root, params, tmp_path)
 
 
 def test_every_file_has_exactly_one_row(tiny_archive, tiny_params):
