@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.params import load_params
+from pipeline.params import parse_params
 from pipeline.split import INDEX_COLUMNS, assign_splits, main, split_metrics, subject_classes, subject_counts
 from tests.conftest import raw_params
 
@@ -206,7 +206,7 @@ def test_main_without_index_says_to_run_dedupe(tmp_path, monkeypatch):
 
 
 def test_the_demo_gives_two_val_and_two_test_subjects_to_every_class_but_the_rarest():
-    params = load_params()  # the committed demo; README's results rest on this
+    params = parse_params(raw_params())  # the committed demo; README's results rest on this
     counts = dict(params.synth.subjects)
     rarest = min(counts, key=counts.get)
     shares = dict(params.split.ratios)
