@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from pipeline.anatomy import load_template, subject_slices
 from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.images import is_image_name
-from pipeline.params import ENCODINGS, load_params
+from pipeline.params import ENCODINGS, AugmentParams, load_params
 from pipeline.preprocess import Row, load_image, write_tfrecords
 from pipeline.synth import augment
 from pipeline.tfrecords import make_dataset
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--read", type=int, default=2048, help="images per timed read, after warm-up (default 2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed reads per cell; the median counts (default 3)")
     args = parser.parse_args()
+    augment_params = load_params(ROOT / "params.yaml").augment
     with tempfile.TemporaryDirectory() as tmp:
         root = args.archive or _synthesize(Path(tmp) / "archive", args.images)
         rows = _rows(root, args.images)
@@ -56,7 +58,7 @@ def main() -> None:
                 write_rate = len(rows) / (time.perf_counter() - start)
                 kib = sum(path.stat().st_size for path in out.glob("*.tfrecord")) / len(rows) / 1024
                 read_rate = _read_rate(out, args.batch_size, args.read, args.repeats)
-                augmented_rate = _read_rate(out, args.batch_size, args.read, args.repeats, augmented=True)
+                augmented_rate = _read_rate(out, args.batch_size, args.read, args.repeats, augment_params)
                 error = _mean_abs_error(out, expected)
                 print(f"| {size} | {encoding} | {kib:.1f} | {write_rate:.0f} | {read_rate:.0f} | {augmented_rate:.0f} "
                       f"| {error:.2f} |")
@@ -84,11 +86,11 @@ def _rows(root: Path, count: int) -> list[Row]:
     return [Row(path, LABEL, "train", path, path, "original") for path in paths]
 
 
-def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augmented: bool = False) -> float:
+def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augment: AugmentParams | None = None) -> float:
     """Median images/s through make_dataset as training reads (and augments), after a few warm-up batches."""
-    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=1 if augmented else 3, repeat=True)
-    if augmented:
-        dataset = augment_dataset(dataset, build_augmenter(load_params().augment, seed=0))
+    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=1 if augment else 3, repeat=True)
+    if augment:
+        dataset = augment_dataset(dataset, build_augmenter(augment, seed=0))
     batches = iter(dataset)
     for _ in range(WARM_UP_BATCHES):
         next(batches)
