@@ -22,12 +22,11 @@ from tests.bad_files import plant_bad_files
 from tests.conftest import raw_params
 from tests.other_generator import rewrite_copies
 
+EARLIER_DEMO_SUBJECTS = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
+
 
 def files_on_disk(root: Path) -> set[str]:
     return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
-
-
-EARLIER_DEMO_SUBJECTS = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
 
 
 @pytest.fixture(scope="module")
