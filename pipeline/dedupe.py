@@ -1,6 +1,7 @@
 """Stage `dedupe`: account for every file of the archive and trace copies to sources and subjects."""
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -30,8 +31,9 @@ from pipeline.truth import score_against_truth
 INDEX_PATH = Path("data/interim/index.csv")
 METRICS_PATH = Path("metrics/dedupe.json")
 BATCH = 32  # files a worker reads and fingerprints together
+JOBS_PER_MESSAGE = 8  # batches a worker is sent at once: one at a time, waking this process that often, cost 10%
 REFERENCE_SAMPLE = 256  # originals whose headers fix the frame every scan is reduced to
-_SHARED: tuple[np.ndarray, ...] = ()  # the arrays of keys and views that scans write into
+_INHERITED: tuple = ()  # the scan jobs, and the arrays of keys and views they write into, for forked workers
 log = logging.getLogger(__name__)
 
 
@@ -115,8 +117,9 @@ def scan_files(files: list[tuple[Path, np.ndarray]], originals: list[Path], work
     keys = _shared((len(files), KEY_SIZE))
     views = _shared((len(files), max((len(angles) for _, angles in files), default=1), VIEW_SIZE))
     frame = frame_shape(reference_shape(originals))
-    with _mapper(workers, keys, views) as mapper:
-        results = _gather(mapper(_scan_batch, _batches(files, frame)), len(files))
+    jobs = _batches(files, frame)
+    with _mapper(workers, jobs, keys, views) as mapper:  # workers are sent job numbers, not paths
+        results = _gather(mapper(_scan_batch, range(len(jobs))), len(files))
     return [
         Scan(reason=reason) if reason else Scan(digest=digest, key=keys[row], views=views[row, : len(angles)])
         for row, ((digest, reason), (_, angles)) in enumerate(zip(results, files))
@@ -130,19 +133,19 @@ def _shared(shape: tuple[int, ...]) -> np.ndarray:
 
 
 @contextmanager
-def _mapper(workers: int, *shared: np.ndarray):
-    """A lazy map over worker processes (or this one) that can write into the `shared` arrays."""
-    global _SHARED
-    _SHARED = shared  # forked workers inherit it
+def _mapper(workers: int, *inherited):
+    """A lazy map over worker processes (or this one) that read `inherited` and can write into its arrays."""
+    global _INHERITED
+    _INHERITED = inherited  # forked workers inherit it
     _keep_freed_memory()
     try:
         if (workers or os.cpu_count() or 1) == 1:
             yield map
         else:
             with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
-                yield pool.imap
+                yield functools.partial(pool.imap, chunksize=JOBS_PER_MESSAGE)
     finally:
-        _SHARED = ()
+        _INHERITED = ()
 
 
 def _keep_freed_memory() -> None:
@@ -175,9 +178,10 @@ def _gather(batches: Iterable[list], total: int) -> list[tuple[str, str]]:
     return results
 
 
-def _scan_batch(job: tuple[int, list[Path], tuple[int, int], np.ndarray]) -> list[tuple[str, str]]:
-    """(digest, reason) per file of a batch; the readable files' keys and views go to the shared arrays."""
-    start, paths, frame, angles = job
+def _scan_batch(number: int) -> list[tuple[str, str]]:
+    """(digest, reason) per file of job `number`; the readable files' keys and views go to the shared arrays."""
+    jobs, keys, views = _INHERITED
+    start, paths, frame, angles = jobs[number]
     results, reduced = [], {}
     for position, path in enumerate(paths):
         try:
@@ -190,7 +194,6 @@ def _scan_batch(job: tuple[int, list[Path], tuple[int, int], np.ndarray]) -> lis
     if reduced:
         prints = fingerprints(np.stack(list(reduced.values())), angles)
         rows = start + np.fromiter(reduced, int, len(reduced))
-        keys, views = _SHARED
         keys[rows] = prints.keys
         views[rows, : len(angles)] = prints.views
         for position, blank in zip(reduced, prints.blank):
