@@ -61,4 +61,4 @@ def _nearest(copy_keys: np.ndarray, original_keys: np.ndarray, k: int) -> np.nda
     mean = original_keys.mean(axis=0)
     basis = np.linalg.svd(original_keys - mean, full_matrices=False)[2][:dims].T
     tree = cKDTree((original_keys - mean) @ basis)
-    return tree.query((copy_keys - mean) @ basis, k=k)[1].reshape(len(copy_keys), k)
+    return tree.query((copy_keys - mean) @ basis, k=k, workers=-1)[1].reshape(len(copy_keys), k)
