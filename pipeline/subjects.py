@@ -62,24 +62,19 @@ def _proposals(stems: list[str], slices_per_subject: int):
 
 def _confirmed_share(subject: np.ndarray, position: np.ndarray, views: np.ndarray) -> float:
     """Share of proposed neighbour links whose next slice is the best match at its position."""
-    links = []
-    for value in np.unique(subject):
-        members = np.flatnonzero(subject == value)
-        members = members[np.argsort(position[members])]
-        links += list(zip(members[:-1], members[1:]))
-    if not links:
+    order = np.lexsort((position, subject))  # by subject, then slice position
+    starts, ends = order[:-1], order[1:]
+    linked = subject[starts] == subject[ends]
+    starts, ends = starts[linked], ends[linked]
+    if not len(starts):
         return 0.0
     confirmed = 0
-    for level in np.unique(position):
+    for level in np.unique(position[ends]):
         at_level = np.flatnonzero(position == level)
-        level_links = [(a, b) for a, b in links if position[b] == level]
-        if not level_links:
-            continue
-        starts = np.array([a for a, _ in level_links])
-        similarity = views[starts] @ views[at_level].T
-        best = at_level[similarity.argmax(axis=1)]
-        confirmed += int((best == np.array([b for _, b in level_links])).sum())
-    return confirmed / len(links)
+        into_level = position[ends] == level
+        similarity = views[starts[into_level]] @ views[at_level].T
+        confirmed += int((at_level[similarity.argmax(axis=1)] == ends[into_level]).sum())
+    return confirmed / len(starts)
 
 
 def _pixel_groups(label: str, stems: list[str], views: np.ndarray) -> list[str]:
