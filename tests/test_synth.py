@@ -1,14 +1,20 @@
 """The demo archive: Kaggle's formats and names, truth beside it, deterministic for a seed."""
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import pandas as pd
+import pytest
+from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 from PIL import Image
 
 from pipeline.layout import UUID_NAME
 from pipeline.synth import truth_path_for, write_archive
+from tests.conftest import ROOT, write_params
 
 
 def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
@@ -63,3 +69,26 @@ def test_deterministic_for_a_seed_and_layout_v2(tmp_path, tiny_params):
     v2 = write_archive(tmp_path / "d", classes, replace(synth, layout="v2"))
     assert {row.path.split("/")[1] for row in v2} == {"val", "train"}
     assert all(row.path.startswith("data/val/") == (row.kind == "original") for row in v2)
+
+
+def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive):
+    """numpy picks AVX2 or AVX-512 loops by CPU; a laptop and CI must still write the same archive."""
+    units = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    if not units:
+        pytest.skip("numpy runs only its baseline loops on this CPU: no vector unit to switch off")
+    write_params(tmp_path)
+    script = (
+        "from pathlib import Path; from pipeline.params import load_params; from pipeline.synth import write_archive; "
+        "params = load_params(Path('params.yaml')); write_archive(Path('demo'), params.data.classes, params.synth)"
+    )
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(units), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, capture_output=True)
+    again = tmp_path / "demo"
+    expected = sorted(_files(tiny_archive))
+    assert sorted(_files(again)) == expected
+    changed = [path for path in expected if (again / path).read_bytes() != (tiny_archive / path).read_bytes()]
+    assert not changed, f"{len(changed)} files differ without {units}, e.g. {changed[0]}"
+
+
+def _files(root):
+    return [path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()]
