@@ -3,11 +3,11 @@
     python benchmarks/dedupe_speed.py [--scales 1 4] [--repeats 3] [--workdir /tmp/dedupe-bench]
 
 Builds the demo archive from params.yaml scaled by each of --scales (subjects and copies
-scaled; x15 has about as many files as the real archive's 40,384), once per synth settings
-(kept in --workdir, named by their hash, so changed params build anew), then for each, --repeats
-times in turn: lists and decodes every image once with the same worker count dedupe uses (the
-baseline), and times `build_index`. Reports the medians, so that one slow moment on a shared
-machine does not decide the ratio. Prints a markdown table.
+scaled; x15 has about as many files as the real archive's 40,384), once per synth settings and
+code (kept in --workdir, named by their hash, so changed params or code build anew), then for
+each, --repeats times in turn: lists and decodes every image once with the same worker count
+dedupe uses (the baseline), and times `build_index`. Reports the medians, so that one slow
+moment on a shared machine does not decide the ratio. Prints a markdown table.
 """
 
 import argparse
@@ -28,6 +28,9 @@ from pipeline.layout import find_files
 from pipeline.params import load_params
 from pipeline.synth import write_archive
 
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE_CODE = ("pipeline/synth.py", "pipeline/anatomy.py")  # what writes the archives, besides their settings
+
 
 def decode(path: Path) -> int:
     """Fully decode one file, as the baseline's unit of work."""
@@ -42,6 +45,12 @@ def decode_all(root: Path, classes: tuple[str, ...], workers: int) -> float:
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pool.map(decode, paths, chunksize=32)
     return time.perf_counter() - start
+
+
+def _archive_hash(synth) -> str:
+    """A short hash of an archive's synth settings and of the code that writes it."""
+    code = b"".join((ROOT / path).read_bytes() for path in ARCHIVE_CODE)
+    return hashlib.sha1(repr(synth).encode() + code).hexdigest()[:8]
 
 
 def _runs(seconds: list[float]) -> str:
@@ -63,7 +72,7 @@ def main() -> None:
     for scale in args.scales:
         subjects = tuple((label, count * scale) for label, count in params.synth.subjects)
         synth = replace(params.synth, subjects=subjects, copies_per_class=params.synth.copies_per_class * scale)
-        root = args.workdir / f"x{scale}-{hashlib.sha1(repr(synth).encode()).hexdigest()[:8]}"  # per synth settings
+        root = args.workdir / f"x{scale}-{_archive_hash(synth)}"
         if not root.is_dir():
             partial = root.with_name(f"{root.name}.partial")  # an interrupted build is never taken for a whole one
             shutil.rmtree(partial, ignore_errors=True)
