@@ -31,7 +31,7 @@ from pipeline.truth import score_against_truth
 INDEX_PATH = Path("data/interim/index.csv")
 METRICS_PATH = Path("metrics/dedupe.json")
 BATCH = 32  # files a worker reads and fingerprints together
-JOBS_PER_MESSAGE = 8  # batches a worker is sent at once: one at a time, waking this process that often, cost 10%
+JOBS_PER_MESSAGE = 8  # batches sent to a worker at once; sent one by one, they kept workers waiting 10% of a scan
 REFERENCE_SAMPLE = 256  # originals whose headers fix the frame every scan is reduced to
 _INHERITED: tuple = ()  # the scan jobs, and the arrays of keys and views they write into, for forked workers
 log = logging.getLogger(__name__)
