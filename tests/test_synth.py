@@ -1,9 +1,7 @@
 """The demo archive: Kaggle's formats and names, truth beside it, deterministic for a seed."""
 
 import hashlib
-import os
 import re
-import subprocess
 import sys
 from dataclasses import replace
 
@@ -14,7 +12,7 @@ from PIL import Image
 
 from pipeline.layout import UUID_NAME
 from pipeline.synth import truth_path_for, write_archive
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, run, write_params
 
 
 def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
@@ -71,9 +69,9 @@ def test_deterministic_for_a_seed_and_layout_v2(tmp_path, tiny_params):
     assert all(row.path.startswith("data/val/") == (row.kind == "original") for row in v2)
 
 
-def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive):
+def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive, monkeypatch):
     """numpy picks AVX2 or AVX-512 loops by CPU; a laptop and CI must still write the same archive."""
-    units = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    units = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]  # numpy's own list, as numpy is pinned
     if not units:
         pytest.skip("numpy runs only its baseline loops on this CPU: no vector unit to switch off")
     write_params(tmp_path)
@@ -81,8 +79,9 @@ def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive):
         "from pathlib import Path; from pipeline.params import load_params; from pipeline.synth import write_archive; "
         "params = load_params(Path('params.yaml')); write_archive(Path('demo'), params.data.classes, params.synth)"
     )
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(units), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, capture_output=True)
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", " ".join(units))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    run([sys.executable, "-c", script], tmp_path)
     again = tmp_path / "demo"
     expected = sorted(_files(tiny_archive))
     assert sorted(_files(again)) == expected
