@@ -62,6 +62,11 @@ def tiny_archive(tmp_path_factory, tiny_params) -> Path:
     return root
 
 
+def files_on_disk(root: Path) -> set[str]:
+    """Every file under `root`, as '/'-separated paths relative to it."""
+    return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
+
+
 def run(args: list[str], cwd: Path) -> str:
     """Run a command (the venv's bin first on PATH) in cwd; assert it succeeds; return stdout and stderr."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -1,6 +1,5 @@
 """The dedupe stage: accounting for every file, tracing copies, grouping subjects."""
 
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -19,14 +18,10 @@ from pipeline.synth import truth_path_for, write_archive, write_truth
 from pipeline.split import assign_splits, read_index
 from pipeline.truth import score_against_truth, subjects_across_splits
 from tests.bad_files import plant_bad_files
-from tests.conftest import raw_params
+from tests.conftest import files_on_disk, raw_params
 from tests.other_generator import rewrite_copies
 
 EARLIER_DEMO_SUBJECTS = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
-
-
-def files_on_disk(root: Path) -> set[str]:
-    return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pipeline.layout import UUID_NAME
 from pipeline.synth import truth_path_for, write_archive
-from tests.conftest import ROOT, run, write_params
+from tests.conftest import ROOT, files_on_disk, run, write_params
 
 
 def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
@@ -31,8 +31,7 @@ def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
 
 def test_truth_sits_beside_the_archive_and_covers_every_file(tiny_archive):
     truth = pd.read_csv(truth_path_for(tiny_archive))
-    on_disk = sorted(path.relative_to(tiny_archive).as_posix() for path in tiny_archive.rglob("*") if path.is_file())
-    assert sorted(truth["path"]) == on_disk
+    assert sorted(truth["path"]) == sorted(files_on_disk(tiny_archive))
     assert truth_path_for(tiny_archive).parent == tiny_archive.parent
 
 
@@ -83,11 +82,7 @@ def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive, m
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     run([sys.executable, "-c", script], tmp_path)
     again = tmp_path / "demo"
-    expected = sorted(_files(tiny_archive))
-    assert sorted(_files(again)) == expected
+    expected = sorted(files_on_disk(tiny_archive))
+    assert sorted(files_on_disk(again)) == expected
     changed = [path for path in expected if (again / path).read_bytes() != (tiny_archive / path).read_bytes()]
     assert not changed, f"{len(changed)} files differ without {units}, e.g. {changed[0]}"
-
-
-def _files(root):
-    return [path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()]
