@@ -283,7 +283,7 @@ def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[
             continue
         matches = match_copies(
             np.stack([scan.key for _, scan in copies]),
-            np.stack([scan.views for _, scan in copies]),
+            [scan.views for _, scan in copies],
             np.stack([scan.key for _, scan in originals]),
             upright[:, None, :],
             np.array(grouping.subjects),

@@ -20,7 +20,7 @@ class Matches:
 
 def match_copies(
     copy_keys: np.ndarray,
-    copy_views: np.ndarray,
+    copy_views: list[np.ndarray],
     original_keys: np.ndarray,
     original_views: np.ndarray,
     original_subjects: np.ndarray,
@@ -29,9 +29,10 @@ def match_copies(
     """For each copy, the original with the best-matching pair of views under some flip.
 
     Candidates are the originals whose rotation-invariant keys are nearest the copy's, found
-    with a k-d tree (never all pairs); only they are scored exactly. `copy_views` is (n_copies, n_copy_angles, d) and
-    `original_views` (n_originals, n_original_angles, d): the rotations tried are split
-    between the two sides.
+    with a k-d tree (never all pairs); only they are scored exactly. `copy_views` holds one
+    (n_copy_angles, d) array per copy, stacked a batch at a time (all of them at once would
+    copy the largest array of the stage), and `original_views` is (n_originals,
+    n_original_angles, d): the rotations tried are split between the two sides.
     """
     k = min(candidates, len(original_keys))
     parts = len(FLIP_SIGNS)
@@ -40,7 +41,8 @@ def match_copies(
     for start in range(0, len(copy_keys), BATCH):
         rows = slice(start, start + BATCH)
         nearest = all_nearest[rows]
-        copies = copy_views[rows].reshape(len(nearest), -1, parts, copy_views.shape[-1] // parts).swapaxes(1, 2)
+        copies = np.stack(copy_views[rows]).reshape(len(nearest), -1, parts, original_views.shape[-1] // parts)
+        copies = copies.swapaxes(1, 2)  # (batch, part, copy angle, d / parts)
         originals = original_views[nearest].reshape(len(nearest), -1, parts, copies.shape[-1]).transpose(0, 2, 3, 1)
         dots = copies @ originals  # (batch, part, copy angle, candidate and original angle)
         flips = np.tensordot(FLIP_SIGNS, dots, axes=(1, 1))  # (flip, batch, copy angle, ...)
