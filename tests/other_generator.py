@@ -1,8 +1,12 @@
-"""An augmentation generator written apart from `synth`, with other conventions and ranges.
+"""Augmentation generators written apart from `synth`, with other conventions and ranges.
 
-It stands in for the archives the developers never saw: copies are placed on the canvas by
-padding or cropping (never stretched), rotated with scipy, and given contrast, brightness,
-grey lift and JPEG quality from their own ranges.
+They stand in for the archives the developers never saw:
+- `other_copy` places copies on the canvas by padding or cropping (never stretched), rotates
+  them with scipy, and gives them contrast, brightness, grey lift and JPEG quality from its
+  own ranges;
+- `keras_style_copy` follows Keras' ImageDataGenerator: one affine map of rotation, shift and
+  a zoom of its own on each axis, edges filled with the nearest pixel, then a bicubic resize,
+  PIL's brightness and contrast enhancers, and any JPEG chroma subsampling.
 """
 
 import io
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageEnhance
 from scipy import ndimage
 
 
@@ -35,6 +39,29 @@ def other_copy(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
     return buffer.getvalue()
 
 
+def keras_style_copy(pixels: np.ndarray, rng: np.random.Generator) -> bytes:
+    """One augmented copy of a grayscale original the way ImageDataGenerator makes them, as RGB JPEG bytes."""
+    turn = np.radians(rng.uniform(-12, 12))
+    shift = rng.uniform(-0.06, 0.06, size=2) * pixels.shape
+    zoom = rng.uniform(0.88, 1.12, size=2)  # rows and columns apart: a stretch as well
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    matrix = rotation @ np.diag(zoom)  # output to input coordinates, about the centre
+    centre = np.array(pixels.shape) / 2 + 0.5
+    offset = centre + rotation @ shift - matrix @ centre
+    image = ndimage.affine_transform(pixels.astype(np.float32), matrix, offset, order=1, mode="nearest")
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    if rng.random() < 0.1:
+        image = image[::-1]
+    copy = Image.fromarray(np.clip(image, 0, 255).round().astype(np.uint8)).convert("RGB")
+    copy = copy.resize((180, 180) if rng.random() < 0.5 else (200, 190), Image.Resampling.BICUBIC)
+    copy = ImageEnhance.Brightness(copy).enhance(rng.uniform(0.75, 1.3))
+    copy = ImageEnhance.Contrast(copy).enhance(rng.uniform(0.8, 1.2))
+    buffer = io.BytesIO()
+    copy.save(buffer, format="JPEG", quality=int(rng.integers(72, 96)), subsampling=int(rng.integers(0, 3)))
+    return buffer.getvalue()
+
+
 def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Centre `image` on a black canvas of `shape`, cropping what overflows."""
     canvas = np.zeros(shape, np.float32)
@@ -45,8 +72,8 @@ def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
-def rewrite_copies(archive: Path, truth_path: Path, seed: int) -> None:
-    """Replace every copy of a synthetic archive with this generator's, updating the truth file."""
+def rewrite_copies(archive: Path, truth_path: Path, seed: int, make_copy=other_copy) -> None:
+    """Replace every copy of a synthetic archive with one by `make_copy`, updating the truth file."""
     truth = pd.read_csv(truth_path, dtype=str)
     rng = np.random.default_rng(seed)
     rows = []
@@ -56,7 +83,7 @@ def rewrite_copies(archive: Path, truth_path: Path, seed: int) -> None:
             continue
         (archive / row.path).unlink()
         with Image.open(archive / row.source) as image:
-            data = other_copy(np.asarray(image.convert("L")), rng)
+            data = make_copy(np.asarray(image.convert("L")), rng)
         path = Path(row.path).with_name(f"{uuid.UUID(bytes=rng.bytes(16), version=4)}.jpg")
         (archive / path).write_bytes(data)
         rows.append({**row._asdict(), "path": path.as_posix()})

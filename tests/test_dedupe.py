@@ -19,7 +19,7 @@ from pipeline.split import assign_splits, read_index
 from pipeline.truth import score_against_truth, subjects_across_splits
 from tests.bad_files import plant_bad_files
 from tests.conftest import files_on_disk, raw_params
-from tests.other_generator import rewrite_copies
+from tests.other_generator import keras_style_copy, other_copy, rewrite_copies
 
 EARLIER_DEMO_SUBJECTS = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
 
@@ -65,9 +65,10 @@ def test_traces_copies_of_the_synth_generator(accuracy_archive, accuracy_params,
     assert scores["found_subjects_mixed"] == 0, scores
 
 
-def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params, tmp_path):
+@pytest.mark.parametrize("make_copy", [other_copy, keras_style_copy])
+def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params, tmp_path, make_copy):
     root = copy_archive(accuracy_archive, tmp_path)
-    rewrite_copies(root, truth_path_for(root), seed=11)
+    rewrite_copies(root, truth_path_for(root), seed=11, make_copy=make_copy)
     assert_judged_figures(root, accuracy_params, tmp_path)
 
 
