@@ -31,6 +31,10 @@ def augment_dataset(dataset: tf.data.Dataset, augmenter: keras.Sequential) -> tf
     at a time: the layers' seed state then advances in a fixed order and the same seed gives the
     same stream (parallel calls race on it).
     """
+    channels = dataset.element_spec[0].shape[-1]
+    if channels != 1:
+        raise ValueError(f"augment_dataset takes one-channel images, got {channels}: read the TFRecords with channels=1")
+
     def augment(images, *rest):
         if augmenter.layers:
             images = augmenter(images, training=True)

@@ -151,6 +151,12 @@ def test_augmented_stream_is_three_gray_channels_and_the_same_for_the_same_seed(
     np.testing.assert_array_equal(first, stream())
 
 
+def test_augmenting_three_channel_images_is_refused_with_the_fix():
+    batches = tf.data.Dataset.from_tensor_slices((np.zeros((4, SIZE, SIZE, 3), np.float32), np.zeros(4))).batch(2)
+    with pytest.raises(ValueError, match="one-channel images, got 3: read the TFRecords with channels=1"):
+        augment_dataset(batches, build_augmenter(tiny_params().augment, seed=0))
+
+
 def test_steps_per_epoch_and_mixed_precision_switch():
     assert steps_per_epoch(100, 0, 32) == 4 and steps_per_epoch(100, 40, 32) == 2 and steps_per_epoch(10, 512, 32) == 1
     assert use_mixed_precision("on") and not use_mixed_precision("off") and not use_mixed_precision("auto")  # no GPU
