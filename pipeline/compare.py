@@ -23,7 +23,7 @@ from pipeline.synth import DEMO_ARCHIVE
 EVAL_DIR = Path("metrics/eval")
 PREDICTIONS_DIR = Path("plots/eval")
 LIVE_DIR = Path("dvclive")
-FEATURES_DIR = Path("data/features")
+FEATURE_METRICS = Path("metrics/features")
 BASELINES = Path("metrics/baselines.json")
 LOCK = Path("dvc.lock")
 SUMMARY = Path("metrics/summary.json")
@@ -41,7 +41,7 @@ def main(params_path: Path) -> None:
         evaluations={name: read_json(EVAL_DIR / f"{name}.json", f"evaluate@{name}") for name in backbones},
         predictions={name: read_predictions(PREDICTIONS_DIR / name / "predictions.csv", name) for name in backbones},
         val_losses={name: validation_loss(LIVE_DIR, name) for name in backbones},
-        seconds={name: training_seconds(LIVE_DIR, FEATURES_DIR, name) for name in backbones},
+        seconds={name: training_seconds(LIVE_DIR, FEATURE_METRICS, name) for name in backbones},
         baselines=read_json(BASELINES, "baselines") if BASELINES.is_file() else None,
         params=params,
     )
@@ -73,11 +73,12 @@ def validation_loss(live_dir: Path, backbone: str) -> float:
     return float(value)
 
 
-def training_seconds(live_dir: Path, features_dir: Path, backbone: str) -> float:
+def training_seconds(live_dir: Path, feature_metrics: Path, backbone: str) -> float:
     """Seconds the features, train and finetune stages logged for `backbone`, added up."""
-    sources = (features_dir / backbone / "meta.json", live_dir / "train" / backbone / "metrics.json",
-               live_dir / "finetune" / backbone / "metrics.json")
-    return float(sum(read_json(path, f"finetune@{backbone}")["seconds"] for path in sources))
+    sources = {f"features@{backbone}": feature_metrics / f"{backbone}.json",
+               f"train@{backbone}": live_dir / "train" / backbone / "metrics.json",
+               f"finetune@{backbone}": live_dir / "finetune" / backbone / "metrics.json"}
+    return float(sum(read_json(path, stage)["seconds"] for stage, path in sources.items()))
 
 
 def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict]:

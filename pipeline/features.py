@@ -18,6 +18,7 @@ from pipeline.tfrecords import make_dataset, read_meta
 
 TFRECORD_DIR = Path("data/tfrecords")
 OUT_DIR = Path("data/features")
+METRICS_DIR = Path("metrics/features")  # the time taken, kept out of OUT_DIR: train must not rerun when only it changes
 BASE_WEIGHTS = "base.weights.h5"  # the base the features came from; fine-tuning starts from it
 CALIBRATION_IMAGES = 256  # train scans that set a random base's BatchNorm statistics
 log = logging.getLogger(__name__)
@@ -26,15 +27,18 @@ log = logging.getLogger(__name__)
 def main(params_path: Path, backbone_name: str) -> None:
     params = load_params(params_path)
     out_dir = OUT_DIR / backbone_name
+    start = time.perf_counter()
     meta = write_features(TFRECORD_DIR, out_dir, backbone_name, params)
-    log.info("%s: %d-d features of %s in %.0f s, written to %s", backbone_name, meta["dim"],
-             ", ".join(f"{split} {count}" for split, count in meta["counts"].items()), meta["seconds"], out_dir)
+    seconds = round(time.perf_counter() - start, 1)
+    metrics_path = METRICS_DIR / f"{backbone_name}.json"
+    write_text(metrics_path, json.dumps({"seconds": seconds}, indent=2) + "\n")
+    log.info("%s: %d-d features of %s in %.0f s, written to %s; seconds in %s", backbone_name, meta["dim"],
+             ", ".join(f"{split} {count}" for split, count in meta["counts"].items()), seconds, out_dir, metrics_path)
 
 
 def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
     """Write {train,val,test}.npz (train with params.augment.views augmented views), the base's weights
     and meta.json; return the meta."""
-    start = time.perf_counter()
     backbone = get_backbone(backbone_name)
     keras.utils.set_random_seed(params.seed)
     extractor = build_extractor(backbone, params.weights, params.image_size)
@@ -60,7 +64,6 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
         "counts": written,
-        "seconds": round(time.perf_counter() - start, 1),
     }
     write_text(out_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta

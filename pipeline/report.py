@@ -174,6 +174,6 @@ def produced_by(origin: dict) -> str:
     lines += [f"- `{key}`: {value}" for key, value in origin["params"].items()]
     lines += [f"- model `{name}`: md5 `{md5 or 'not in dvc.lock'}`" for name, md5 in origin["model_md5"].items()]
     lines.append("- inputs: `metrics/eval/<backbone>.json`, `plots/eval/<backbone>/predictions.csv`, the seconds and "
-                 "validation losses under `dvclive/` and `data/features/<backbone>/meta.json`; regenerate with "
+                 "validation losses under `dvclive/` and `metrics/features/<backbone>.json`; regenerate with "
                  "`dvc repro compare` (or `python -m pipeline compare`)")
     return "\n".join(lines) + "\n"

@@ -64,8 +64,8 @@ def write_run(root: Path) -> None:
         frame.to_csv(root / "plots/eval" / name / "predictions.csv", index=False)
         (root / "metrics/eval").mkdir(parents=True, exist_ok=True)
         (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(evaluation(frame, index)))
-        (root / "data/features" / name).mkdir(parents=True)
-        (root / "data/features" / name / "meta.json").write_text(json.dumps({"seconds": 1.0}))
+        (root / "metrics/features").mkdir(parents=True, exist_ok=True)
+        (root / "metrics/features" / f"{name}.json").write_text(json.dumps({"seconds": 1.0}))
         finetune = {"seconds": 3.5, "val_loss": VAL_LOSSES[name]}
         for stage, summary in (("train", {"seconds": 2.0}), ("finetune", finetune)):
             live = root / "dvclive" / stage / name

@@ -89,6 +89,17 @@ def test_features_hold_every_image_once_plus_augmented_views(tfrecords, trained)
     assert meta["counts"] == {"train": 40, "val": 8, "test": 8} and meta["pretrained"] is False and meta["dim"] == 576
 
 
+def test_features_written_twice_are_the_same_bytes(tfrecords, tmp_path):
+    """train depends on the whole folder, so nothing that differs between runs (the time taken) may sit in it."""
+    contents = []
+    for run in ("first", "second"):
+        keras.backend.clear_session()  # as in a fresh process: layer names, and so the weights file, start over
+        write_features(tfrecords, tmp_path / run, BACKBONE, tiny_params())
+        contents.append({path.name: path.read_bytes() for path in (tmp_path / run).iterdir()})
+    assert sorted(contents[0]) == ["base.weights.h5", "meta.json", "test.npz", "train.npz", "val.npz"]
+    assert contents[0] == contents[1]
+
+
 def test_class_weights_are_balanced_over_present_classes():
     weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
     assert weights == pytest.approx({0: 4 / 6, 1: 2.0, 2: 1.0})
