@@ -11,6 +11,7 @@ They stand in for the archives the developers never saw:
 
 import io
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
-def rewrite_copies(archive: Path, truth_path: Path, seed: int, make_copy=other_copy) -> None:
+def rewrite_copies(archive: Path, truth_path: Path, seed: int, make_copy: Callable) -> None:
     """Replace every copy of a synthetic archive with one by `make_copy`, updating the truth file."""
     truth = pd.read_csv(truth_path, dtype=str)
     rng = np.random.default_rng(seed)
