@@ -1,6 +1,8 @@
 """Atomic file writes: a stage's output appears whole under its name, or not at all."""
 
+import json
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,3 +29,41 @@ def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     with replacing(path) as partial:
         partial.write_text(text)
+
+
+def save_model(model, path: Path) -> None:
+    """Save a Keras model to `path` atomically, as the same bytes whenever its config and weights are the same.
+
+    Keras records things that differ between two saves of one model: the time (in
+    metadata.json, and as a zip entry's date) and, as the ids of objects that layers share,
+    their memory addresses (in config.json). A stage rerun that trained the very same weights
+    would still hand DVC a changed file, and every stage after it would rerun. The times are
+    dropped and the ids renumbered in order of appearance, which keeps what shares what.
+    """
+    with replacing(path) as partial:
+        model.save(partial)
+        _make_reproducible(partial)
+
+
+def _make_reproducible(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
+            archive.writestr(zipfile.ZipInfo(info.filename), data, compress_type=info.compress_type)
+
+
+def _renumber_shared_ids(config, numbers: dict):
+    """`config` with each distinct "shared_object_id" replaced by its rank of first appearance."""
+    if isinstance(config, list):
+        return [_renumber_shared_ids(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    return {key: numbers.setdefault(value, len(numbers)) if key == "shared_object_id"
+            else _renumber_shared_ids(value, numbers) for key, value in config.items()}

@@ -14,7 +14,7 @@ from pipeline.augment import augment_dataset, build_augmenter
 from pipeline.backbones import Backbone, base_of, build_model, describe, get_backbone, is_pretrained
 from pipeline.errors import PipelineError
 from pipeline.features import BASE_WEIGHTS, OUT_DIR as FEATURES_DIR, TFRECORD_DIR
-from pipeline.files import replacing, write_text
+from pipeline.files import save_model, write_text
 from pipeline.params import Params, load_params
 from pipeline.tfrecords import make_dataset, read_meta
 from pipeline.train import HEAD_NAME, MODELS_DIR, class_weights, open_live, training_callbacks
@@ -108,7 +108,10 @@ def keep_fine_tuning(model: keras.Model, start_weights: list, start_val_loss: fl
 
 def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir: Path, backbone: Backbone,
               params: Params) -> dict:
-    """Fine-tune the features stage's base under the trained head; save model.keras and meta.json; return the meta."""
+    """Fine-tune the features stage's base under the trained head; save model.keras and meta.json.
+
+    Returns the meta and the seconds it took.
+    """
     start = time.perf_counter()
     keras.utils.set_random_seed(params.seed)  # before the head loads: its dropout layers draw their seeds then
     mixed = use_mixed_precision(params.fine_tune.mixed_precision)
@@ -138,8 +141,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
         val_losses = history.history.get("val_loss", [])
         kept = keep_fine_tuning(model, start_weights, start_val_loss, val_losses)
         val_loss = min(val_losses) if kept and val_losses else val_loss
-    with replacing(model_dir / MODEL_NAME) as partial:
-        model.save(partial)
+    save_model(model, model_dir / MODEL_NAME)
     meta = {
         **describe(backbone, params.weights, params.image_size),
         "unfrozen_layers": unfrozen,
@@ -152,10 +154,10 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, model_dir: Path, live_dir:
         "mixed_precision": mixed,
         "xla": params.fine_tune.xla,
         "replicas": strategy.num_replicas_in_sync,
-        "seconds": round(time.perf_counter() - start, 1),
     }
     write_text(model_dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    live.summary.update({key: meta[key] for key in ("epochs_run", "seconds", "pretrained", "trainable_params",
-                                                         "fine_tuning_kept", "val_loss")})
+    seconds = round(time.perf_counter() - start, 1)  # logged, not in meta.json: evaluate depends on that file
+    live.summary.update({key: meta[key] for key in ("epochs_run", "pretrained", "trainable_params",
+                                                         "fine_tuning_kept", "val_loss")}, seconds=seconds)
     live.make_summary()
-    return meta
+    return {**meta, "seconds": seconds}

@@ -16,7 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline.backbones import get_backbone
 from pipeline.errors import PipelineError
 from pipeline.features import OUT_DIR as FEATURES_DIR
-from pipeline.files import replacing
+from pipeline.files import save_model
 from pipeline.params import HeadParams, Params, load_params
 
 MODELS_DIR = Path("models")
@@ -132,8 +132,7 @@ def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Param
                        validation_data=feature_batches(val, params.batch_size) if has_val else None,
                        callbacks=training_callbacks(params.head.patience, has_val, live), verbose=2,
                        shuffle=False)  # the dataset reshuffles itself each epoch
-    with replacing(out_path) as partial:
-        head.save(partial)
+    save_model(head, out_path)
     summary = {"epochs_run": len(history.history["loss"]), "seconds": round(time.perf_counter() - start, 1),
                "pretrained": meta["pretrained"],
                "final": {name: float(values[-1]) for name, values in history.history.items()}}

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -205,18 +206,26 @@ def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
 
 
-def test_fine_tuning_twice_with_one_seed_logs_the_same_losses(tfrecords, trained, tmp_path):
-    """Same params and seed, same run: the head's dropout and the augmented stream are seeded."""
+def test_training_twice_with_one_seed_logs_the_same_losses_and_writes_the_same_files(tfrecords, trained, tmp_path):
+    """Same params and seed, same run: the head's dropout and the augmented stream are seeded.
+
+    And the same bytes, so that DVC does not rerun the stages after one whose rerun changed nothing.
+    """
     features_dir, _, _ = trained
     params = replace(tiny_params(), head=replace(tiny_params().head, dropout=0.5))
-    losses = []
+    losses, files = [], []
     for state, run in enumerate(("first", "second")):
+        keras.backend.clear_session()  # as in a fresh process: layer names, and so the saved config, start over
         train_head(features_dir, tmp_path / run / "head.keras", tmp_path / run / "live-head", params)
         keras.utils.set_random_seed(state)  # fine_tune runs in a fresh process: any random state before it
         fine_tune(tfrecords, features_dir, tmp_path / run, tmp_path / run / "live", get_backbone(BACKBONE), params)
         logged = tmp_path / run / "live" / "plots" / "metrics" / "train" / "loss.tsv"
         losses.append(pd.read_csv(logged, sep="\t")["loss"])
+        files.append({name: (tmp_path / run / name).read_bytes() for name in ("head.keras", "model.keras", "meta.json")})
+        if run == "first":
+            time.sleep(2.1)  # Keras records the time of saving to the second
     assert losses[0].tolist() == losses[1].tolist()
+    assert files[0] == files[1]
 
 
 @pytest.mark.parametrize("changes", [{"fine_tune_epochs": 0}, {"fine_tune_lr": 1.0}], ids=["no-epochs", "diverged"])
