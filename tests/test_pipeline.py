@@ -65,6 +65,16 @@ def test_second_repro_runs_nothing(project):
     assert "Running stage" not in output
 
 
+def test_training_rerun_writes_the_same_models_and_reruns_no_evaluation(project):
+    backbone = BACKBONES[0]
+    paths = [project / f"models/{backbone}/{name}" for name in ("head.keras", "model.keras", "meta.json")]
+    before = [path.read_bytes() for path in paths]
+    run(["dvc", "repro", "--force", "--single-item", f"train@{backbone}", f"finetune@{backbone}"], project)
+    assert [path.read_bytes() for path in paths] == before
+    output = run(["dvc", "repro"], project)
+    assert set(ran_stages(output)) <= {"compare"}, output  # it shows the seconds taken, which may differ
+
+
 def test_rerun_is_byte_identical_and_a_new_seed_changes_the_split(project):
     index, splits = (project / "data/interim/index.csv").read_bytes(), (project / "data/splits.csv").read_bytes()
     run(["dvc", "repro", "--force", "--single-item", "dedupe"], project)
