@@ -1,4 +1,7 @@
-"""Atomic file writes: a stage's output appears whole under its name, or not at all."""
+"""Atomic file writes: a stage's output appears whole under its name, or not at all.
+
+Keras models are written through `save_model`, which also makes them the same bytes for the same model.
+"""
 
 import json
 import os
