@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from pipeline.backbones import base_of, build_extractor, build_model, get_backbone
 from pipeline.finetune import unfreeze_top
-from pipeline.params import load_params
 from pipeline.train import build_head, class_weights, compile_head, feature_batches
+
+from pipeline.core.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CLASSES = 4

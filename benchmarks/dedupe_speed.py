@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from pipeline.dedupe import build_index
-from pipeline.layout import find_files
-from pipeline.params import load_params
 from pipeline.synth import write_archive
+
+from pipeline.core.params import load_params
+from pipeline.mri.layout import find_files
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE_CODE = ("pipeline/synth.py", "pipeline/anatomy.py")  # what writes the archives, besides their settings

@@ -8,7 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.core import paths
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import load_params
 
 STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare",
           "plots_page", "audit", "baselines")
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=COMMANDS)
     parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
                         + "; the scans, for predict")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args(argv)
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
@@ -39,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
-    stage = importlib.import_module(f"pipeline.{args.stage}")
+    stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     try:
-        stage.main(args.params, *args.names)
+        stage.main(load_params(args.params), *args.names)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import Params, parse_params
-from pipeline.synth import truth_path_for, write_archive, write_truth
+from pipeline.core.params import Params, parse_params
+from pipeline.core.paths import truth_file
+from pipeline.mri.synth import write_archive, write_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SYNTH = {
@@ -58,7 +59,7 @@ def tiny_archive(tmp_path_factory, tiny_params) -> Path:
     """A small v1 archive with its truth file beside it (`<archive>-truth.csv`)."""
     root = tmp_path_factory.mktemp("raw") / "demo"
     truth = write_archive(root, tiny_params.data.classes, tiny_params.synth)
-    write_truth(truth_path_for(root), truth)
+    write_truth(truth_file(root), truth)
     return root
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.cached import Pool
-from pipeline.dedupe import INDEX_COLUMNS
-from pipeline.params import SPLITS
+from pipeline.core.params import SPLITS
+from pipeline.tables.features import Pool
+from pipeline.tables.index import INDEX_COLUMNS
 from tests.conftest import raw_params
 
 N_CLASSES = 4

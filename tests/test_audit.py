@@ -8,9 +8,9 @@ import pytest
 from scipy.stats import binom
 
 from pipeline.__main__ import main as cli
-from pipeline.audit import chance_null, run_audit, split_rows
-from pipeline.cached import load_pool
-from pipeline.params import AuditParams
+from pipeline.analysis.audit import chance_null, run_audit, split_rows
+from pipeline.core.params import AuditParams
+from pipeline.tables.features import load_pool
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
 
 PARAMS = AuditParams(backbone=BACKBONE, repeats=30, test_share=0.2)

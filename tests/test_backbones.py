@@ -7,9 +7,9 @@ import pytest
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from keras.src.utils import file_utils
 
-from pipeline.backbones import (BACKBONES, build_base, build_extractor, calibrate_batchnorm, get_backbone, input_size,
-                                preprocessing_layers)
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.core.registry import BACKBONES, get_backbone, input_size
+from pipeline.networks.backbones import build_base, build_extractor, calibrate_batchnorm, preprocessing_layers
 
 FAMILIES = {  # the keras.applications module whose preprocess_input each backbone's layers must match
     "MobileNetV2": keras.applications.mobilenet_v2,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from pipeline.__main__ import main as cli
-from pipeline.baselines import check_folds, grouped_folds, run_baselines
-from pipeline.errors import PipelineError
-from pipeline.knn import TieBreakingKNN
-from pipeline.params import BaselinesParams, KnnParams
+from pipeline.analysis.baselines import check_folds, grouped_folds, run_baselines
+from pipeline.analysis.knn import TieBreakingKNN
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import BaselinesParams, KnnParams
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
 
 # On a line, seen from 0: A at 1, B at 2 and 3, A at 4; C at 10, far away.

@@ -11,10 +11,10 @@ import yaml
 from sklearn.metrics import cohen_kappa_score
 
 from pipeline.__main__ import main as cli
-from pipeline.compare import aligned, read_predictions, summarize
-from pipeline.errors import PipelineError
-from pipeline.metrics import headline_metrics, score_predictions
-from pipeline.params import parse_params
+from pipeline.analysis.comparison import aligned, read_predictions, summarize
+from pipeline.analysis.metrics import headline_metrics, score_predictions
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import parse_params
 from tests.conftest import raw_params
 
 BACKBONES = tuple(raw_params()["backbones"])  # other sections may name them (audit.backbone)

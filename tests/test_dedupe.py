@@ -11,12 +11,14 @@ import yaml
 from PIL import Image
 
 from pipeline.__main__ import main as cli
-from pipeline.dedupe import build_index, reference_shape, write_index
-from pipeline.errors import PipelineError
-from pipeline.params import parse_params
-from pipeline.synth import truth_path_for, write_archive, write_truth
-from pipeline.split import assign_splits, read_index
-from pipeline.truth import score_against_truth, subjects_across_splits
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import parse_params
+from pipeline.core.paths import truth_file
+from pipeline.mri.dedupe import build_index, reference_shape
+from pipeline.mri.synth import write_archive, write_truth
+from pipeline.mri.truth import score_against_truth, subjects_across_splits
+from pipeline.tables.index import read_index, write_index
+from pipeline.tables.split import assign_splits
 from tests.bad_files import plant_bad_files
 from tests.conftest import files_on_disk, raw_params
 from tests.other_generator import keras_style_copy, other_copy, rewrite_copies
@@ -33,21 +35,21 @@ def accuracy_params():
 @pytest.fixture(scope="module")
 def accuracy_archive(tmp_path_factory, accuracy_params) -> Path:
     root = tmp_path_factory.mktemp("accuracy") / "demo"
-    write_truth(truth_path_for(root), write_archive(root, accuracy_params.data.classes, accuracy_params.synth))
+    write_truth(truth_file(root), write_archive(root, accuracy_params.data.classes, accuracy_params.synth))
     return root
 
 
 def copy_archive(root: Path, destination: Path) -> Path:
     target = destination / root.name
     shutil.copytree(root, target)
-    shutil.copy(truth_path_for(root), truth_path_for(target))
+    shutil.copy(truth_file(root), truth_file(target))
     return target
 
 
 def assert_judged_figures(root: Path, params, tmp_path: Path) -> dict:
     """The issue's figures for one archive, the split by subject included."""
     rows, _ = build_index(root, params.data.classes, params.dedupe)
-    scores = score_against_truth(rows, truth_path_for(root))
+    scores = score_against_truth(rows, truth_file(root))
     assert scores["copy_subject_accuracy"] >= 0.995, scores
     assert scores["copy_source_accuracy"] >= 0.97, scores
     assert scores["orphan_rate"] <= 0.02, scores
@@ -56,7 +58,7 @@ def assert_judged_figures(root: Path, params, tmp_path: Path) -> dict:
     split = assign_splits(read_index(tmp_path / "index.csv"), params.data.classes, params.split.ratios, params.seed,
                           params.split.copies_in_train)
     paths = dict(zip(split.rows["path"], split.rows["split"]))
-    assert subjects_across_splits(paths, truth_path_for(root))["true_subjects_in_several_splits"] == 0
+    assert subjects_across_splits(paths, truth_file(root))["true_subjects_in_several_splits"] == 0
     return scores
 
 
@@ -68,7 +70,7 @@ def test_traces_copies_of_the_synth_generator(accuracy_archive, accuracy_params,
 @pytest.mark.parametrize("make_copy", [other_copy, keras_style_copy])
 def test_traces_copies_of_an_unseen_generator(accuracy_archive, accuracy_params, tmp_path, make_copy):
     root = copy_archive(accuracy_archive, tmp_path)
-    rewrite_copies(root, truth_path_for(root), seed=11, make_copy=make_copy)
+    rewrite_copies(root, truth_file(root), seed=11, make_copy=make_copy)
     assert_judged_figures(root, accuracy_params, tmp_path)
 
 
@@ -76,7 +78,7 @@ def test_traces_copies_of_the_earlier_demo_where_8_candidates_leaked(tmp_path):
     """The demo of 23 subjects (until 2026-11-30): with dedupe.candidates 8, a copy of a val subject went to train."""
     params = parse_params(raw_params(synth={"subjects": EARLIER_DEMO_SUBJECTS}))
     root = tmp_path / "demo"
-    write_truth(truth_path_for(root), write_archive(root, params.data.classes, params.synth))
+    write_truth(truth_file(root), write_archive(root, params.data.classes, params.synth))
     assert_judged_figures(root, params, tmp_path)
 
 
@@ -155,13 +157,13 @@ def test_name_rule_refuted_by_pixels_falls_back_without_splitting_subjects(tiny_
         (root / old).rename(root / f"{old}.tmp")
     for old, new in renamed.items():
         (root / f"{old}.tmp").rename(root / new)
-    truth = pd.read_csv(truth_path_for(root), dtype=str)
+    truth = pd.read_csv(truth_file(root), dtype=str)
     truth[["path", "source"]] = truth[["path", "source"]].replace(renamed)
-    truth.to_csv(truth_path_for(root), index=False)
+    truth.to_csv(truth_file(root), index=False)
     rows, report = build_index(root, tiny_params.data.classes, tiny_params.dedupe)
     assert report["subject_rules"]["NonDemented"]["rule"] == "pixels"
     assert "rejected" in report["subject_rules"]["NonDemented"]["note"]
-    assert score_against_truth(rows, truth_path_for(root))["true_subjects_split"] == 0
+    assert score_against_truth(rows, truth_file(root))["true_subjects_split"] == 0
 
 
 def test_index_is_byte_identical_across_runs(tiny_archive, tiny_params, tmp_path):

@@ -12,10 +12,11 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 from pipeline.__main__ import main as cli
-from pipeline.errors import PipelineError
-from pipeline.evaluate import main
-from pipeline.preprocess import Row, write_tfrecords
-from pipeline.tfrecords import make_dataset
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import load_params
+from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.stages.evaluate import main
+from pipeline.tables.split import SplitRow as Row
 from tests.conftest import ROOT, raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -29,13 +30,13 @@ KEYS = {
 HEADLINE = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece"}
 
 
-def tiny_model() -> keras.Model:
-    """Mean brightness m -> logits 0.05 k (m - 32 k): class k wins for m near 64 k, so predictions vary."""
+def tiny_model(centre: float = 32) -> keras.Model:
+    """Mean brightness m -> logits 0.05 k (m - centre k): class k wins for m near 2 centre k, so predictions vary."""
     inputs = keras.Input((SIZE, SIZE, 3))
     dense = keras.layers.Dense(4, activation="softmax")
     outputs = dense(keras.layers.GlobalAveragePooling2D()(inputs))
     k = np.arange(4, dtype=np.float32)
-    dense.set_weights([np.tile(0.05 * k / 3, (3, 1)), -0.05 * 32 * k**2])
+    dense.set_weights([np.tile(0.05 * k / 3, (3, 1)), -0.05 * centre * k**2])
     return keras.Model(inputs, outputs)
 
 
@@ -134,7 +135,7 @@ def test_dvc_yaml_declares_every_file_evaluate_writes(project):
 
 def test_evaluate_a_test_split_without_a_class(project):
     write_test_split(project, CLASSES[:3])
-    main(Path("params.yaml"), "tiny")
+    main(load_params(Path("params.yaml")), "tiny")
     report = read_report("tiny")
     assert report["absent_classes"] == ["ModerateDemented"] and report["test_subjects"] == 6
     assert report["per_class"]["ModerateDemented"]["support"] == 0
@@ -147,4 +148,4 @@ def test_evaluate_a_test_split_without_a_class(project):
 def test_a_missing_model_says_which_stage_makes_it(project):
     write_test_split(project, CLASSES)
     with pytest.raises(PipelineError, match=r"models/other/model.keras not found; run dvc repro finetune@other first"):
-        main(Path("params.yaml"), "other")
+        main(load_params(Path("params.yaml")), "other")

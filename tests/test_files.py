@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.files import replacing, save_model, write_text
+from pipeline.core.files import replacing, save_model, write_text
 
 
 def test_a_finished_write_replaces_the_file(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from pipeline.metrics import (
+from pipeline.analysis.metrics import (
     class_roc_auc,
     confusion,
     expected_calibration_error,
@@ -155,10 +155,10 @@ def test_classes_with_one_test_subject_are_named():
 
 def test_caveats_are_logged_once_by_the_caller_not_by_scoring(caplog):
     labels, probabilities, subjects = synthetic(5)  # NonDemented has two subjects, the other classes one
-    with caplog.at_level("INFO", logger="pipeline.metrics"):
+    with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
         scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=20, seed=0)
     assert caplog.records == []  # compare scores two ensembles: scoring itself stays quiet
-    with caplog.at_level("INFO", logger="pipeline.metrics"):
+    with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
         log_caveats(scores)
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert warnings == ["one test subject of VeryMildDemented, MildDemented, ModerateDemented: the 95% intervals "

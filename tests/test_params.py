@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from pipeline.errors import PipelineError
-from pipeline.params import load_params, parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import load_params, parse_params
 from tests.conftest import ROOT, raw_params
 
 

@@ -1,6 +1,5 @@
 """`python -m pipeline predict`: scans fed as in training, every trained backbone's probabilities, clear errors."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +8,10 @@ import yaml
 from PIL import Image
 
 from pipeline.__main__ import main as cli
-from pipeline.errors import PipelineError
-from pipeline.predict import model_input, predict_scans
-from pipeline.preprocess import Row, write_tfrecords
-from pipeline.tfrecords import make_dataset
+from pipeline.core.errors import PipelineError
+from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.networks.inference import model_input, predict_scans
+from pipeline.tables.split import SplitRow as Row
 from tests.conftest import raw_params
 from tests.test_evaluate import CLASSES, SIZE, tiny_model
 
@@ -28,15 +27,17 @@ def scans(tmp_path) -> list[Path]:
     return paths
 
 
+CENTRES = {"first": 32, "second": 20}  # two backbones' models that predict differently
+
+
 @pytest.fixture
-def models(tmp_path) -> Path:
-    """models/<name>/ with model.keras and meta.json for two backbones, as the finetune stage leaves them."""
-    for name in ("first", "second"):
-        (tmp_path / "models" / name).mkdir(parents=True)
-        tiny_model().save(tmp_path / "models" / name / "model.keras")
-        meta = {"backbone": name, "pretrained": False, "fine_tuning_kept": True}
-        (tmp_path / "models" / name / "meta.json").write_text(json.dumps(meta))
-    return tmp_path / "models"
+def models(tmp_path) -> dict[str, Path]:
+    """models/<name>/model.keras of two backbones, and nothing else beside them."""
+    files = {name: tmp_path / "models" / name / "model.keras" for name in CENTRES}
+    for name, path in files.items():
+        path.parent.mkdir(parents=True)
+        tiny_model(CENTRES[name]).save(path)
+    return files
 
 
 def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_path):
@@ -47,28 +48,29 @@ def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_pat
 
 
 def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):
-    table = predict_scans(scans, models, ("first", "second"), CLASSES)
+    table = predict_scans(scans, models, CLASSES)
     assert list(table["backbone"]) == ["first", "first", "second", "second"]
     assert list(table["scan"]) == [str(scan) for scan in scans] * 2
-    expected = tiny_model().predict_on_batch(model_input(scans, SIZE))
+    expected = [tiny_model(CENTRES[name]).predict_on_batch(model_input(scans, SIZE)) for name in CENTRES]
+    assert not np.allclose(expected[0], expected[1], atol=0.01)  # each row can only match its own model
     probabilities = table[[f"prob_{name}" for name in CLASSES]].to_numpy()
-    np.testing.assert_allclose(probabilities, np.concatenate([expected, expected]), rtol=1e-6)
+    np.testing.assert_allclose(probabilities, np.concatenate(expected), rtol=1e-6)
     assert list(table["predicted"]) == [CLASSES[index] for index in probabilities.argmax(axis=1)]
 
 
 def test_missing_model_and_unreadable_scan_are_pipeline_errors(scans, models, tmp_path):
     with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run dvc repro finetune@absent"):
-        predict_scans(scans, models, ("absent",), CLASSES)
+        predict_scans(scans, {"absent": models["first"].parents[1] / "absent" / "model.keras"}, CLASSES)
     (tmp_path / "notes.jpg").write_text("not an image")
     with pytest.raises(PipelineError, match=r"notes.jpg: not a readable image"):
-        predict_scans([tmp_path / "notes.jpg"], models, ("first",), CLASSES)
+        predict_scans([tmp_path / "notes.jpg"], {"first": models["first"]}, CLASSES)
     with pytest.raises(PipelineError, match=r"nowhere.jpg: no such file"):
-        predict_scans([tmp_path / "nowhere.jpg"], models, ("first",), CLASSES)
+        predict_scans([tmp_path / "nowhere.jpg"], {"first": models["first"]}, CLASSES)
 
 
 def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (models / "first").rename(models / "MobileNetV3Small")
+    models["first"].parent.rename(models["first"].parents[1] / "MobileNetV3Small")
     raw = raw_params(backbones=["MobileNetV3Small"], image_size=SIZE)
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0

@@ -9,10 +9,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.errors import PipelineError
-from pipeline.params import SPLITS
-from pipeline.preprocess import Row, load_image, main, read_splits, write_tfrecords
-from pipeline.tfrecords import META_NAME, make_dataset, read_meta
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import SPLITS, load_params
+from pipeline.imaging.reader import load_image
+from pipeline.imaging.tfrecords import META_NAME, make_dataset, read_meta, write_tfrecords
+from pipeline.stages.preprocess import main
+from pipeline.tables.split import SplitRow as Row
+from pipeline.tables.split import read_splits
 from tests.conftest import raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -160,7 +163,7 @@ def test_main_writes_the_split_shards_of_an_archive(tiny_archive, tmp_path, monk
     params = raw_params(data={"archive": str(tiny_archive)}, image_size=SIZE, preprocess={"shard_size": 64})
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
-    main(Path("params.yaml"))
+    main(load_params(Path("params.yaml")))
 
     meta = json.loads(Path("data/tfrecords/meta.json").read_text())
     with open("data/splits.csv", newline="") as handle:

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.errors import PipelineError
-from pipeline.params import parse_params
-from pipeline.split import INDEX_COLUMNS, assign_splits, main, split_metrics, subject_classes, subject_counts
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import load_params, parse_params
+from pipeline.stages.split import main
+from pipeline.tables.index import INDEX_COLUMNS
+from pipeline.tables.split import assign_splits, split_metrics, subject_classes, subject_counts
 from tests.conftest import raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -166,8 +168,8 @@ def test_main_writes_splits_and_metrics(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     index = make_index(DEMO)
     write_inputs(tmp_path, index)
-    with caplog.at_level(logging.WARNING, logger="pipeline.split"):
-        main(Path("params.yaml"))
+    with caplog.at_level(logging.WARNING, logger="pipeline.stages.split"):
+        main(load_params(Path("params.yaml")))
     assert any("ModerateDemented has 2 subject" in record.message for record in caplog.records)
     written = Path("data/splits.csv").read_text()
     index_lines = Path("data/interim/index.csv").read_text().splitlines()
@@ -180,7 +182,7 @@ def test_main_writes_splits_and_metrics(tmp_path, monkeypatch, caplog):
     assert sum(metrics["splits"][name]["images"]["total"] for name in ("train", "val", "test")) == len(kept)
     assert len(metrics["warnings"]) == 1
     first = Path("data/splits.csv").read_bytes()
-    main(Path("params.yaml"))
+    main(load_params(Path("params.yaml")))
     assert Path("data/splits.csv").read_bytes() == first
 
 
@@ -194,7 +196,7 @@ def test_main_refuses_a_leaky_index(tmp_path, monkeypatch):
     index.loc[index["path"] == train_copy, "subject"] = test_subject
     write_inputs(tmp_path, index)
     with pytest.raises(PipelineError, match="more than one split"):
-        main(Path("params.yaml"))
+        main(load_params(Path("params.yaml")))
     assert not Path("data/splits.csv").exists()
 
 
@@ -202,7 +204,7 @@ def test_main_without_index_says_to_run_dedupe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params()))
     with pytest.raises(PipelineError, match="dvc repro dedupe"):
-        main(Path("params.yaml"))
+        main(load_params(Path("params.yaml")))
 
 
 def test_the_demo_gives_two_val_and_two_test_subjects_to_every_class_but_the_rarest():

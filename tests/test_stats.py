@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from pipeline.stats import any_dementia, binary_roc, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
+from pipeline.analysis.stats import any_dementia, binary_roc, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
 
 
 def discordant(a_only: int, b_only: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -10,13 +10,14 @@ import pytest
 from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 from PIL import Image
 
-from pipeline.layout import UUID_NAME
-from pipeline.synth import truth_path_for, write_archive
+from pipeline.core.paths import truth_file
+from pipeline.mri.layout import UUID_NAME
+from pipeline.mri.synth import write_archive
 from tests.conftest import ROOT, files_on_disk, run, write_params
 
 
 def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
-    truth = pd.read_csv(truth_path_for(tiny_archive))
+    truth = pd.read_csv(truth_file(tiny_archive))
     for row in truth.itertuples():
         with Image.open(tiny_archive / row.path) as image:
             if row.kind == "original":
@@ -30,13 +31,13 @@ def test_originals_and_copies_look_like_kaggle(tiny_archive, tiny_params):
 
 
 def test_truth_sits_beside_the_archive_and_covers_every_file(tiny_archive):
-    truth = pd.read_csv(truth_path_for(tiny_archive))
+    truth = pd.read_csv(truth_file(tiny_archive))
     assert sorted(truth["path"]) == sorted(files_on_disk(tiny_archive))
-    assert truth_path_for(tiny_archive).parent == tiny_archive.parent
+    assert truth_file(tiny_archive).parent == tiny_archive.parent
 
 
 def test_slice_major_names_encode_the_subject(tiny_archive, tiny_params):
-    truth = pd.read_csv(truth_path_for(tiny_archive))
+    truth = pd.read_csv(truth_file(tiny_archive))
     originals = truth[truth["kind"] == "original"]
     for label, n_subjects in tiny_params.synth.subjects:
         rows = originals[originals["label"] == label]
@@ -47,7 +48,7 @@ def test_slice_major_names_encode_the_subject(tiny_archive, tiny_params):
 
 
 def test_duplicates_are_byte_identical_copies(tiny_archive, tiny_params):
-    truth = pd.read_csv(truth_path_for(tiny_archive))
+    truth = pd.read_csv(truth_file(tiny_archive))
     digests = [hashlib.sha1((tiny_archive / path).read_bytes()).hexdigest() for path in truth["path"]]
     assert len(digests) - len(set(digests)) == tiny_params.synth.duplicates
 
@@ -75,7 +76,7 @@ def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive, m
         pytest.skip("numpy runs only its baseline loops on this CPU: no vector unit to switch off")
     write_params(tmp_path)
     script = (
-        "from pathlib import Path; from pipeline.params import load_params; from pipeline.synth import write_archive; "
+        "from pathlib import Path; from pipeline.core.params import load_params; from pipeline.mri.synth import write_archive; "
         "params = load_params(Path('params.yaml')); write_archive(Path('demo'), params.data.classes, params.synth)"
     )
     monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", " ".join(units))

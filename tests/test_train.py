@@ -16,14 +16,18 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline.augment import augment_dataset, build_augmenter
-from pipeline.backbones import base_of, get_backbone
-from pipeline.features import write_features
-from pipeline.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
-from pipeline.params import parse_params
-from pipeline.preprocess import Row, write_tfrecords
-from pipeline.tfrecords import make_dataset
-from pipeline.train import build_head, class_weights, feature_batches, load_features, train_head
+from pipeline.core.params import parse_params
+from pipeline.core.paths import ModelFiles
+from pipeline.core.registry import get_backbone
+from pipeline.imaging.augment import augment_dataset, build_augmenter
+from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.networks.backbones import base_of
+from pipeline.networks.features import write_features
+from pipeline.networks.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
+from pipeline.networks.head import build_head, feature_batches, train_head
+from pipeline.networks.training import class_weights
+from pipeline.tables.features import load_features
+from pipeline.tables.split import SplitRow as Row
 from tests.conftest import ROOT, raw_params
 
 BACKBONE = "MobileNetV3Small"
@@ -187,7 +191,8 @@ def test_unfreeze_top_leaves_batch_norm_frozen():
 def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
     features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
-    meta = fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE), tiny_params())
+    meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
+                     get_backbone(BACKBONE), tiny_params())
     assert meta["epochs_run"] == 1 and meta["replicas"] == 1 and meta["pretrained"] is False
     assert 0 < meta["trainable_params"] < meta["total_params"]
     path = tmp_path / "models" / "model.keras"
@@ -217,7 +222,8 @@ def test_training_twice_with_one_seed_logs_the_same_losses_and_writes_the_same_f
         keras.backend.clear_session()  # as in a fresh process: layer names, and so the saved config, start over
         train_head(features_dir, tmp_path / run / "head.keras", tmp_path / run / "live-head", params)
         keras.utils.set_random_seed(state)  # fine_tune runs in a fresh process: any random state before it
-        fine_tune(tfrecords, features_dir, tmp_path / run, tmp_path / run / "live", get_backbone(BACKBONE), params)
+        fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / run), tmp_path / run / "live",
+                  get_backbone(BACKBONE), params)
         logged = tmp_path / run / "live" / "plots" / "metrics" / "train" / "loss.tsv"
         losses.append(pd.read_csv(logged, sep="\t")["loss"])
         files.append({name: (tmp_path / run / name).read_bytes() for name in ("head.keras", "model.keras", "meta.json")})
@@ -229,8 +235,8 @@ def test_training_twice_with_one_seed_logs_the_same_losses_and_writes_the_same_f
 def test_unkept_fine_tuning_leaves_the_head_on_the_frozen_base(tfrecords, trained, tmp_path, changes):
     features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
-    meta = fine_tune(tfrecords, features_dir, tmp_path / "models", tmp_path / "live", get_backbone(BACKBONE),
-                     tiny_params(**changes))
+    meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
+                     get_backbone(BACKBONE), tiny_params(**changes))
     assert meta["fine_tuning_kept"] is False and meta["val_loss"] == meta["start_val_loss"] > 0
     model = keras.models.load_model(tmp_path / "models" / "model.keras")
     head = keras.models.load_model(model_dir / "head.keras")
@@ -271,10 +277,11 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
-from pipeline.backbones import get_backbone
-from pipeline.finetune import fine_tune
+from pipeline.core.registry import get_backbone
+from pipeline.core.paths import ModelFiles
+from pipeline.networks.finetune import fine_tune
 from tests.test_train import tiny_params
-meta = fine_tune(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),
+meta = fine_tune(Path(sys.argv[1]), Path(sys.argv[2]), ModelFiles.in_dir(Path(sys.argv[3])), Path(sys.argv[4]),
                  get_backbone("MobileNetV3Small"), tiny_params())
 print("replicas", meta["replicas"], "epochs", meta["epochs_run"])
 """

@@ -1,0 +1,93 @@
+"""The one function that decides what a valid image is, and the resizing every model input gets."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.core.errors import PipelineError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+MIN_SIDE = 16
+MAX_PIXELS = 4096 * 4096
+ACCEPTED_MODES = frozenset({"L", "RGB"})
+MODE_NAMES = {
+    "RGBA": "RGBA (with transparency)",
+    "LA": "grayscale with transparency",
+    "CMYK": "CMYK",
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I;16L": "16-bit",
+    "I": "32-bit integer",
+    "F": "floating-point",
+    "P": "palette",
+    "1": "1-bit",
+}
+
+
+class InvalidImage(ValueError):
+    """The file is not an image this project can use; the message says why."""
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether the file name has an image suffix this project reads."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: Path, at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not."""
+    return np.asarray(decode_image(path, at_least))
+
+
+def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.Image:
+    """Decode one file to an 8-bit grayscale PIL image, or raise InvalidImage saying why not.
+
+    With `at_least` (width, height), a JPEG may be decoded at a reduced scale no smaller than
+    that: faster, and every byte of the file is still read and checked.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_header(image)
+                if at_least:
+                    image.draft("L", at_least)
+                image.load()
+                return image if image.mode == "L" else image.convert("L")
+    except InvalidImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidImage(f"image too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        size = path.stat().st_size
+        if size == 0:
+            raise InvalidImage("empty file (0 bytes)") from None
+        raise InvalidImage("not a readable image (unknown or corrupt format)") from None
+    except OSError as error:
+        raise InvalidImage(f"corrupt or truncated image data ({error})") from None
+
+
+def _check_header(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InvalidImage(f"image too large ({width}x{height}, limit {MAX_PIXELS} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(f"image too small ({width}x{height}, minimum {MIN_SIDE} px a side)")
+    if image.mode not in ACCEPTED_MODES:
+        found = MODE_NAMES.get(image.mode, image.mode)
+        raise InvalidImage(f"{found} pixels; scans must be 8-bit grayscale or RGB")
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Read one scan with the project's reader and stretch it to a size x size uint8 array.
+
+    Stretched, not padded, as Keras' image_dataset_from_directory does: Kaggle's augmented
+    copies are already stretched to squares, and padding would spend pixels on background.
+    Pillow's bilinear filter widens with the scale factor, so shrinking is antialiased.
+    """
+    try:
+        pixels = read_image(path)
+    except InvalidImage as error:
+        raise PipelineError(f"{path}: {error}") from None
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))

@@ -1,0 +1,186 @@
+"""TFRecord shards of preprocessed scans: Example encoding, shard writing, and the tf.data reader."""
+
+import io
+import itertools
+import json
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import write_json
+from pipeline.core.params import SPLITS
+from pipeline.imaging.reader import load_image
+
+META_NAME = "meta.json"
+CHANNELS = 1  # the scans are grayscale; the reader tiles them to 3 channels for ImageNet backbones
+ID_FIELDS = ("path", "subject", "source", "kind")  # strings stored beside each image
+SAVE_OPTIONS = {"png": {"format": "PNG"}, "jpeg": {"format": "JPEG", "quality": 95}}
+DECODERS = {"png": tf.io.decode_png, "jpeg": tf.io.decode_jpeg}
+SHUFFLE_BUFFER = 10_000  # records held for shuffling; still encoded there, so they stay small
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    **{name: tf.io.FixedLenFeature([], tf.string) for name in ID_FIELDS},
+}
+
+
+def encode_image(pixels: np.ndarray, encoding: str) -> bytes:
+    """A uint8 grayscale HxW array as PNG, JPEG (quality 95) or raw row-major bytes."""
+    if encoding == "raw":
+        return np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, **SAVE_OPTIONS[encoding])
+    return buffer.getvalue()
+
+
+def serialize_example(image: bytes, label: int, ids: Mapping[str, str]) -> bytes:
+    """One tf.train.Example: encoded image, class index, and the ID_FIELDS strings."""
+    feature = {
+        "image": _bytes_feature(image),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        **{name: _bytes_feature(ids[name].encode()) for name in ID_FIELDS},
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def shard_names(split: str, count: int, shard_size: int) -> list[str]:
+    """File names of a split's shards: `<split>-<i>-of-<n>.tfrecord`, none for an empty split."""
+    n = -(-count // shard_size)
+    return [f"{split}-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+
+
+def write_shards(out_dir: Path, split: str, examples: Iterable[bytes], count: int, shard_size: int) -> list[str]:
+    """Write `count` serialized Examples in order, `shard_size` per shard; return the shard names."""
+    names = shard_names(split, count, shard_size)
+    records = iter(examples)
+    for name in names:
+        with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
+            for record in itertools.islice(records, shard_size):
+                writer.write(record)
+    return names
+
+
+def write_meta(out_dir: Path, meta: dict) -> None:
+    """Write meta.json (indent 2, sorted keys) beside the shards."""
+    write_json(out_dir / META_NAME, meta)
+
+
+def read_meta(tfrecord_dir: Path) -> dict:
+    """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it."""
+    path = tfrecord_dir / META_NAME
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the preprocess stage first (dvc repro preprocess)")
+    return json.loads(path.read_text())
+
+
+def decode_image(encoded: tf.Tensor, encoding: str, image_size: int) -> tf.Tensor:
+    """Stored bytes back to a uint8 tensor of shape (image_size, image_size, 1)."""
+    if encoding == "raw":
+        image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), (image_size, image_size, 1))
+    else:
+        image = DECODERS[encoding](encoded, channels=1)
+    return tf.ensure_shape(image, (image_size, image_size, 1))
+
+
+def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 channels: int = 3, with_ids: bool = False, repeat: bool = False) -> tf.data.Dataset:
+    """Batches of (float32 images in [0, 255], int32 labels), plus a dict of ID_FIELDS strings if with_ids.
+
+    Unshuffled, images come in splits.csv order; shuffled, shard order and records are
+    reshuffled each pass, reproducibly for a given seed.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    meta = read_meta(tfrecord_dir)
+    files = _shard_paths(tfrecord_dir, meta, split)
+    encoding, size = meta["encoding"], meta["image_size"]
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, FEATURES)
+        image = decode_image(example["image"], encoding, size)
+        label = tf.cast(example["label"], tf.int32)
+        return (image, label, {name: example[name] for name in ID_FIELDS}) if with_ids else (image, label)
+
+    def to_float(image, *rest):
+        image = tf.cast(image, tf.float32)
+        return (tf.tile(image, (1, 1, 1, 3)) if channels == 3 else image, *rest)
+
+    dataset = tf.data.Dataset.from_tensor_slices([str(path) for path in files])
+    if shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    # All shards open and read in parallel; shuffled, one record from each in turn, else whole shards in order.
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=len(files),
+        block_length=1 if shuffle else meta["shard_size"],
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(min(meta["counts"][split], SHUFFLE_BUFFER), seed=seed)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_paths(tfrecord_dir: Path, meta: dict, split: str) -> list[Path]:
+    if split not in meta["shards"]:
+        raise PipelineError(f"{tfrecord_dir / META_NAME}: no split {split!r}; it has {', '.join(meta['shards'])}")
+    paths = [tfrecord_dir / name for name in meta["shards"][split]]
+    if not paths:
+        raise PipelineError(f"{tfrecord_dir}: split {split!r} has no images")
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise PipelineError(f"{tfrecord_dir}: {len(missing)} shard(s) of {split!r} missing, e.g. {missing[0]}; "
+                            "rerun the preprocess stage (dvc repro preprocess)")
+    return paths
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def write_tfrecords(rows: list, archive: Path, out_dir: Path, classes: tuple[str, ...], image_size: int,
+                    encoding: str, shard_size: int) -> dict:
+    """Replace `out_dir` with each split's shards, written in row order, and meta.json; return the meta.
+
+    `rows` are splits.csv's rows (`pipeline.tables.index.SplitRow`): path, label, split and the ID_FIELDS.
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    label_index = {name: index for index, name in enumerate(classes)}
+    shards = {}
+    for split in SPLITS:
+        split_rows = [row for row in rows if row.split == split]
+        examples = (
+            serialize_example(encode_image(load_image(archive / row.path, image_size), encoding),
+                              label_index[row.label], asdict(row))
+            for row in tqdm(split_rows, desc=f"preprocess {split}", unit="image")
+        )
+        shards[split] = write_shards(out_dir, split, examples, len(split_rows), shard_size)
+    meta = {
+        "classes": list(classes),
+        "counts": {split: sum(row.split == split for row in rows) for split in SPLITS},
+        "class_counts": {
+            split: {name: sum(row.split == split and row.label == name for row in rows) for name in classes}
+            for split in SPLITS
+        },
+        "image_size": image_size,
+        "channels": CHANNELS,
+        "encoding": encoding,
+        "shard_size": shard_size,
+        "shards": shards,
+    }
+    write_meta(out_dir, meta)
+    return meta

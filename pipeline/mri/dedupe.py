@@ -1,0 +1,317 @@
+"""Account for every file of an MRI archive and trace copies to their sources and subjects."""
+
+import functools
+import hashlib
+import logging
+import mmap
+import multiprocessing
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from pipeline.core.params import DedupeParams
+from pipeline.imaging.reader import InvalidImage, decode_image, is_image_name, read_image
+from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, reduce
+from pipeline.mri.layout import FoundFile, find_files
+from pipeline.mri.matching import match_copies
+from pipeline.mri.subjects import group_subjects
+from pipeline.tables.index import IndexRow
+
+BATCH = 32  # files a worker reads and fingerprints together
+JOBS_PER_MESSAGE = 8  # batches sent to a worker at once; sent one by one, they kept workers waiting 10% of a scan
+REFERENCE_SAMPLE = 256  # originals whose headers fix the frame every scan is reduced to
+_INHERITED: tuple = ()  # the scan jobs, and the arrays of keys and views they write into, for forked workers
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scan:
+    digest: str = ""
+    key: np.ndarray | None = None
+    views: np.ndarray | None = None
+    reason: str = ""  # why the file is unusable; '' when it is readable
+
+
+def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) -> tuple[list[IndexRow], dict]:
+    """One IndexRow per file under `root`, sorted by path, and a report of what was found."""
+    found, empty_folders = find_files(root, classes)
+    rows: dict[str, IndexRow] = {}
+    images = []
+    for file in found:
+        if not file.label:
+            rows[file.path] = _rejected(file, f"not inside a class folder ({', '.join(classes)})")
+        elif not is_image_name(Path(file.path)):
+            rows[file.path] = _rejected(file, f"not an image file (suffix {Path(file.path).suffix or 'none'!r})")
+        else:
+            images.append(file)
+    angles = {"original": np.zeros(1), "copy": rotation_angles(settings)}
+    originals = [root / file.path for file in images if file.kind == "original"]
+    scans = scan_files([(root / file.path, angles[file.kind]) for file in images], originals, settings.workers)
+    readable = []
+    for file, scan in zip(images, scans):
+        if scan.reason:
+            rows[file.path] = _rejected(file, scan.reason)
+        else:
+            readable.append((file, scan))
+    kept, set_aside = _pixel_identical(root, readable)
+    rows.update(set_aside)
+    with threadpool_limits(1, user_api="blas"):  # its products are small: threads only contend
+        placed, report = _place(kept, settings)
+    rows.update(placed)
+    rows.update(_inherit_from_kept(set_aside, rows))
+    index = [rows[path] for path in sorted(rows)]
+    report.update(_counts(found, index, empty_folders))
+    return index, report
+
+
+def rotation_angles(settings: DedupeParams) -> np.ndarray:
+    """The rotations (radians) tried when matching a copy, symmetric about zero."""
+    steps = int(settings.max_rotation // settings.rotation_step)
+    return np.radians(np.arange(-steps, steps + 1) * settings.rotation_step)
+
+
+def scan_files(files: list[tuple[Path, np.ndarray]], originals: list[Path], workers: int) -> list[Scan]:
+    """Decode and fingerprint each (path, rotations) file in the frame of `originals`, in parallel, in order."""
+    keys = _shared((len(files), KEY_SIZE))
+    views = _shared((len(files), max((len(angles) for _, angles in files), default=1), VIEW_SIZE))
+    frame = frame_shape(reference_shape(originals))
+    jobs = _batches(files, frame)
+    with _mapper(workers, jobs, keys, views) as mapper:  # workers are sent job numbers, not paths
+        results = _gather(mapper(_scan_batch, range(len(jobs))), len(files))
+    return [
+        Scan(reason=reason) if reason else Scan(digest=digest, key=keys[row], views=views[row, : len(angles)])
+        for row, ((digest, reason), (_, angles)) in enumerate(zip(results, files))
+    ]
+
+
+def _shared(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros in memory that forked workers write into and this process reads."""
+    count = int(np.prod(shape))
+    return np.frombuffer(mmap.mmap(-1, max(count, 1) * 4), np.float32, count).reshape(shape)
+
+
+@contextmanager
+def _mapper(workers: int, *inherited):
+    """A lazy map over worker processes (or this one) that read `inherited` and can write into its arrays."""
+    global _INHERITED
+    _INHERITED = inherited  # forked workers inherit it
+    _keep_freed_memory()
+    try:
+        if (workers or os.cpu_count() or 1) == 1:
+            yield map
+        else:
+            with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
+                yield functools.partial(pool.imap, chunksize=JOBS_PER_MESSAGE)
+    finally:
+        _INHERITED = ()
+
+
+def _keep_freed_memory() -> None:
+    """Have this process, and those it forks, reuse freed memory rather than fault in fresh pages.
+
+    glibc hands freed blocks over 128 kB straight back to the system, so each batch's arrays
+    would fault in new pages, which costs more than the arithmetic on them; freeing one block
+    of 16 MiB raises that threshold to 16 MiB (its dynamic mmap threshold). Elsewhere a no-op.
+    """
+    np.empty(16 << 20, np.uint8)
+
+
+def _batches(files: list[tuple[Path, np.ndarray]], frame: tuple[int, int]) -> list[tuple]:
+    """(first row, paths, frame, rotations) jobs of up to BATCH consecutive files tried at the same rotations."""
+    jobs = []
+    for row, (path, angles) in enumerate(files):
+        if jobs and jobs[-1][3] is angles and len(jobs[-1][1]) < BATCH:
+            jobs[-1][1].append(path)
+        else:
+            jobs.append((row, [path], frame, angles))
+    return jobs
+
+
+def _gather(batches: Iterable[list], total: int) -> list[tuple[str, str]]:
+    results = []
+    with tqdm(total=total, desc="dedupe: reading", unit="file") as progress:
+        for batch in batches:
+            results += batch
+            progress.update(len(batch))
+    return results
+
+
+def _scan_batch(number: int) -> list[tuple[str, str]]:
+    """(digest, reason) per file of job `number`; the readable files' keys and views go to the shared arrays."""
+    jobs, keys, views = _INHERITED
+    start, paths, frame, angles = jobs[number]
+    results, reduced = [], {}
+    for position, path in enumerate(paths):
+        try:
+            image = decode_image(path, at_least=frame[::-1])
+        except InvalidImage as error:
+            results.append(("", str(error)))
+            continue
+        reduced[position] = reduce(image, frame)
+        results.append((_digest(reduced[position]), ""))  # a first sort: full-resolution digests confirm
+    if reduced:
+        prints = fingerprints(np.stack(list(reduced.values())), angles)
+        rows = start + np.fromiter(reduced, int, len(reduced))
+        keys[rows] = prints.keys
+        views[rows, : len(angles)] = prints.views
+        for position, blank in zip(reduced, prints.blank):
+            if blank:
+                results[position] = ("", blank)
+    return results
+
+
+def _digest(pixels: np.ndarray) -> str:
+    return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+
+
+def reference_shape(originals: list[Path]) -> tuple[int, int]:
+    """The most common (rows, columns) among up to REFERENCE_SAMPLE originals spread evenly, from their headers."""
+    sample = originals[:: -(-len(originals) // REFERENCE_SAMPLE) or 1]
+    sizes = Counter(size for size in _header_sizes(sample) if size)
+    return sizes.most_common(1)[0][0] if sizes else (1, 1)
+
+
+def _header_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size[::-1])
+        except (OSError, ValueError, Image.DecompressionBombError):
+            sizes.append(None)  # the scan pass records why it is unreadable
+    return sizes
+
+
+def _pixel_identical(root: Path, readable: list[tuple[FoundFile, Scan]]):
+    """Keep one file of each group of pixel-identical files; conflicting labels set all aside."""
+    kept, set_aside = [], {}
+    for members in _identical_groups(root, readable):
+        members.sort(key=lambda member: (member[0].kind != "original", member[0].path))
+        labels = sorted({file.label for file, _ in members})
+        if len(labels) > 1:
+            for file, _ in members:
+                others = ", ".join(f"{other.path} ({other.label})" for other, _ in members if other.label != file.label)
+                set_aside[file.path] = _row(file, "conflict", f"same pixels under another label: {others}")
+            continue
+        first = members[0][0]
+        kept.append(members[0])
+        for file, _ in members[1:]:
+            set_aside[file.path] = _row(file, "duplicate", f"pixel-identical to {first.path}", source=first.path)
+    return kept, set_aside
+
+
+def _identical_groups(root: Path, readable: list[tuple[FoundFile, Scan]]) -> list[list]:
+    """Files grouped by pixels: digests of the reduced decode group, full-resolution ones confirm."""
+    groups = defaultdict(list)
+    for file, scan in readable:
+        groups[scan.digest].append((file, scan))
+    confirmed = []
+    for members in groups.values():
+        if len(members) == 1:
+            confirmed.append(members)
+            continue
+        full = defaultdict(list)
+        for file, scan in members:
+            full[_digest(read_image(root / file.path))].append((file, scan))
+        confirmed += full.values()
+    return confirmed
+
+
+def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[dict[str, IndexRow], dict]:
+    """Subjects for originals and sources for copies, class by class."""
+    rows, rules, scores, margins = {}, {}, [], []
+    by_label = defaultdict(list)
+    for file, scan in kept:
+        by_label[file.label].append((file, scan))
+    for label in sorted(by_label):
+        originals = [(f, s) for f, s in by_label[label] if f.kind == "original"]
+        copies = [(f, s) for f, s in by_label[label] if f.kind == "copy"]
+        upright = np.stack([scan.views[0] for _, scan in originals]) if originals else None
+        if originals:
+            stems = [Path(file.path).stem for file, _ in originals]
+            grouping = group_subjects(label, stems, upright, settings.slices_per_subject)
+            rules[label] = {"rule": grouping.rule, "note": grouping.note, "subjects": len(set(grouping.subjects))}
+            for (file, _), subject in zip(originals, grouping.subjects):
+                rows[file.path] = _row(file, "ok", "", source=file.path, subject=subject)
+        if not copies:
+            continue
+        if not originals:
+            for file, _ in copies:
+                rows[file.path] = _row(file, "orphan", f"no original of class {label} to match")
+            continue
+        matches = match_copies(
+            np.stack([scan.key for _, scan in copies]),
+            [scan.views for _, scan in copies],
+            np.stack([scan.key for _, scan in originals]),
+            upright[:, None, :],
+            np.array(grouping.subjects),
+            settings.candidates,
+        )
+        scores += matches.score.tolist()
+        margins += matches.margin.tolist()
+        for (file, _), source, score, margin in zip(copies, matches.source, matches.score, matches.margin):
+            source_row = rows[originals[source][0].path]
+            status, reason = _confidence(score, margin, source_row.path, settings)
+            rows[file.path] = _row(
+                file, status, reason, source=source_row.path, subject=source_row.subject, score=f"{score:.4f}"
+            )
+    return rows, {"subject_rules": rules, "copy_scores": _distribution(scores), "copy_margins": _distribution(margins)}
+
+
+def _confidence(score: float, margin: float, source: str, settings: DedupeParams) -> tuple[str, str]:
+    if score < settings.min_score:
+        return "orphan", f"best match {source} scores {score:.3f} < dedupe.min_score {settings.min_score}"
+    if margin < settings.min_margin:
+        return "orphan", f"best subject leads the next by {margin:.3f} < dedupe.min_margin {settings.min_margin}"
+    return "ok", ""
+
+
+def _inherit_from_kept(set_aside: dict[str, IndexRow], rows: dict[str, IndexRow]) -> dict[str, IndexRow]:
+    """Duplicates take the source and subject of the file they duplicate."""
+    inherited = {}
+    for path, row in set_aside.items():
+        if row.status == "duplicate":
+            kept = rows[row.source]
+            inherited[path] = replace(row, source=kept.source, subject=kept.subject, score=kept.score)
+    return inherited
+
+
+def _row(file: FoundFile, status: str, reason: str, **values: str) -> IndexRow:
+    return IndexRow(path=file.path, label=file.label, kind=file.kind, status=status, reason=reason, **values)
+
+
+def _rejected(file: FoundFile, reason: str) -> IndexRow:
+    return _row(file, "rejected", reason)
+
+
+def _distribution(values: list[float]) -> dict:
+    if not values:
+        return {}
+    quantiles = np.quantile(values, [0.0, 0.01, 0.05, 0.5])
+    return {name: round(float(value), 4) for name, value in zip(("min", "p01", "p05", "median"), quantiles)}
+
+
+def _counts(found: list[FoundFile], index: list[IndexRow], empty_folders: list[str]) -> dict:
+    status = defaultdict(Counter)
+    for row in index:
+        status[row.status][row.kind] += 1
+    used = sum(row.status == "ok" for row in index)
+    subjects = defaultdict(set)
+    for row in index:
+        if row.status == "ok" and row.kind == "original":
+            subjects[row.label].add(row.subject)
+    return {
+        "files": {"found": len(found), "used": used, "set_aside": len(index) - used},
+        "status": {name: dict(sorted(kinds.items())) for name, kinds in sorted(status.items())},
+        "layouts": dict(sorted(Counter(file.layout or "none" for file in found).items())),
+        "empty_class_folders": empty_folders,
+        "subjects": {label: len(values) for label, values in sorted(subjects.items())},
+    }

@@ -1,0 +1,112 @@
+"""Backbone models built from the registry (`pipeline.core.registry`): base, extractor, full model."""
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.registry import Backbone, input_size
+
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode; gray images make the RGB->BGR swap a no-op
+log = logging.getLogger(__name__)
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps downloaded weight files: $KERAS_HOME/models, else ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
+
+
+def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
+    """The weights file to load into the base (None for random init); a clear error when it is missing."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        path = keras_cache_dir() / backbone.weights_file(size)
+        if not path.is_file():
+            raise PipelineError(
+                f"{backbone.name}: ImageNet weights not found offline; put Keras' file {path.name} in "
+                f"{path.parent}/ (or set KERAS_HOME), or set `weights: none` in params.yaml to start from random weights")
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
+    return path
+
+
+def build_base(backbone: Backbone, weights: str, size: int) -> keras.Model:
+    """The backbone without its top, global-average pooled, for size x size x 3 inputs.
+
+    Keras never downloads: ImageNet weights are read from its cache, and a missing file
+    stops here with the file's name (see weights_path).
+    """
+    path = weights_path(backbone, weights, size)
+    base = backbone.constructor(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg",
+                                **backbone.options())
+    if path is not None:
+        try:
+            base.load_weights(str(path))
+        except (ValueError, OSError) as error:
+            raise PipelineError(f"{path}: cannot load into {backbone.name}: {str(error).splitlines()[0]}") from None
+    return base
+
+
+def preprocessing_layers(backbone: Backbone) -> list[keras.layers.Layer]:
+    """Serializable layers mapping [0, 255] pixels to what the base expects (none if it has its own)."""
+    if backbone.preprocessing == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
+    if backbone.preprocessing == "caffe":
+        return [keras.layers.Normalization(mean=list(CAFFE_MEANS_BGR), variance=[1.0] * 3, name="preprocess")]
+    return []
+
+
+def build_extractor(backbone: Backbone, weights: str, image_size: int) -> keras.Model:
+    """(image_size, image_size, 3) floats in [0, 255] -> pooled base features, the base in inference mode."""
+    size = input_size(backbone, image_size)
+    if size != image_size:
+        log.info("%s needs at least %d px; images of %d px are resized to %d inside the model",
+                 backbone.name, backbone.min_size, image_size, size)
+    base = build_base(backbone, weights, size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    features = base(_prepared(backbone, inputs, size), training=False)
+    return keras.Model(inputs, features, name=f"{backbone.name}_features")
+
+
+def _prepared(backbone: Backbone, images, size: int):
+    """Images (symbolic or real) resized to the base's input side if needed, then preprocessed for it."""
+    if size != images.shape[1]:
+        images = keras.layers.Resizing(size, size, name="resize")(images)
+    for layer in preprocessing_layers(backbone):
+        images = layer(images)
+    return images
+
+
+def calibrate_batchnorm(backbone: Backbone, extractor: keras.Model, images) -> int:
+    """Set every BatchNormalization statistic of the extractor's base from `images`; return how many layers.
+
+    Random weights come with BatchNorm's default statistics (mean 0, variance 1), under which a
+    deep net's activations vanish or blow up; statistics measured on real scans (a
+    data-dependent initialisation) keep random features informative.
+    """
+    base = base_of(extractor)
+    layers = [layer for layer in base._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # the statistics of this one pass replace the defaults
+    base(_prepared(backbone, images, base.input_shape[1]), training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    return len(layers)
+
+
+def build_model(backbone: Backbone, weights: str, image_size: int, head: keras.Model) -> keras.Model:
+    """(image_size, image_size, 3) floats in [0, 255] -> class probabilities: resize, preprocess, base, head."""
+    extractor = build_extractor(backbone, weights, image_size)
+    inputs = extractor.input
+    return keras.Model(inputs, head(extractor.output), name=backbone.name)
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The keras.applications base nested in a model from build_extractor or build_model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")

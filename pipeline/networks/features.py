@@ -1,0 +1,84 @@
+"""The frozen base's embeddings of every scan, cached per split (files: `pipeline.tables.features`)."""
+
+import logging
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.core.files import replacing, write_json
+from pipeline.core.params import SPLITS, Params
+from pipeline.core.registry import describe, get_backbone, is_pretrained
+from pipeline.imaging.augment import augment_dataset, build_augmenter
+from pipeline.imaging.tfrecords import make_dataset, read_meta
+from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm
+from pipeline.tables.features import META_NAME, base_weights_file, split_file
+
+CALIBRATION_IMAGES = 256  # train scans that set a random base's BatchNorm statistics
+log = logging.getLogger(__name__)
+
+
+def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
+    """Write {train,val,test}.npz (train with params.augment.views augmented views), the base's weights
+    and meta.json; return the meta."""
+    backbone = get_backbone(backbone_name)
+    keras.utils.set_random_seed(params.seed)
+    extractor = build_extractor(backbone, params.weights, params.image_size)
+    if not is_pretrained(params.weights):
+        images, _ = next(iter(make_dataset(tfrecord_dir, "train", CALIBRATION_IMAGES)))
+        calibrated = calibrate_batchnorm(backbone, extractor, images)
+        log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
+                 backbone.name, calibrated, len(images))
+    augmenter = build_augmenter(params.augment, params.seed)
+    counts = read_meta(tfrecord_dir)["counts"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with replacing(base_weights_file(out_dir)) as partial:
+        base_of(extractor).save_weights(partial)
+    written = {}
+    for split in SPLITS:
+        views = 1 + params.augment.views if split == "train" else 1
+        arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views, params.batch_size)
+        with replacing(split_file(out_dir, split)) as partial:
+            np.savez(partial, **arrays)
+        written[split] = len(arrays["labels"])
+    meta = {
+        **describe(backbone, params.weights, params.image_size),
+        "dim": int(extractor.output.shape[-1]),
+        "views": 1 + params.augment.views,
+        "counts": written,
+    }
+    write_json(out_dir / META_NAME, meta)
+    return meta
+
+
+def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_dir: Path, split: str,
+                  count: int, views: int, batch_size: int) -> dict[str, np.ndarray]:
+    """Features, labels, paths, subjects and view numbers of a split's images, view by view (0: as stored)."""
+    parts = {name: [] for name in ("features", "labels", "paths", "subjects", "view")}
+    dim = extractor.output.shape[-1]
+    if count == 0:
+        log.warning("split %s is empty; writing an empty %s.npz", split, split)
+    for view in range(views if count else 0):
+        dataset = make_dataset(tfrecord_dir, split, batch_size, channels=1 if view else 3, with_ids=True)
+        if view:
+            dataset = augment_dataset(dataset, augmenter)  # repeats the augmented channel to 3
+        batches = tqdm(dataset, total=math.ceil(count / batch_size), unit="batch",
+                       desc=f"features {split}" + (f" view {view}" if views > 1 else ""))
+        for images, labels, ids in batches:
+            parts["features"].append(extractor.predict_on_batch(images))
+            parts["labels"].append(labels.numpy())
+            parts["paths"].append(_strings(ids["path"]))
+            parts["subjects"].append(_strings(ids["subject"]))
+            parts["view"].append(np.full(len(labels), view, dtype=np.int32))
+    if not parts["labels"]:
+        return {"features": np.zeros((0, dim), np.float32), "labels": np.zeros(0, np.int32),
+                "paths": np.zeros(0, str), "subjects": np.zeros(0, str), "view": np.zeros(0, np.int32)}
+    arrays = {name: np.concatenate(values) for name, values in parts.items()}
+    arrays["features"] = arrays["features"].astype(np.float32)
+    return arrays
+
+
+def _strings(tensor) -> np.ndarray:
+    return np.array([value.decode() for value in tensor.numpy()])

@@ -1,0 +1,47 @@
+"""Stage `compare`: the backbones, two ensembles of them and the classical baselines side by side, on one test split.
+
+Reads metrics/eval/<backbone>.json, plots/eval/<backbone>/predictions.csv, the validation loss and seconds
+the training stages logged, and metrics/baselines.json when present. Writes metrics/summary.json,
+plots/compare/ (summary.csv, any_dementia_roc.csv and PNG charts) and reports/comparison.md.
+"""
+
+import logging
+from pathlib import Path
+
+from pipeline.analysis.comparison import (
+    provenance,
+    read_json,
+    read_predictions,
+    summarize,
+    training_seconds,
+    validation_loss,
+    write_outputs,
+)
+from pipeline.core import paths
+from pipeline.core.params import Params
+
+log = logging.getLogger(__name__)
+
+
+def main(params: Params) -> None:
+    backbones = params.backbones
+    summary = summarize(
+        evaluations={name: read_json(paths.eval_metrics(name), f"evaluate@{name}") for name in backbones},
+        predictions={name: read_predictions(paths.predictions(name), name) for name in backbones},
+        val_losses={name: validation_loss(paths.live_metrics("finetune", name), name) for name in backbones},
+        seconds={name: training_seconds(seconds_sources(name)) for name in backbones},
+        baselines=read_json(paths.BASELINES_METRICS, "baselines") if paths.BASELINES_METRICS.is_file() else None,
+        params=params,
+    )
+    origin = provenance(params, paths.LOCK, demo=Path(params.data.archive) == paths.DEMO_ARCHIVE,
+                        models={name: paths.model_files(name).model for name in backbones})
+    write_outputs(summary, origin, paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
+    log.info("best backbone %s (balanced accuracy %.3f); wrote %s, %s/ and %s", summary["best"],
+             summary["models"][summary["best"]]["balanced_accuracy"], paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
+
+
+def seconds_sources(backbone: str) -> dict[str, Path]:
+    """The metrics files in which the features, train and finetune stages logged their seconds."""
+    return {f"features@{backbone}": paths.feature_metrics(backbone),
+            f"train@{backbone}": paths.live_metrics("train", backbone),
+            f"finetune@{backbone}": paths.live_metrics("finetune", backbone)}

@@ -1,0 +1,64 @@
+"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject.
+
+Writes metrics/eval/<backbone>.json (headline metrics, per class and per subject, 95% intervals
+by subject bootstrap, model size and CPU latency) and, under plots/eval/<backbone>/, one row
+per test image (predictions.csv, confusion.csv) and one-vs-rest ROC curves (roc.csv).
+"""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from pipeline.analysis.metrics import evaluate_predictions, roc_curves
+from pipeline.core import paths
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import write_csv, write_json
+from pipeline.core.params import Params
+from pipeline.imaging.tfrecords import read_meta
+from pipeline.networks.inference import inference_function, latency_ms, load_model, predict_split
+
+LATENCY_BATCHES = (1, 32)
+log = logging.getLogger(__name__)
+
+
+def main(params: Params, backbone: str) -> None:
+    files = paths.model_files(backbone)
+    model = load_model(files.model, backbone)
+    meta = read_model_meta(files.meta, backbone)
+    infer = inference_function(model)
+    classes = params.data.classes
+    predictions = predict_split(infer, paths.TFRECORDS, "test", params.batch_size, classes)
+    report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed)
+    shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
+    report.update(
+        backbone=backbone,
+        pretrained=bool(meta["pretrained"]),
+        fine_tuning_kept=bool(meta["fine_tuning_kept"]),
+        params=int(model.count_params()),
+        trainable_params=int(sum(math.prod(weight.shape) for weight in model.trainable_weights)),
+        size_mb=files.model.stat().st_size / 1e6,
+        latency_ms={f"batch_{n}": latency_ms(infer, (n, *shape), params.evaluate.latency_runs)
+                    for n in LATENCY_BATCHES},
+    )
+    write_json(paths.eval_metrics(backbone), report)
+    write_csv(paths.predictions(backbone), predictions)
+    write_csv(paths.confusion(backbone), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
+    probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
+    write_csv(paths.roc(backbone), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
+    log.info("%s on %d test images of %d subjects: accuracy %.3f, balanced accuracy %.3f, macro-F1 %.3f",
+             backbone, report["test_images"], report["test_subjects"], report["accuracy"],
+             report["balanced_accuracy"], report["macro_f1"])
+    log.info("wrote %s and %s/", paths.eval_metrics(backbone), paths.eval_plots(backbone))
+
+
+def read_model_meta(path: Path, backbone: str) -> dict:
+    """The meta.json fine-tuning wrote beside the model, with the keys the report needs."""
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
+    meta = json.loads(path.read_text())
+    missing = [key for key in ("pretrained", "fine_tuning_kept") if key not in meta]
+    if missing:
+        raise PipelineError(f"{path}: no {' or '.join(map(repr, missing))} key; "
+                            f"run dvc repro finetune@{backbone} again")
+    return meta

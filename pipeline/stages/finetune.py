@@ -1,0 +1,20 @@
+"""Stage `finetune@<backbone>`: base and trained head as one model, the top of the base unfrozen, on augmented scans."""
+
+import logging
+
+from pipeline.core import paths
+from pipeline.core.params import Params
+from pipeline.core.registry import get_backbone
+from pipeline.networks.finetune import fine_tune
+
+log = logging.getLogger(__name__)
+
+
+def main(params: Params, backbone_name: str) -> None:
+    backbone = get_backbone(backbone_name)
+    files = paths.model_files(backbone.name)
+    live_dir = paths.live_dir("finetune", backbone.name)
+    meta = fine_tune(paths.TFRECORDS, paths.features_dir(backbone.name), files, live_dir, backbone, params)
+    log.info("%s fine-tuned: %d of %d parameters trainable, %d epochs in %.0f s on %d replica(s); saved to %s",
+             backbone.name, meta["trainable_params"], meta["total_params"], meta["epochs_run"], meta["seconds"],
+             meta["replicas"], files.model)

@@ -1,0 +1,13 @@
+"""`python -m pipeline predict scan.jpg ...`: each trained backbone's class probabilities for some scans."""
+
+from pathlib import Path
+
+from pipeline.core import paths
+from pipeline.core.params import Params
+from pipeline.networks.inference import predict_scans
+
+
+def main(params: Params, *scans: str) -> None:
+    models = {backbone: paths.model_files(backbone).model for backbone in params.backbones}
+    table = predict_scans([Path(scan) for scan in scans], models, params.data.classes)
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))

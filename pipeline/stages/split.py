@@ -1,0 +1,37 @@
+"""Stage `split`: whole subjects to train, val and test, stratified by class (rule: `pipeline.tables.split`)."""
+
+import json
+import logging
+from pathlib import Path
+
+from pipeline.core import paths
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import write_csv, write_text
+from pipeline.core.params import SPLITS, Params
+from pipeline.mri.truth import subjects_across_splits
+from pipeline.tables.index import read_index
+from pipeline.tables.split import assign_splits, split_metrics
+
+log = logging.getLogger(__name__)
+
+
+def main(params: Params) -> None:
+    index = read_index(paths.INDEX)
+    split = assign_splits(index, params.data.classes, params.split.ratios, params.seed, params.split.copies_in_train)
+    for warning in split.warnings:
+        log.warning(warning)
+    metrics = split_metrics(split, params.data.classes)
+    truth_path = paths.truth_file(Path(params.data.archive))
+    if truth_path.is_file():
+        metrics["truth"] = subjects_across_splits(dict(zip(split.rows["path"], split.rows["split"])), truth_path)
+    if metrics["shared_subjects"] or metrics["shared_sources"]:
+        raise PipelineError(
+            f"{paths.INDEX}: {metrics['shared_subjects']} subjects and {metrics['shared_sources']} sources would "
+            "fall in more than one split (a copy's subject differs from its source's); rerun `dvc repro dedupe`"
+        )
+    write_csv(paths.SPLITS, split.rows, lineterminator="\n")
+    write_text(paths.SPLIT_METRICS, json.dumps(metrics, indent=2, sort_keys=True))
+    sizes = ", ".join(f"{name} {metrics['splits'][name]['images']['total']}" for name in SPLITS)
+    left_out = sum(split.copies_left_out.values())
+    log.info("wrote %d rows (%s) to %s and metrics to %s; left out %d copies",
+             len(split.rows), sizes, paths.SPLITS, paths.SPLIT_METRICS, left_out)

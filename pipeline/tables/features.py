@@ -1,0 +1,73 @@
+"""A backbone's cached features: the files of its folder, and view 0 of every split joined to the index.
+
+The features stage writes {train,val,test}.npz (features, labels, paths, subjects, view per row),
+meta.json and the base's weights, which fine-tuning starts from.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import SPLITS
+from pipeline.tables.index import read_index
+
+BASE_WEIGHTS = "base.weights.h5"
+META_NAME = "meta.json"
+
+
+@dataclass(frozen=True)
+class Pool:
+    features: np.ndarray  # (n, dim) float32
+    rows: pd.DataFrame  # path, label (class index), kind, source, subject, split; one row per feature row
+
+
+def load_features(features_dir: Path, split: str) -> dict[str, np.ndarray]:
+    """The arrays of one split's features file, or a PipelineError saying which stage makes it."""
+    path = split_file(features_dir, split)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the features stage first (dvc repro features@<backbone>)")
+    with np.load(path) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+def read_features_meta(features_dir: Path) -> dict:
+    """The meta.json the features stage wrote beside the arrays."""
+    path = features_dir / META_NAME
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the features stage first (dvc repro features@<backbone>)")
+    return json.loads(path.read_text())
+
+
+def base_weights_file(features_dir: Path) -> Path:
+    """The base the features came from; fine-tuning starts from it."""
+    return features_dir / BASE_WEIGHTS
+
+
+def split_file(features_dir: Path, split: str) -> Path:
+    return features_dir / f"{split}.npz"
+
+
+def load_pool(features_dir: Path, index_path: Path) -> Pool:
+    """Every cached image as stored (view 0) of train, val and test, with its kind, source and subject."""
+    features, frames = [], []
+    for split in SPLITS:
+        path = split_file(features_dir, split)
+        if not path.is_file():
+            raise PipelineError(f"{path} not found; run dvc repro features@{features_dir.name} first")
+        with np.load(path) as arrays:
+            plain = arrays["view"] == 0
+            features.append(arrays["features"][plain])
+            frames.append(pd.DataFrame({"path": arrays["paths"][plain], "label": arrays["labels"][plain],
+                                        "split": split}))
+    rows = pd.concat(frames, ignore_index=True)
+    index = read_index(index_path).set_index("path")
+    unknown = rows.loc[~rows["path"].isin(index.index), "path"]
+    if len(unknown):
+        raise PipelineError(f"{features_dir}: {unknown.iloc[0]} is not in {index_path}; "
+                            f"rerun dvc repro features@{features_dir.name}")
+    rows = rows.join(index[["kind", "source", "subject"]], on="path")
+    return Pool(features=np.concatenate(features), rows=rows)

@@ -1,0 +1,44 @@
+"""The index every source yields, one row per file found: its columns, reading and writing."""
+
+import csv
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import replacing
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    path: str
+    label: str
+    kind: str
+    source: str = ""
+    subject: str = ""
+    score: str = ""
+    status: str = "ok"
+    reason: str = ""
+
+
+INDEX_COLUMNS = tuple(field.name for field in fields(IndexRow))
+
+
+def write_index(path: Path, rows: list[IndexRow]) -> None:
+    """Write the index CSV atomically, in the given row order."""
+    with replacing(path) as partial, partial.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(INDEX_COLUMNS)
+        writer.writerows(astuple(row) for row in rows)
+
+
+def read_index(path: Path) -> pd.DataFrame:
+    """Read the dedupe stage's index as text, so every value is written back unchanged."""
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run `dvc repro dedupe` first")
+    index = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [column for column in INDEX_COLUMNS if column not in index.columns]
+    if missing:
+        raise PipelineError(f"{path}: missing columns {', '.join(missing)}; run `dvc repro dedupe` again")
+    return index
