@@ -1,0 +1,137 @@
+"""The package's layout holds: dvc.yaml's code deps cover what each stage imports, stages stay apart, and
+inference pulls in no training code."""
+
+import ast
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.repo import Repo
+
+from pipeline.core import paths
+from pipeline.core.registry import BACKBONES
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "pipeline"
+TRAINING_MODULES = ("dvclive", "scmrepo", "pipeline.networks.head", "pipeline.networks.finetune",
+                    "pipeline.networks.training", "pipeline.networks.features")
+
+
+def module_file(name: str) -> Path | None:
+    """The file of a `pipeline...` module or package, None for a name that is not one (an attribute)."""
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The `pipeline...` modules a file imports anywhere in it (inside functions too), and their packages."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from package import module`
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "pipeline":
+            found.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return {name for name in found if module_file(name)}
+
+
+@cache
+def closure(path: Path) -> frozenset[Path]:
+    """Every project file that running `path` executes: itself and the files it imports, directly or not."""
+    seen, todo = set(), [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo += [module_file(name) for name in imported_modules(current)]
+    return frozenset(seen)
+
+
+def stage_entry(cmd: str) -> Path:
+    """The module a `python -m pipeline <command> ...` line runs."""
+    words = cmd.split()
+    assert words[:3] == ["python", "-m", "pipeline"], cmd
+    return PACKAGE / "stages" / f"{words[3]}.py"
+
+
+@cache
+def dvc_stages() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """dvc.yaml's stages, matrix expanded: name -> (cmd, deps)."""
+    repo = Repo(str(ROOT))
+    return {stage.addressing: (stage.cmd, tuple(str(dep.def_path) for dep in stage.deps))
+            for stage in repo.index.stages}
+
+
+def runs_code(path: Path) -> bool:
+    """Whether a file holds more than a docstring (a package's bare `__init__.py` does not)."""
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
+
+
+def uncovered(files: frozenset[Path], deps: tuple[str, ...]) -> list[str]:
+    """The files that run code (relative to the root) that no dep names, itself or through a folder above it."""
+    covered = [ROOT / dep for dep in deps]
+    return sorted(str(file.relative_to(ROOT)) for file in files
+                  if runs_code(file) and not any(file == dep or dep in file.parents for dep in covered))
+
+
+@pytest.mark.parametrize("stage", sorted(dvc_stages()))
+def test_each_stage_depends_on_every_module_it_imports(stage):
+    cmd, deps = dvc_stages()[stage]
+    files = closure(stage_entry(cmd)) | closure(PACKAGE / "__main__.py")
+    missing = uncovered(files, deps)
+    assert not missing, f"stage {stage}: dvc.yaml deps miss {', '.join(missing)}"
+
+
+def test_no_stage_module_imports_another():
+    for path in sorted((PACKAGE / "stages").glob("*.py")):
+        others = {name for name in imported_modules(path) if name.startswith("pipeline.stages.")}
+        assert not others, f"{path.relative_to(ROOT)} imports {', '.join(sorted(others))}"
+
+
+def test_inference_loads_no_training_code():
+    code = ("import sys, pipeline.networks.inference; "
+            f"print(sorted(name for name in sys.modules if name.startswith({TRAINING_MODULES!r})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_every_output_path_in_dvc_yaml_is_named_in_the_paths_module():
+    defined = {value for value in vars(paths).values() if isinstance(value, Path)}
+    folders = defined | {path.parent for path in defined}
+    repo = Repo(str(ROOT))
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            path = Path(str(out.def_path))
+            assert path in defined or any(folder in path.parents for folder in folders), \
+                f"stage {stage.addressing}: output {path} is in no folder of pipeline/core/paths.py"
+
+
+def artifact_entry(backbone: str) -> dict:
+    """The `artifacts:` entry of dvc.yaml for a backbone's fine-tuned model (DVC's artifacts take no matrix)."""
+    return {"path": str(paths.model_files(backbone).model), "type": "model",
+            "desc": f"{backbone} base and trained head, fine-tuned on the subject-level split; input [0, 255] pixels",
+            "labels": ["keras", "transfer-learning"]}
+
+
+def test_artifacts_are_the_backbones_models():
+    """dvc.yaml's model registry follows params.yaml's `backbones`; on a mismatch, the message is the block to paste."""
+    artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("artifacts", {})
+    backbones = yaml.safe_load((ROOT / "params.yaml").read_text())["backbones"]
+    expected = {name: artifact_entry(name) for name in backbones}
+    assert set(backbones) <= set(BACKBONES)
+    assert {name: {key: entry.get(key) for key in ("path", "type")} for name, entry in artifacts.items()} == \
+        {name: {key: entry[key] for key in ("path", "type")} for name, entry in expected.items()}, \
+        "dvc.yaml's artifacts: should be\n" + yaml.safe_dump({"artifacts": expected}, sort_keys=False)
