@@ -1,7 +1,6 @@
 """The dedupe stage: accounting for every file, tracing copies, grouping subjects."""
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -173,8 +172,8 @@ def test_index_is_byte_identical_across_runs(tiny_archive, tiny_params, tmp_path
 
 
 def test_serial_and_parallel_scans_agree(tiny_archive, tiny_params):
-    serial = replace(tiny_params.dedupe, workers=1)
-    parallel = replace(tiny_params.dedupe, workers=2)
+    serial = tiny_params.dedupe.model_copy(update={"workers": 1})
+    parallel = tiny_params.dedupe.model_copy(update={"workers": 2})
     classes = tiny_params.data.classes
     assert build_index(tiny_archive, classes, serial)[0] == build_index(tiny_archive, classes, parallel)[0]
 

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -216,7 +215,7 @@ def test_training_twice_with_one_seed_logs_the_same_losses_and_writes_the_same_f
     And the same bytes, so that DVC does not rerun the stages after one whose rerun changed nothing.
     """
     features_dir, _, _ = trained
-    params = replace(tiny_params(), head=replace(tiny_params().head, dropout=0.5))
+    params = tiny_params().model_copy(update={"head": tiny_params().head.model_copy(update={"dropout": 0.5})})
     losses, files = [], []
     for state, run in enumerate(("first", "second")):
         keras.backend.clear_session()  # as in a fresh process: layer names, and so the saved config, start over

@@ -1,131 +1,202 @@
-"""params.yaml, read once, validated, and handed on as frozen objects."""
+"""params.yaml, read once, validated, and handed on as frozen pydantic models."""
 
 import re
-from dataclasses import dataclass, fields
+import reprlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.registry import BACKBONES
 
 LAYOUTS = ("v1", "v2")
-SPLITS = ("train", "val", "test")
 ENCODINGS = ("png", "jpeg", "raw")
 CLASS_WEIGHTS = ("balanced", "none")
 SWITCHES = ("auto", "on", "off")
 KNN_TIES = ("nearest", "shrink", "random")
+REPR_CHARS = 80  # longest value repr in an error message
 
 
-@dataclass(frozen=True)
-class DataParams:
-    archive: str
-    classes: tuple[str, ...]
+def _invalid(allowed: str = "", key: str = "") -> PydanticCustomError:
+    """A broken rule at the validator's place (+ `key`); `allowed` defaults to the field's own text."""
+    return PydanticCustomError("params", "invalid", {"allowed": allowed, "key": key})
 
 
-@dataclass(frozen=True)
-class SynthParams:
-    seed: int
-    subjects: tuple[tuple[str, int], ...]  # (class, subjects), in data.classes order
-    slices: int
-    copies_per_class: int
-    duplicates: int
-    layout: str
+def _distinct(key: Callable[[str], str] = str) -> AfterValidator:
+    """Names that stay distinct, and non-empty, under `key`."""
+
+    def check(names: tuple[str, ...]) -> tuple[str, ...]:
+        if len({key(name) for name in names} - {""}) != len(names):
+            raise _invalid()
+        return names
+    return AfterValidator(check)
 
 
-@dataclass(frozen=True)
-class DedupeParams:
-    workers: int
-    slices_per_subject: int
-    min_score: float
-    min_margin: float
-    candidates: int
-    max_rotation: float
-    rotation_step: float
+class _Pairs:
+    """A mapping validated as `schema` (a model or dict type), kept as its (key, value) pairs in order."""
+
+    def __init__(self, schema: Any):
+        self.schema = schema
+        self.adapter = TypeAdapter(schema)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.validate)
+
+    def validate(self, raw: Any) -> tuple:
+        value = self.adapter.validate_python(raw)
+        return tuple(value.items() if isinstance(value, dict) else value)
 
 
-@dataclass(frozen=True)
-class SplitParams:
-    ratios: tuple[tuple[str, float], ...]  # (split, share), in SPLITS order
+def _int(low: int, high: int | None = None) -> Any:
+    return Annotated[int, Field(ge=low, le=high)]
+
+
+def _num(low: float, high: float, open_low: bool = False) -> Any:
+    return Annotated[float, Field(gt=low, le=high) if open_low else Field(ge=low, le=high)]
+
+
+def _list(item: Any, description: str, min_length: int = 0, *checks: Any) -> Any:
+    """A YAML list, kept as a tuple."""
+    return Annotated[tuple[item, ...], Field(strict=False, min_length=min_length, description=description), *checks]
+
+
+Seed = _int(0)
+Share = _num(0.0, 1.0, open_low=True)
+Text = Annotated[str, Field(pattern=r"\S")]
+Name = Annotated[str, Field(min_length=1)]
+BackboneName = Literal[tuple(BACKBONES)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class DataParams(_Model):
+    archive: Text
+    classes: _list(Name, "at least two distinct class names", 2, _distinct())  # in ordinal order
+
+
+class SynthParams(_Model):
+    seed: Seed
+    subjects: Annotated[tuple[tuple[str, int], ...], _Pairs(dict[str, _int(1)])]  # (class, subjects), classes order
+    slices: _int(2, 128)
+    copies_per_class: _int(0)
+    duplicates: _int(0)
+    layout: Literal[LAYOUTS]
+
+
+class DedupeParams(_Model):
+    workers: _int(0, 256)
+    slices_per_subject: _int(1)
+    min_score: _num(0.0, 1.0)
+    min_margin: _num(0.0, 1.0)
+    candidates: _int(1, 256)
+    max_rotation: _num(0.0, 45.0)
+    rotation_step: _num(0.0, 45.0, open_low=True)
+
+
+class _Ratios(_Model):
+    train: Share
+    val: Share
+    test: Share
+
+    @model_validator(mode="after")
+    def _add_up_to_one(self) -> "_Ratios":
+        if abs(sum(share for _, share in self) - 1.0) > 1e-6:
+            raise _invalid(f"shares for {', '.join(SPLITS)} that add up to 1")
+        return self
+
+
+SPLITS = tuple(_Ratios.model_fields)
+
+
+class SplitParams(_Model):
+    ratios: Annotated[tuple[tuple[str, float], ...], _Pairs(_Ratios)]  # (split, share), in SPLITS order
     copies_in_train: bool
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    encoding: str
-    shard_size: int
+class PreprocessParams(_Model):
+    encoding: Literal[ENCODINGS]
+    shard_size: _int(1)
 
 
-@dataclass(frozen=True)
-class HeadParams:
-    units: tuple[int, ...]  # dense layers before the softmax
-    dropout: float
-    l2: float
-    class_weight: str  # 'balanced' or 'none'
-    patience: int  # epochs without a better val loss before stopping
+class HeadParams(_Model):
+    units: _list(_int(1), "a list of positive integers (may be empty)")  # dense layers before the softmax
+    dropout: _num(0.0, 0.95)
+    l2: _num(0.0, 1.0)
+    class_weight: Literal[CLASS_WEIGHTS]
+    patience: _int(1)  # epochs without a better val loss before stopping
 
 
-@dataclass(frozen=True)
-class FineTuneParams:
-    unfreeze: float  # share of the base's layers unfrozen from the top; -1: the backbone's default
-    patience: int
-    mixed_precision: str  # 'auto' (on a GPU), 'on' or 'off'
+class FineTuneParams(_Model):
+    # share of the base's layers unfrozen from the top; -1: the backbone's default
+    unfreeze: Annotated[Union[Literal[-1], _num(0.0, 1.0)], AfterValidator(float)]
+    patience: _int(1)
+    mixed_precision: Literal[SWITCHES]  # 'auto' (on a GPU), 'on' or 'off'
     xla: bool
-    max_train_images: int  # images per fine-tuning epoch (0: all), to bound CPU time
+    max_train_images: _int(0)  # images per fine-tuning epoch (0: all), to bound CPU time
 
 
-@dataclass(frozen=True)
-class AugmentParams:
-    views: int  # augmented views per train image in the cached features (besides the image itself)
+class AugmentParams(_Model):
+    views: _int(0, 16)  # augmented views per train image in the cached features (besides the image itself)
     flip: bool
-    rotation: float  # degrees either way
-    zoom: float  # share either way
-    contrast: float
-    brightness: float
+    rotation: _num(0.0, 180.0)  # degrees either way
+    zoom: _num(0.0, 0.9)  # share either way
+    contrast: _num(0.0, 0.9)
+    brightness: _num(0.0, 0.9)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    bootstrap: int  # subject-bootstrap resamples for the 95% intervals
-    latency_runs: int  # timed batches per latency figure
+class EvaluateParams(_Model):
+    bootstrap: _int(10)  # subject-bootstrap resamples for the 95% intervals
+    latency_runs: _int(1)  # timed batches per latency figure
 
 
-@dataclass(frozen=True)
-class CompareParams:
-    sensitivity: float  # sensitivity target of the "any dementia" operating point
+class CompareParams(_Model):
+    sensitivity: Share  # sensitivity target of the "any dementia" operating point
 
 
-@dataclass(frozen=True)
-class AuditParams:
-    backbone: str  # whose cached features the audit's model reads
-    repeats: int  # fresh random splits and shuffled labels per split
-    test_share: float  # share of the pool in test, for the per-image random splits
+class AuditParams(_Model):
+    backbone: BackboneName  # whose cached features the audit's model reads
+    repeats: _int(1, 1000)  # fresh random splits and shuffled labels per split
+    test_share: _num(0.0, 0.9, open_low=True)  # share of the pool in test, for the per-image random splits
 
 
-@dataclass(frozen=True)
-class KnnParams:
-    k: int
-    ties: tuple[str, ...]  # tie-breaking rules (KNN_TIES), one kNN model each
+class KnnParams(_Model):
+    k: _int(1, 1000)
+    ties: _list(Literal[KNN_TIES], f"a non-empty list of distinct rules from {', '.join(KNN_TIES)}", 1, _distinct())
 
 
-@dataclass(frozen=True)
-class BaselinesParams:
-    backbone: str  # whose cached features the classical models read
-    folds: int  # grouped cross-validation folds over train and val
+class BaselinesParams(_Model):
+    backbone: BackboneName  # whose cached features the classical models read
+    folds: _int(2, 100)  # grouped cross-validation folds over train and val
     knn: KnnParams
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int
-    backbones: tuple[str, ...]
-    weights: str
-    image_size: int
-    batch_size: int
-    lr: float
-    epochs: int
-    fine_tune_lr: float
-    fine_tune_epochs: int
+class Params(_Model):
+    seed: Seed
+    backbones: _list(BackboneName, f"a non-empty list of distinct names from {', '.join(BACKBONES)}", 1, _distinct())
+    weights: Annotated[Text, Field(description="imagenet, none, or a path to a weights file")]
+    image_size: _int(32, 1024)
+    batch_size: _int(1, 4096)
+    lr: Share
+    epochs: _int(1)
+    fine_tune_lr: Share
+    fine_tune_epochs: _int(0)
     data: DataParams
     synth: SynthParams
     dedupe: DedupeParams
@@ -138,6 +209,23 @@ class Params:
     compare: CompareParams
     audit: AuditParams
     baselines: BaselinesParams
+
+    @field_validator("synth")
+    @classmethod
+    def _a_count_per_class(cls, synth: SynthParams, info: ValidationInfo) -> SynthParams:
+        if "data" not in info.data:  # data.classes is wrong, and reported
+            return synth
+        classes, counts = info.data["data"].classes, dict(synth.subjects)
+        if set(counts) != set(classes):
+            raise _invalid(f"a count for each of data.classes: {', '.join(classes)}", "subjects")
+        return synth.model_copy(update={"subjects": tuple((name, counts[name]) for name in classes)})
+
+    @model_validator(mode="after")
+    def _compared_backbones(self) -> "Params":
+        for key, name in (("audit.backbone", self.audit.backbone), ("baselines.backbone", self.baselines.backbone)):
+            if name not in self.backbones:
+                raise _invalid(f"one of backbones: {', '.join(self.backbones)}", key)
+        return self
 
 
 class _Loader(yaml.SafeLoader):
@@ -161,265 +249,72 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) into a Params object."""
-    root = _Section(raw, "")
-    data = _data(root.section("data"))
-    backbones = root.names("backbones")
-    params = Params(
-        seed=root.integer("seed", low=0),
-        backbones=backbones,
-        weights=root.weights("weights"),
-        image_size=root.integer("image_size", low=32, high=1024),
-        batch_size=root.integer("batch_size", low=1, high=4096),
-        lr=root.number("lr", low=0.0, high=1.0, open_low=True),
-        epochs=root.integer("epochs", low=1),
-        fine_tune_lr=root.number("fine_tune_lr", low=0.0, high=1.0, open_low=True),
-        fine_tune_epochs=root.integer("fine_tune_epochs", low=0),
-        data=data,
-        synth=_synth(root.section("synth"), data.classes),
-        dedupe=_dedupe(root.section("dedupe")),
-        split=_split(root.section("split")),
-        preprocess=_preprocess(root.section("preprocess")),
-        head=_head(root.section("head")),
-        fine_tune=_fine_tune(root.section("fine_tune")),
-        augment=_augment(root.section("augment")),
-        evaluate=_evaluate(root.section("evaluate")),
-        compare=_compare(root.section("compare")),
-        audit=_audit(root.section("audit"), backbones),
-        baselines=_baselines(root.section("baselines"), backbones),
-    )
-    root.reject_unknown(Params)
-    return params
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise _message(error.errors(include_url=False)[0], raw) from None
 
 
-def _data(section: "_Section") -> DataParams:
-    classes = section.names("classes")
-    if len(classes) < 2:
-        section.fail("classes", classes, "at least two class names")
-    params = DataParams(archive=section.text("archive"), classes=classes)
-    section.reject_unknown(DataParams)
-    return params
+def _message(error: ErrorDetails, raw: Any) -> PipelineError:
+    """One pydantic error as the one-line PipelineError that names the full key."""
+    loc, ctx = error["loc"], error.get("ctx", {})
+    if error["type"] == "params" and ctx["key"]:
+        loc += tuple(ctx["key"].split("."))
+    if error["type"] == "missing":
+        return PipelineError(f"params: {_dotted(loc)} is missing")
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_schema(loc[:-1])[1].model_fields)
+        return PipelineError(f"params: unknown key {_dotted(loc)}; known keys here: {known}")
+    key, value = (), raw
+    for part in loc:  # down to the deepest mapping key: a list or a union is reported whole
+        if not isinstance(value, dict) or part not in value:
+            break
+        key, value = (*key, part), value[part]
+    if error["type"] in ("model_type", "dict_type"):
+        return PipelineError(f"params: {_dotted(key) or 'params.yaml'} must be a mapping of keys, got {_short(value)}")
+    allowed = ctx.get("allowed") or _allowed(_schema(key)[0])
+    return PipelineError(f"params: {_dotted(key)} = {_short(value)} is invalid; allowed: {allowed}")
 
 
-def _synth(section: "_Section", classes: tuple[str, ...]) -> SynthParams:
-    subjects = section.counts("subjects", classes)
-    params = SynthParams(
-        seed=section.integer("seed", low=0),
-        subjects=subjects,
-        slices=section.integer("slices", low=2, high=128),
-        copies_per_class=section.integer("copies_per_class", low=0),
-        duplicates=section.integer("duplicates", low=0),
-        layout=section.choice("layout", LAYOUTS),
-    )
-    section.reject_unknown(SynthParams)
-    return params
+def _schema(key: tuple) -> tuple[FieldInfo | None, Any]:
+    """The field at a key of Params, and the type that validates its value."""
+    info, schema = None, Params
+    for part in key:
+        if get_origin(schema) is dict:
+            info = FieldInfo.from_annotation(get_args(schema)[1])
+        else:
+            info = schema.model_fields[part]
+        schema = next((item.schema for item in info.metadata if isinstance(item, _Pairs)), info.annotation)
+    return info, schema
 
 
-def _dedupe(section: "_Section") -> DedupeParams:
-    params = DedupeParams(
-        workers=section.integer("workers", low=0, high=256),
-        slices_per_subject=section.integer("slices_per_subject", low=1),
-        min_score=section.number("min_score", low=0.0, high=1.0),
-        min_margin=section.number("min_margin", low=0.0, high=1.0),
-        candidates=section.integer("candidates", low=1, high=256),
-        max_rotation=section.number("max_rotation", low=0.0, high=45.0),
-        rotation_step=section.number("rotation_step", low=0.0, high=45.0, open_low=True),
-    )
-    section.reject_unknown(DedupeParams)
-    return params
+def _allowed(info: FieldInfo) -> str:
+    """What a field allows, in words, from its declared type and constraints."""
+    if info.description:
+        return info.description
+    kind, limits = info.annotation, {name: getattr(item, name) for item in info.metadata
+                                     for name in ("ge", "gt", "le") if getattr(item, name, None) is not None}
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return f"an integer from {limits['ge']}" + (f" to {limits['le']}" if "le" in limits else " up")
+    if kind is float:
+        low = f"({limits['gt']}" if "gt" in limits else f"[{limits['ge']}"
+        return f"a number in {low}, {limits['le']}]"
+    if get_origin(kind) is Literal:
+        return " or ".join(map(str, get_args(kind)))
+    if get_origin(kind) is Union:
+        return " or ".join(_allowed(FieldInfo.from_annotation(arg)) for arg in get_args(kind))
+    return "a non-empty string"
 
 
-def _split(section: "_Section") -> SplitParams:
-    ratios = section.section("ratios")
-    shares = tuple((name, ratios.number(name, low=0.0, high=1.0, open_low=True)) for name in SPLITS)
-    ratios.reject_unknown_names(SPLITS)
-    total = sum(share for _, share in shares)
-    if abs(total - 1.0) > 1e-6:
-        section.fail("ratios", dict(shares), "shares for train, val and test that add up to 1")
-    params = SplitParams(ratios=shares, copies_in_train=section.flag("copies_in_train"))
-    section.reject_unknown(SplitParams)
-    return params
+def _dotted(key: tuple) -> str:
+    return ".".join(map(str, key))
 
 
-def _preprocess(section: "_Section") -> PreprocessParams:
-    params = PreprocessParams(
-        encoding=section.choice("encoding", ENCODINGS),
-        shard_size=section.integer("shard_size", low=1),
-    )
-    section.reject_unknown(PreprocessParams)
-    return params
-
-
-def _head(section: "_Section") -> HeadParams:
-    params = HeadParams(
-        units=section.sizes("units"),
-        dropout=section.number("dropout", low=0.0, high=0.95),
-        l2=section.number("l2", low=0.0, high=1.0),
-        class_weight=section.choice("class_weight", CLASS_WEIGHTS),
-        patience=section.integer("patience", low=1),
-    )
-    section.reject_unknown(HeadParams)
-    return params
-
-
-def _fine_tune(section: "_Section") -> FineTuneParams:
-    unfreeze = section.get("unfreeze")
-    if unfreeze != -1:
-        unfreeze = section.number("unfreeze", low=0.0, high=1.0)
-    params = FineTuneParams(
-        unfreeze=float(unfreeze),
-        patience=section.integer("patience", low=1),
-        mixed_precision=section.choice("mixed_precision", SWITCHES),
-        xla=section.flag("xla"),
-        max_train_images=section.integer("max_train_images", low=0),
-    )
-    section.reject_unknown(FineTuneParams)
-    return params
-
-
-def _augment(section: "_Section") -> AugmentParams:
-    params = AugmentParams(
-        views=section.integer("views", low=0, high=16),
-        flip=section.flag("flip"),
-        rotation=section.number("rotation", low=0.0, high=180.0),
-        zoom=section.number("zoom", low=0.0, high=0.9),
-        contrast=section.number("contrast", low=0.0, high=0.9),
-        brightness=section.number("brightness", low=0.0, high=0.9),
-    )
-    section.reject_unknown(AugmentParams)
-    return params
-
-
-def _evaluate(section: "_Section") -> EvaluateParams:
-    params = EvaluateParams(
-        bootstrap=section.integer("bootstrap", low=10),
-        latency_runs=section.integer("latency_runs", low=1),
-    )
-    section.reject_unknown(EvaluateParams)
-    return params
-
-
-def _compare(section: "_Section") -> CompareParams:
-    params = CompareParams(sensitivity=section.number("sensitivity", low=0.0, high=1.0, open_low=True))
-    section.reject_unknown(CompareParams)
-    return params
-
-
-def _audit(section: "_Section", backbones: tuple[str, ...]) -> AuditParams:
-    params = AuditParams(
-        backbone=section.choice("backbone", backbones),
-        repeats=section.integer("repeats", low=1, high=1000),
-        test_share=section.number("test_share", low=0.0, high=0.9, open_low=True),
-    )
-    section.reject_unknown(AuditParams)
-    return params
-
-
-def _baselines(section: "_Section", backbones: tuple[str, ...]) -> BaselinesParams:
-    params = BaselinesParams(
-        backbone=section.choice("backbone", backbones),
-        folds=section.integer("folds", low=2, high=100),
-        knn=_knn(section.section("knn")),
-    )
-    section.reject_unknown(BaselinesParams)
-    return params
-
-
-def _knn(section: "_Section") -> KnnParams:
-    ties = section.names("ties")
-    if not set(ties) <= set(KNN_TIES):
-        section.fail("ties", list(ties), "a non-empty list of distinct rules from " + ", ".join(KNN_TIES))
-    params = KnnParams(k=section.integer("k", low=1, high=1000), ties=ties)
-    section.reject_unknown(KnnParams)
-    return params
-
-
-class _Section:
-    """One mapping of params.yaml, with typed getters whose errors name the full key."""
-
-    def __init__(self, raw: Any, prefix: str):
-        if not isinstance(raw, dict):
-            where = prefix.rstrip(".") or "params.yaml"
-            raise PipelineError(f"params: {where} must be a mapping of keys, got {raw!r}")
-        self.raw = raw
-        self.prefix = prefix
-
-    def fail(self, key: str, value: Any, allowed: str) -> None:
-        raise PipelineError(f"params: {self.prefix}{key} = {value!r} is invalid; allowed: {allowed}")
-
-    def get(self, key: str) -> Any:
-        if key not in self.raw:
-            raise PipelineError(f"params: {self.prefix}{key} is missing")
-        return self.raw[key]
-
-    def section(self, key: str) -> "_Section":
-        return _Section(self.get(key), f"{self.prefix}{key}.")
-
-    def integer(self, key: str, low: int, high: int | None = None) -> int:
-        value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
-        if value < low or (high is not None and value > high):
-            self.fail(key, value, f"an integer from {low}" + (f" to {high}" if high else " up"))
-        return value
-
-    def number(self, key: str, low: float, high: float, open_low: bool = False) -> float:
-        value = self.get(key)
-        interval = f"a number in {'(' if open_low else '['}{low}, {high}]"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, value, interval)
-        if value < low or value > high or (open_low and value == low):
-            self.fail(key, value, interval)
-        return float(value)
-
-    def flag(self, key: str) -> bool:
-        value = self.get(key)
-        if not isinstance(value, bool):
-            self.fail(key, value, "true or false")
-        return value
-
-    def text(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, value, "a non-empty string")
-        return value
-
-    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
-        value = self.get(key)
-        if value not in allowed:
-            self.fail(key, value, " or ".join(allowed))
-        return value
-
-    def weights(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, value, "imagenet, none, or a path to a weights file")
-        return value
-
-    def names(self, key: str) -> tuple[str, ...]:
-        value = self.get(key)
-        ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
-        if not ok or len(set(value)) != len(value):
-            self.fail(key, value, "a non-empty list of distinct names")
-        return tuple(value)
-
-    def sizes(self, key: str) -> tuple[int, ...]:
-        value = self.get(key)
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        if not ok:
-            self.fail(key, value, "a list of positive integers (may be empty)")
-        return tuple(value)
-
-    def counts(self, key: str, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-        counts = self.section(key)
-        counts.reject_unknown_names(names)
-        return tuple((name, counts.integer(name, low=1)) for name in names)
-
-    def reject_unknown(self, cls: type) -> None:
-        self.reject_unknown_names(tuple(field.name for field in fields(cls)))
-
-    def reject_unknown_names(self, known: tuple[str, ...]) -> None:
-        unknown = sorted(set(self.raw) - set(known))
-        if unknown:
-            raise PipelineError(
-                f"params: unknown key {self.prefix}{unknown[0]}; known keys here: {', '.join(known)}"
-            )
+def _short(value: Any) -> str:
+    """A repr cut to REPR_CHARS, fast for any size of value."""
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = REPR_CHARS
+    text = shortener.repr(value)
+    return text if len(text) <= REPR_CHARS else text[:REPR_CHARS - 3] + "..."
