@@ -1,11 +1,13 @@
 """params.yaml validation: a wrong value fails at load time with its key named."""
 
+import time
+
 import pytest
 import yaml
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import load_params, parse_params
-from tests.conftest import ROOT, raw_params
+from pipeline.core.params import class_key, load_params, parse_params
+from tests.conftest import ROOT, merge_params, raw_params
 
 
 def test_committed_params_load():
@@ -75,3 +77,99 @@ def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
     path.write_text(text.replace("fine_tune_lr: 0.0001", "fine_tune_lr: 5e-05").replace("lr: 0.001", "lr: 1E+0"))
     params = load_params(path)
     assert params.fine_tune_lr == 5e-05 and params.lr == 1.0
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def _committed(**replacements) -> str:
+    """The committed params.yaml text, with the first occurrence of each key text replaced by its value."""
+    text = (ROOT / "params.yaml").read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    return text
+
+
+def test_nan_and_infinity_are_not_numbers(tmp_path):
+    with pytest.raises(PipelineError, match=r"params: dedupe.min_margin = nan is invalid; allowed: a number in \[0.0"):
+        load_params(_write(tmp_path, _committed(**{"min_margin: 0.005": "min_margin: .nan"})))
+    with pytest.raises(PipelineError, match=r"params: augment.rotation = inf is invalid"):
+        load_params(_write(tmp_path, _committed(**{"rotation: 10": "rotation: .inf"})))
+    with pytest.raises(PipelineError, match=r"params: split.ratios.val = -inf is invalid"):
+        parse_params(raw_params(split={"ratios": {"train": 0.7, "val": float("-inf"), "test": 0.15}}))
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path):
+    text = _committed(**{"seed: 42": "seed: 42\nseed: 43"})
+    with pytest.raises(PipelineError, match=r"not valid YAML \(duplicate key 'seed' at line 5\b"):
+        load_params(_write(tmp_path, text))
+    text = _committed(**{"  slices: 32": "  slices: 32\n  slices: 16"})
+    with pytest.raises(PipelineError, match="duplicate key 'slices'"):
+        load_params(_write(tmp_path, text))
+
+
+def test_aliases_fail_fast_and_deep_nesting_is_refused(tmp_path):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = _committed(**{"backbones: [": "bomb:\n  " + "\n  ".join(lines) + "\nbackbones: *a9\nold: ["})
+    path = _write(tmp_path, bomb)
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match=r"not valid YAML \(anchor or alias 'a0'"):
+        load_params(path)
+    assert time.perf_counter() - start < 1
+    with pytest.raises(PipelineError, match="not valid YAML \\(anchor or alias 'seed'"):
+        load_params(_write(tmp_path, _committed(**{"seed: 42": "seed: &seed 42", "  seed: 7": "  seed: *seed"})))
+    deep = _committed(**{"units: [256]": "units: " + "[" * 20000 + "]" * 20000})
+    with pytest.raises(PipelineError, match="not valid YAML \\(nesting deeper than 20 levels"):
+        load_params(_write(tmp_path, deep))
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_offset(tmp_path):
+    data = (ROOT / "params.yaml").read_bytes()
+    offset = data.index(b"# split and training seed") + 2
+    path = tmp_path / "params.yaml"
+    path.write_bytes(data[:offset] + b"\xe9" + data[offset + 1:])
+    with pytest.raises(PipelineError, match=rf"{path}: not UTF-8 \(byte 0xe9 at offset {offset}\)"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"seed": 2**32}, "seed"),
+    ({"seed": 10**30}, "seed"),
+    ({"synth": {"seed": 2**32}}, "synth.seed"),
+])
+def test_seeds_fit_numpy(overrides, key):
+    allowed = "an integer from 0 to 4294967295"
+    with pytest.raises(PipelineError, match=rf"params: {key} = \d+ is invalid; allowed: {allowed}"):
+        parse_params(raw_params(**overrides))
+    assert parse_params(raw_params(seed=2**32 - 1, synth={"seed": 0})).seed == 2**32 - 1
+
+
+def test_a_rotation_step_too_fine_for_the_range_is_refused():
+    with pytest.raises(PipelineError, match=r"params: dedupe.rotation_step = 0.0001 is invalid; allowed: a step of"):
+        parse_params(raw_params(dedupe={"rotation_step": 0.0001}))
+    assert parse_params(raw_params(dedupe={"max_rotation": 45, "rotation_step": 0.5})).dedupe.rotation_step == 0.5
+
+
+def test_weights_are_imagenet_none_or_an_existing_file(tmp_path, monkeypatch):
+    allowed = "allowed: imagenet, none, or the path of an existing weights file"
+    with pytest.raises(PipelineError, match=rf"params: weights = 'imagnet' is invalid; {allowed}"):
+        parse_params(raw_params(weights="imagnet"))
+    with pytest.raises(PipelineError, match="params: weights = "):
+        parse_params(raw_params(weights=str(tmp_path / "missing.weights.h5")))
+    (tmp_path / "base.weights.h5").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert parse_params(raw_params(weights="base.weights.h5")).weights == "base.weights.h5"
+    assert parse_params(raw_params(weights="imagenet")).weights == "imagenet"
+
+
+@pytest.mark.parametrize("classes", [["MildDemented", "Mild_Demented"], ["NonDemented", "non-demented"], ["A", "__"]])
+def test_class_names_must_differ_as_folder_names_are_matched(classes):
+    subjects = dict.fromkeys(classes, 2)
+    with pytest.raises(PipelineError, match=r"params: data.classes = .* is invalid; allowed: at least two class names"):
+        parse_params(merge_params(raw_params(data={"classes": classes}), {"synth": {"subjects": subjects}}))
+    assert class_key("Mild_Demented") == class_key("mild demented") == "milddemented"

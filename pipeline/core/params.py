@@ -2,7 +2,7 @@
 
 import re
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -29,7 +29,14 @@ ENCODINGS = ("png", "jpeg", "raw")
 CLASS_WEIGHTS = ("balanced", "none")
 SWITCHES = ("auto", "on", "off")
 KNN_TIES = ("nearest", "shrink", "random")
+MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rotation / rotation_step)
+MAX_DEPTH = 20  # deepest nesting of the YAML file
 REPR_CHARS = 80  # longest value repr in an error message
+
+
+def class_key(name: str) -> str:
+    """A class name as archive folders are matched to it: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def _invalid(allowed: str = "", key: str = "") -> PydanticCustomError:
@@ -75,7 +82,7 @@ def _list(item: Any, description: str, min_length: int = 0, *checks: Any) -> Any
     return Annotated[tuple[item, ...], Field(strict=False, min_length=min_length, description=description), *checks]
 
 
-Seed = _int(0)
+Seed = _int(0, 2**32 - 1)  # what numpy and scikit-learn accept
 Share = _num(0.0, 1.0, open_low=True)
 Text = Annotated[str, Field(pattern=r"\S")]
 Name = Annotated[str, Field(min_length=1)]
@@ -83,12 +90,13 @@ BackboneName = Literal[tuple(BACKBONES)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DataParams(_Model):
     archive: Text
-    classes: _list(Name, "at least two distinct class names", 2, _distinct())  # in ordinal order
+    classes: _list(Name, "at least two class names, distinct even lower-cased with only letters and digits kept",
+                   2, _distinct(class_key))  # in ordinal order
 
 
 class SynthParams(_Model):
@@ -108,6 +116,13 @@ class DedupeParams(_Model):
     candidates: _int(1, 256)
     max_rotation: _num(0.0, 45.0)
     rotation_step: _num(0.0, 45.0, open_low=True)
+
+    @model_validator(mode="after")
+    def _few_rotations(self) -> "DedupeParams":
+        if self.max_rotation / self.rotation_step > MAX_ROTATIONS:
+            least = self.max_rotation / MAX_ROTATIONS
+            raise _invalid(f"a step of at least max_rotation / {MAX_ROTATIONS} = {least:g}", "rotation_step")
+        return self
 
 
 class _Ratios(_Model):
@@ -190,7 +205,7 @@ class BaselinesParams(_Model):
 class Params(_Model):
     seed: Seed
     backbones: _list(BackboneName, f"a non-empty list of distinct names from {', '.join(BACKBONES)}", 1, _distinct())
-    weights: Annotated[Text, Field(description="imagenet, none, or a path to a weights file")]
+    weights: Annotated[Text, Field(description="imagenet, none, or the path of an existing weights file")]
     image_size: _int(32, 1024)
     batch_size: _int(1, 4096)
     lr: Share
@@ -209,6 +224,13 @@ class Params(_Model):
     compare: CompareParams
     audit: AuditParams
     baselines: BaselinesParams
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, weights: str) -> str:
+        if weights not in ("imagenet", "none") and not Path(weights).is_file():
+            raise _invalid()
+        return weights
 
     @field_validator("synth")
     @classmethod
@@ -229,7 +251,35 @@ class Params(_Model):
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads 5e-05 as a number (YAML 1.2, as `dvc exp run -S` writes floats)."""
+    """PyYAML's safe loader, reading 5e-05 as a number (as `dvc exp run -S` writes floats), that refuses
+    anchors and aliases, nesting deeper than MAX_DEPTH and duplicate keys."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if event.anchor is not None:
+            raise yaml.composer.ComposerError(None, None, f"anchor or alias {event.anchor!r} (not allowed here)",
+                                              event.start_mark)
+        if self.depth == MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # refused as such below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return yaml.constructor.BaseConstructor.construct_mapping(self, node, deep=deep)
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -240,10 +290,15 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate params.yaml; a wrong value stops here with its key named."""
     if not path.is_file():
         raise PipelineError(f"{path}: parameter file not found")
+    data = path.read_bytes()
     try:
-        raw = yaml.load(path.read_text(), Loader=_Loader) or {}
-    except yaml.YAMLError as error:
-        raise PipelineError(f"{path}: not valid YAML ({error})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PipelineError(f"{path}: not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})") from None
+    try:
+        raw = yaml.load(text, Loader=_Loader) or {}
+    except (yaml.YAMLError, ValueError) as error:
+        raise PipelineError(f"{path}: not valid YAML ({_problem(error)})") from None
     return parse_params(raw)
 
 
@@ -253,6 +308,13 @@ def parse_params(raw: Any) -> Params:
         return Params.model_validate(raw)
     except ValidationError as error:
         raise _message(error.errors(include_url=False)[0], raw) from None
+
+
+def _problem(error: Exception) -> str:
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return " ".join(str(error).split())
+    return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _message(error: ErrorDetails, raw: Any) -> PipelineError:

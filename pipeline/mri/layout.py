@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.params import class_key
 
 ORIGINAL_PREFIXES = {
     "NonDemented": "nonDem",
@@ -41,7 +42,7 @@ def find_files(root: Path, classes: tuple[str, ...]) -> tuple[list[FoundFile], l
     """Every file under `root` with its class and kind, and the class folders that hold no file."""
     if not root.is_dir():
         raise PipelineError(f"data.archive {root}: no such folder; looked for layouts {LAYOUTS_LOOKED_FOR}")
-    by_key = {_key(name): name for name in classes}
+    by_key = {class_key(name): name for name in classes}
     found, empty = [], []
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
@@ -53,7 +54,7 @@ def find_files(root: Path, classes: tuple[str, ...]) -> tuple[list[FoundFile], l
         if class_dir is None:
             found += [FoundFile((relative / name).as_posix(), "", "original", "") for name in sorted(files)]
             continue
-        label = by_key[_key(class_dir.name)]
+        label = by_key[class_key(class_dir.name)]
         kind, layout = _folder_kind(root, class_dir)
         for name in sorted(files):
             file_kind = kind or ("copy" if UUID_NAME.match(Path(name).stem) else "original")
@@ -64,27 +65,23 @@ def find_files(root: Path, classes: tuple[str, ...]) -> tuple[list[FoundFile], l
     return found, empty
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 def _class_dir(relative: Path, by_key: dict[str, str]) -> Path | None:
     """The deepest folder of `relative` (itself included) named after a class."""
     for candidate in (relative, *relative.parents):
-        if _key(candidate.name) in by_key:
+        if class_key(candidate.name) in by_key:
             return candidate
     return None
 
 
 def _folder_kind(root: Path, class_dir: Path) -> tuple[str | None, str]:
     """What the folders above a class folder say its files are; None: decide per file name."""
-    above = [_key(part) for part in class_dir.parent.parts]
+    above = [class_key(part) for part in class_dir.parent.parts]
     if "originaldataset" in above:
         return "original", "v1"
     if "augmentedalzheimerdataset" in above:
         return "copy", "v1"
     split = above[-1] if above else ""
-    siblings = {_key(entry.name) for entry in (root / class_dir.parent).parent.iterdir()} if above else set()
+    siblings = {class_key(entry.name) for entry in (root / class_dir.parent).parent.iterdir()} if above else set()
     if split == "val" and "train" in siblings:
         return "original", "v2"
     if split == "train" and "val" in siblings:
