@@ -23,11 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipeline.backbones import base_of, build_extractor, build_model, get_backbone
-from pipeline.finetune import unfreeze_top
-from pipeline.train import build_head, class_weights, compile_head, feature_batches
-
 from pipeline.core.params import load_params
+from pipeline.core.registry import get_backbone
+from pipeline.networks.backbones import base_of, build_extractor, build_model
+from pipeline.networks.finetune import unfreeze_top
+from pipeline.networks.head import build_head, compile_head, feature_batches
+from pipeline.networks.training import class_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CLASSES = 4

@@ -19,19 +19,18 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pipeline.dedupe import build_index
-from pipeline.synth import write_archive
 
 from pipeline.core.params import load_params
+from pipeline.mri.dedupe import build_index
 from pipeline.mri.layout import find_files
+from pipeline.mri.synth import write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE_CODE = ("pipeline/synth.py", "pipeline/anatomy.py")  # what writes the archives, besides their settings
+ARCHIVE_CODE = ("pipeline/mri/synth.py", "pipeline/mri/anatomy.py")  # what writes the archives, besides their settings
 
 
 def decode(path: Path) -> int:
@@ -77,7 +76,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scale in args.scales:
         subjects = tuple((label, count * scale) for label, count in params.synth.subjects)
-        synth = replace(params.synth, subjects=subjects, copies_per_class=params.synth.copies_per_class * scale)
+        synth = params.synth.model_copy(update={"subjects": subjects, "copies_per_class": params.synth.copies_per_class * scale})
         root = args.workdir / f"x{scale}-{_archive_hash(synth)}"
         if not root.is_dir():
             partial = root.with_name(f"{root.name}.partial")  # an interrupted build is never taken for a whole one

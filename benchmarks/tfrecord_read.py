@@ -19,14 +19,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from pipeline.preprocess import Row, load_image, write_tfrecords
-from pipeline.synth import augment
-
 from pipeline.core.params import ENCODINGS, AugmentParams, load_params
 from pipeline.imaging.augment import augment_dataset, build_augmenter
-from pipeline.imaging.reader import is_image_name
-from pipeline.imaging.tfrecords import make_dataset
+from pipeline.imaging.reader import is_image_name, load_image
+from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
 from pipeline.mri.anatomy import load_template, subject_slices
+from pipeline.mri.synth import augment
+from pipeline.tables.split import SplitRow as Row
 
 LABEL = "scan"
 WARM_UP_BATCHES = 2

@@ -3,7 +3,6 @@
 import hashlib
 import re
 import sys
-from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -54,17 +53,17 @@ def test_duplicates_are_byte_identical_copies(tiny_archive, tiny_params):
 
 
 def test_deterministic_for_a_seed_and_layout_v2(tmp_path, tiny_params):
-    synth = replace(tiny_params.synth, subjects=(("NonDemented", 1), ("MildDemented", 1)), slices=2,
-                    copies_per_class=3, duplicates=1)
+    synth = tiny_params.synth.model_copy(update={"subjects": (("NonDemented", 1), ("MildDemented", 1)), "slices": 2,
+                                                 "copies_per_class": 3, "duplicates": 1})
     classes = ("NonDemented", "MildDemented")
     first = write_archive(tmp_path / "a", classes, synth)
     again = write_archive(tmp_path / "b", classes, synth)
     assert first == again
     for row in first:
         assert (tmp_path / "a" / row.path).read_bytes() == (tmp_path / "b" / row.path).read_bytes()
-    other = write_archive(tmp_path / "c", classes, replace(synth, seed=synth.seed + 1))
+    other = write_archive(tmp_path / "c", classes, synth.model_copy(update={"seed": synth.seed + 1}))
     assert [row.path for row in other] != [row.path for row in first]
-    v2 = write_archive(tmp_path / "d", classes, replace(synth, layout="v2"))
+    v2 = write_archive(tmp_path / "d", classes, synth.model_copy(update={"layout": "v2"}))
     assert {row.path.split("/")[1] for row in v2} == {"val", "train"}
     assert all(row.path.startswith("data/val/") == (row.kind == "original") for row in v2)
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from pipeline.core import paths
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import BACKBONES
 
@@ -286,7 +287,7 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9
                               list("-+0123456789"))
 
 
-def load_params(path: Path = Path("params.yaml")) -> Params:
+def load_params(path: Path = paths.PARAMS) -> Params:
     """Read and validate params.yaml; a wrong value stops here with its key named."""
     if not path.is_file():
         raise PipelineError(f"{path}: parameter file not found")

@@ -154,7 +154,7 @@ def write_tfrecords(rows: list, archive: Path, out_dir: Path, classes: tuple[str
                     encoding: str, shard_size: int) -> dict:
     """Replace `out_dir` with each split's shards, written in row order, and meta.json; return the meta.
 
-    `rows` are splits.csv's rows (`pipeline.tables.index.SplitRow`): path, label, split and the ID_FIELDS.
+    `rows` are splits.csv's rows (`pipeline.tables.split.SplitRow`): path, label, split and the ID_FIELDS.
     """
     if out_dir.exists():
         shutil.rmtree(out_dir)
