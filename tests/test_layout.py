@@ -95,6 +95,25 @@ def test_each_stage_depends_on_every_module_it_imports(stage):
     assert not missing, f"stage {stage}: dvc.yaml deps miss {', '.join(missing)}"
 
 
+# What each library package may import besides itself: the packages below it.
+LAYERS = {
+    "analysis": {"tables", "core"},
+    "networks": {"imaging", "tables", "core"},
+    "mri": {"imaging", "tables", "core"},
+    "tables": {"core"},
+    "imaging": {"core"},
+    "core": set(),
+}
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_each_package_imports_only_the_packages_below_it(package):
+    for path in sorted((PACKAGE / package).glob("*.py")):
+        used = {name.split(".")[1] for name in imported_modules(path) if name.count(".") >= 1}
+        above = used - LAYERS[package] - {package}
+        assert not above, f"{path.relative_to(ROOT)} imports pipeline.{', pipeline.'.join(sorted(above))}"
+
+
 def test_no_stage_module_imports_another():
     for path in sorted((PACKAGE / "stages").glob("*.py")):
         others = {name for name in imported_modules(path) if name.startswith("pipeline.stages.")}
