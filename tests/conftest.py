@@ -22,7 +22,7 @@ TINY_SYNTH = {
     "duplicates": 3,
 }
 TINY_DEDUPE = {"slices_per_subject": 8}
-PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots", ".dvc/config")
+PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots", ".dvc/config", ".gitignore", ".dvcignore")
 BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
 TINY_TRAINING = {
     "backbones": BACKBONES,
