@@ -1,5 +1,8 @@
 """The one function that decides what a valid image is, and the resizing every model input gets."""
 
+import errno
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -26,8 +29,36 @@ MODE_NAMES = {
 }
 
 
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+OPEN_ERRORS = {
+    errno.EACCES: "permission denied: this user cannot read the file (check its permissions)",
+    errno.EPERM: "permission denied: this user cannot read the file (check its permissions)",
+    errno.ENOENT: "no such file (deleted while the stage ran, or a broken symlink)",
+    errno.ELOOP: "a symlink loop, not a file",
+    errno.EISDIR: "a folder, not a file",
+}
+
+
 class InvalidImage(ValueError):
     """The file is not an image this project can use; the message says why."""
+
+
+def not_a_file(path: Path) -> str:
+    """Why `path` is no regular file to read (a pipe, socket, device, folder, or unreadable); '' when it is one.
+
+    Looks at the file's status only: opening a named pipe for reading would wait for a writer forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return OPEN_ERRORS.get(error.errno, f"cannot read the file ({error.strerror})")
+    return next((f"{kind}, not a regular file" for test, kind in SPECIAL_FILES if test(mode)), "")
 
 
 def is_image_name(path: Path) -> bool:
@@ -44,12 +75,26 @@ def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.I
     """Decode one file to an 8-bit grayscale PIL image, or raise InvalidImage saying why not.
 
     With `at_least` (width, height), a JPEG may be decoded at a reduced scale no smaller than
-    that: faster, and every byte of the file is still read and checked.
+    that: faster, and every byte of the file is still read and checked. Whatever Pillow raises
+    on a corrupt or misnamed file becomes an InvalidImage saying why (the caller names the file).
     """
+    problem = not_a_file(path)
+    if problem:
+        raise InvalidImage(problem)
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise InvalidImage(OPEN_ERRORS.get(error.errno, f"cannot read the file ({error.strerror})")) from None
+    with handle:
+        return _decode(handle, at_least)
+
+
+def _decode(handle, at_least: tuple[int, int] | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd tags: the outcome alone decides
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
                 _check_header(image)
                 if at_least:
                     image.draft("L", at_least)
@@ -60,12 +105,14 @@ def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InvalidImage(f"image too large to decode safely ({error})") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size
-        if size == 0:
+        if os.fstat(handle.fileno()).st_size == 0:
             raise InvalidImage("empty file (0 bytes)") from None
         raise InvalidImage("not a readable image (unknown or corrupt format)") from None
     except OSError as error:
         raise InvalidImage(f"corrupt or truncated image data ({error})") from None
+    except Exception as error:  # Pillow's decoders raise ValueError, TypeError, struct.error... on bad bytes
+        kind = type(error).__name__
+        raise InvalidImage(f"corrupt image data: Pillow's decoder failed ({kind}: {error})") from None
 
 
 def _check_header(image: Image.Image) -> None:
