@@ -16,6 +16,7 @@ from tqdm import tqdm
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import write_json
 from pipeline.core.params import SPLITS
+from pipeline.core.text import escape
 from pipeline.imaging.reader import load_image
 
 META_NAME = "meta.json"
@@ -41,11 +42,11 @@ def encode_image(pixels: np.ndarray, encoding: str) -> bytes:
 
 
 def serialize_example(image: bytes, label: int, ids: Mapping[str, str]) -> bytes:
-    """One tf.train.Example: encoded image, class index, and the ID_FIELDS strings."""
+    """One tf.train.Example: encoded image, class index, and the ID_FIELDS strings as CSV text (`pipeline.core.text`)."""
     feature = {
         "image": _bytes_feature(image),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        **{name: _bytes_feature(ids[name].encode()) for name in ID_FIELDS},
+        **{name: _bytes_feature(escape(ids[name]).encode()) for name in ID_FIELDS},
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString(deterministic=True)

@@ -8,6 +8,7 @@ from pipeline.core import paths
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import write_csv, write_text
 from pipeline.core.params import SPLITS, Params
+from pipeline.core.text import escape
 from pipeline.mri.truth import subjects_across_splits
 from pipeline.tables.index import read_index
 from pipeline.tables.split import assign_splits, split_metrics
@@ -29,7 +30,7 @@ def main(params: Params) -> None:
             f"{paths.INDEX}: {metrics['shared_subjects']} subjects and {metrics['shared_sources']} sources would "
             "fall in more than one split (a copy's subject differs from its source's); rerun `dvc repro dedupe`"
         )
-    write_csv(paths.SPLITS, split.rows, lineterminator="\n")
+    write_csv(paths.SPLITS, split.rows.map(escape), lineterminator="\n", encoding="utf-8")
     write_text(paths.SPLIT_METRICS, json.dumps(metrics, indent=2, sort_keys=True))
     sizes = ", ".join(f"{name} {metrics['splits'][name]['images']['total']}" for name in SPLITS)
     left_out = sum(split.copies_left_out.values())

@@ -8,6 +8,7 @@ import pandas as pd
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import replacing
+from pipeline.core.text import escape, unescape
 
 
 @dataclass(frozen=True)
@@ -26,18 +27,18 @@ INDEX_COLUMNS = tuple(field.name for field in fields(IndexRow))
 
 
 def write_index(path: Path, rows: list[IndexRow]) -> None:
-    """Write the index CSV atomically, in the given row order."""
-    with replacing(path) as partial, partial.open("w", newline="") as handle:
+    """Write the index CSV atomically, in the given row order, every value as `pipeline.core.text` CSV text."""
+    with replacing(path) as partial, partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(INDEX_COLUMNS)
-        writer.writerows(astuple(row) for row in rows)
+        writer.writerows([escape(value) for value in astuple(row)] for row in rows)
 
 
 def read_index(path: Path) -> pd.DataFrame:
-    """Read the dedupe stage's index as text, so every value is written back unchanged."""
+    """Read the dedupe stage's index as text, so every value is written back unchanged (file names as on disk)."""
     if not path.is_file():
         raise PipelineError(f"{path} not found; run `dvc repro dedupe` first")
-    index = pd.read_csv(path, dtype=str, keep_default_na=False)
+    index = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8").map(unescape)
     missing = [column for column in INDEX_COLUMNS if column not in index.columns]
     if missing:
         raise PipelineError(f"{path}: missing columns {', '.join(missing)}; run `dvc repro dedupe` again")

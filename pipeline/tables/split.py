@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import SPLITS
+from pipeline.core.text import unescape
 from pipeline.tables.index import INDEX_COLUMNS
 
 
@@ -141,12 +142,12 @@ def read_splits(path: Path, classes: tuple[str, ...]) -> list[SplitRow]:
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the split stage first (dvc repro split)")
     columns = [field.name for field in fields(SplitRow)]
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [column for column in columns if column not in (reader.fieldnames or [])]
         if missing:
             raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
-        rows = [SplitRow(**{column: record[column] for column in columns}) for record in reader]
+        rows = [SplitRow(**{column: unescape(record[column]) for column in columns}) for record in reader]
     for line, row in enumerate(rows, start=2):
         if row.label not in classes:
             raise PipelineError(f"{path}, line {line}: label {row.label!r} is not one of data.classes")
