@@ -4,6 +4,7 @@ import errno
 import os
 import stat
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pipeline.core.errors import PipelineError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 MIN_SIDE = 16
 MAX_PIXELS = 4096 * 4096
+DRAFT_FORMATS = frozenset({"JPEG", "MPO"})  # those Image.draft decodes at a reduced scale
 ACCEPTED_MODES = frozenset({"L", "RGB"})
 MODE_NAMES = {
     "RGBA": "RGBA (with transparency)",
@@ -78,6 +80,26 @@ def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.I
     that: faster, and every byte of the file is still read and checked. Whatever Pillow raises
     on a corrupt or misnamed file becomes an InvalidImage saying why (the caller names the file).
     """
+    with _opened(path) as handle:
+        return _decode(handle, at_least)[0]
+
+
+def decode_full_and_reduced(path: Path, at_least: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """`decode_image(path)` (pixel identity is judged on it, whatever the container) and `decode_image(path, at_least)`.
+
+    Only a JPEG decodes differently with `at_least`, so only a JPEG is decoded twice.
+    """
+    with _opened(path) as handle:
+        full, format_name = _decode(handle, None)
+        if format_name not in DRAFT_FORMATS:
+            return full, full
+        handle.seek(0)
+        return full, _decode(handle, at_least)[0]
+
+
+@contextmanager
+def _opened(path: Path):
+    """`path` opened for reading, or InvalidImage saying why it cannot be; a pipe or device is never opened."""
     problem = not_a_file(path)
     if problem:
         raise InvalidImage(problem)
@@ -86,10 +108,11 @@ def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.I
     except OSError as error:
         raise InvalidImage(OPEN_ERRORS.get(error.errno, f"cannot read the file ({error.strerror})")) from None
     with handle:
-        return _decode(handle, at_least)
+        yield handle
 
 
-def _decode(handle, at_least: tuple[int, int] | None) -> Image.Image:
+def _decode(handle, at_least: tuple[int, int] | None) -> tuple[Image.Image, str]:
+    """The grayscale image and Pillow's name for its format."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on odd tags: the outcome alone decides
@@ -99,7 +122,7 @@ def _decode(handle, at_least: tuple[int, int] | None) -> Image.Image:
                 if at_least:
                     image.draft("L", at_least)
                 image.load()
-                return image if image.mode == "L" else image.convert("L")
+                return (image if image.mode == "L" else image.convert("L")), image.format
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -2,13 +2,16 @@
 
 import functools
 import hashlib
+import itertools
 import logging
 import mmap
 import multiprocessing
 import os
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
+from multiprocessing.connection import wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,16 +20,17 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from pipeline.core.errors import PipelineError
 from pipeline.core.params import DedupeParams
-from pipeline.imaging.reader import InvalidImage, decode_image, is_image_name, read_image
+from pipeline.imaging.reader import InvalidImage, decode_full_and_reduced, is_image_name, not_a_file
 from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, reduce
-from pipeline.mri.layout import FoundFile, find_files
+from pipeline.mri.layout import FoundFile, count_on_disk, find_files
 from pipeline.mri.matching import match_copies
-from pipeline.mri.subjects import group_subjects
+from pipeline.mri.subjects import fits_a_name_rule, group_subjects
 from pipeline.tables.index import IndexRow
 
 BATCH = 32  # files a worker reads and fingerprints together
-JOBS_PER_MESSAGE = 8  # batches sent to a worker at once; sent one by one, they kept workers waiting 10% of a scan
+IN_FLIGHT = 2  # batches sent ahead to each worker, so that none waits for its next
 REFERENCE_SAMPLE = 256  # originals whose headers fix the frame every scan is reduced to
 _INHERITED: tuple = ()  # the scan jobs, and the arrays of keys and views they write into, for forked workers
 log = logging.getLogger(__name__)
@@ -46,7 +50,10 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
     rows: dict[str, IndexRow] = {}
     images = []
     for file in found:
-        if not file.label:
+        problem = file.problem or not_a_file(root / file.path)
+        if problem:
+            rows[file.path] = _rejected(file, problem)
+        elif not file.label:
             rows[file.path] = _rejected(file, f"not inside a class folder ({', '.join(classes)})")
         elif not is_image_name(Path(file.path)):
             rows[file.path] = _rejected(file, f"not an image file (suffix {Path(file.path).suffix or 'none'!r})")
@@ -61,14 +68,18 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
             rows[file.path] = _rejected(file, scan.reason)
         else:
             readable.append((file, scan))
-    kept, set_aside = _pixel_identical(root, readable)
+    kept, set_aside = _pixel_identical(readable)
     rows.update(set_aside)
     with threadpool_limits(1, user_api="blas"):  # its products are small: threads only contend
         placed, report = _place(kept, settings)
     rows.update(placed)
     rows.update(_inherit_from_kept(set_aside, rows))
     index = [rows[path] for path in sorted(rows)]
-    report.update(_counts(found, index, empty_folders))
+    on_disk = count_on_disk(root)
+    if on_disk != len(index):
+        raise PipelineError(f"data.archive {root}: {on_disk} entries on disk but {len(index)} rows indexed; "
+                            "did files change while the stage ran? Rerun `dvc repro dedupe`")
+    report.update(_counts(on_disk, found, index, empty_folders))
     return index, report
 
 
@@ -100,18 +111,89 @@ def _shared(shape: tuple[int, ...]) -> np.ndarray:
 
 @contextmanager
 def _mapper(workers: int, *inherited):
-    """A lazy map over worker processes (or this one) that read `inherited` and can write into its arrays."""
+    """A lazy, ordered map over worker processes (or this one) that read `inherited` and can write into its arrays."""
     global _INHERITED
     _INHERITED = inherited  # forked workers inherit it
     _keep_freed_memory()
+    count = workers or os.cpu_count() or 1
     try:
-        if (workers or os.cpu_count() or 1) == 1:
+        if count == 1:
             yield map
         else:
-            with multiprocessing.get_context("fork").Pool(workers or os.cpu_count()) as pool:
-                yield functools.partial(pool.imap, chunksize=JOBS_PER_MESSAGE)
+            with _forked(count) as links:
+                yield functools.partial(_ordered_map, links)
     finally:
         _INHERITED = ()
+
+
+@contextmanager
+def _forked(count: int):
+    """`count` forked worker processes, each behind a pipe of its own; all killed on the way out, however it goes.
+
+    No lock is shared (multiprocessing.Pool's queues share one), so a worker dying at any moment
+    blocks nothing. Workers ignore SIGINT and SIGTERM: a signal to the process group is this
+    process's to handle, and it stops them with SIGKILL.
+    """
+    context = multiprocessing.get_context("fork")
+    links, processes = [], []
+    try:
+        for _ in range(count):
+            link, worker_end = context.Pipe()
+            processes.append(context.Process(target=_work, args=(worker_end,), daemon=True))
+            processes[-1].start()
+            worker_end.close()
+            links.append(link)
+        yield links
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
+
+
+def _work(link) -> None:
+    """A worker's loop: (function, number) in, (number, result, error) out, until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        while True:
+            function, number = link.recv()
+            try:
+                reply = (number, function(number), None)
+            except Exception as error:  # a bug: raised again in the stage process
+                reply = (number, None, error)
+            link.send(reply)
+    except (EOFError, OSError):  # the stage process is gone
+        pass
+
+
+def _ordered_map(links: list, function, numbers: Iterable[int]):
+    """`function` over `numbers` on the workers behind `links`, each kept IN_FLIGHT jobs ahead, results in order."""
+    numbers = list(numbers)
+    upcoming = iter(numbers)
+    busy = Counter()
+    for link in links:
+        for number in itertools.islice(upcoming, IN_FLIGHT):
+            link.send((function, number))
+            busy[link] += 1
+    done, position = {}, 0
+    while position < len(numbers):
+        for link in wait([link for link in links if busy[link]]):
+            try:
+                number, result, error = link.recv()
+            except EOFError:
+                raise PipelineError("a dedupe worker process died (out of memory?); "
+                                    "rerun with dedupe.workers: 1 to see the file it stopped at") from None
+            if error is not None:
+                raise error
+            done[number] = result
+            busy[link] -= 1
+            for following in itertools.islice(upcoming, 1):
+                link.send((function, following))
+                busy[link] += 1
+        while position in done:
+            yield done.pop(position)
+            position += 1
 
 
 def _keep_freed_memory() -> None:
@@ -151,12 +233,12 @@ def _scan_batch(number: int) -> list[tuple[str, str]]:
     results, reduced = [], {}
     for position, path in enumerate(paths):
         try:
-            image = decode_image(path, at_least=frame[::-1])
+            full, scaled = decode_full_and_reduced(path, at_least=frame[::-1])
         except InvalidImage as error:
             results.append(("", str(error)))
             continue
-        reduced[position] = reduce(image, frame)
-        results.append((_digest(reduced[position]), ""))  # a first sort: full-resolution digests confirm
+        reduced[position] = reduce(scaled, frame)
+        results.append((_digest(np.asarray(full)), ""))
     if reduced:
         prints = fingerprints(np.stack(list(reduced.values())), angles)
         rows = start + np.fromiter(reduced, int, len(reduced))
@@ -190,11 +272,19 @@ def _header_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
     return sizes
 
 
-def _pixel_identical(root: Path, readable: list[tuple[FoundFile, Scan]]):
-    """Keep one file of each group of pixel-identical files; conflicting labels set all aside."""
+def _pixel_identical(readable: list[tuple[FoundFile, Scan]]):
+    """Keep one file of each group of pixel-identical files; conflicting labels set all aside.
+
+    The file kept is an original before a copy, then one whose name fits a name rule (so that a
+    stray `mildDem12 (1).jpg` gives way to `mildDem12.jpg`), then the first by path.
+    """
+    groups = defaultdict(list)
+    for file, scan in readable:
+        groups[scan.digest].append((file, scan))  # digests of the full-resolution pixels
     kept, set_aside = [], {}
-    for members in _identical_groups(root, readable):
-        members.sort(key=lambda member: (member[0].kind != "original", member[0].path))
+    for members in groups.values():
+        members.sort(key=lambda member: (member[0].kind != "original", not fits_a_name_rule(Path(member[0].path).stem),
+                                         member[0].path))
         labels = sorted({file.label for file, _ in members})
         if len(labels) > 1:
             for file, _ in members:
@@ -206,23 +296,6 @@ def _pixel_identical(root: Path, readable: list[tuple[FoundFile, Scan]]):
         for file, _ in members[1:]:
             set_aside[file.path] = _row(file, "duplicate", f"pixel-identical to {first.path}", source=first.path)
     return kept, set_aside
-
-
-def _identical_groups(root: Path, readable: list[tuple[FoundFile, Scan]]) -> list[list]:
-    """Files grouped by pixels: digests of the reduced decode group, full-resolution ones confirm."""
-    groups = defaultdict(list)
-    for file, scan in readable:
-        groups[scan.digest].append((file, scan))
-    confirmed = []
-    for members in groups.values():
-        if len(members) == 1:
-            confirmed.append(members)
-            continue
-        full = defaultdict(list)
-        for file, scan in members:
-            full[_digest(read_image(root / file.path))].append((file, scan))
-        confirmed += full.values()
-    return confirmed
 
 
 def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[dict[str, IndexRow], dict]:
@@ -299,7 +372,7 @@ def _distribution(values: list[float]) -> dict:
     return {name: round(float(value), 4) for name, value in zip(("min", "p01", "p05", "median"), quantiles)}
 
 
-def _counts(found: list[FoundFile], index: list[IndexRow], empty_folders: list[str]) -> dict:
+def _counts(on_disk: int, found: list[FoundFile], index: list[IndexRow], empty_folders: list[str]) -> dict:
     status = defaultdict(Counter)
     for row in index:
         status[row.status][row.kind] += 1
@@ -309,7 +382,7 @@ def _counts(found: list[FoundFile], index: list[IndexRow], empty_folders: list[s
         if row.status == "ok" and row.kind == "original":
             subjects[row.label].add(row.subject)
     return {
-        "files": {"found": len(found), "used": used, "set_aside": len(index) - used},
+        "files": {"found": on_disk, "used": used, "set_aside": len(index) - used},
         "status": {name: dict(sorted(kinds.items())) for name, kinds in sorted(status.items())},
         "layouts": dict(sorted(Counter(file.layout or "none" for file in found).items())),
         "empty_class_folders": empty_folders,

@@ -28,6 +28,11 @@ class Grouping:
     note: str  # how the rule fared against the pixels
 
 
+def fits_a_name_rule(stem: str) -> bool:
+    """Whether a file stem could follow one of the name rules (`nonDem12`, `12 (3)`)."""
+    return bool(SLICE_MAJOR.match(stem) or SLICE_OF_SUBJECT.match(stem))
+
+
 def group_subjects(label: str, stems: list[str], views: np.ndarray, slices_per_subject: int) -> Grouping:
     """Subject ids for one class's originals, given their file stems and upright views."""
     for rule, proposal in _proposals(stems, slices_per_subject):
