@@ -34,19 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
                         + "; the scans, for predict")
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # --params before, between or after the names
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
     if args.stage != "predict" and len(args.names) != (args.stage in BACKBONE_STAGES):
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
-    stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     try:
+        stage = importlib.import_module(f"pipeline.stages.{args.stage}")
         stage.main(load_params(args.params), *args.names)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # outputs are whole or absent: `replacing` cleaned up
+        return 128 + signal.SIGINT
     return 0
 
 
