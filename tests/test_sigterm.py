@@ -1,12 +1,25 @@
-"""SIGTERM: the stage process exits through its cleanup; the worker processes it forks die as usual."""
+"""Signals: SIGTERM and Ctrl-C stop a stage promptly through its cleanup, whatever its workers are doing."""
 
+import importlib
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import yaml
+from PIL import Image
 
+import pipeline.__main__ as cli
 from pipeline.__main__ import exit_on_sigterm
+from pipeline.core import paths
+from tests.conftest import ROOT, raw_params
 
 
 @pytest.fixture
@@ -28,3 +41,67 @@ def test_forked_workers_get_the_default_sigterm_back(stage_handler):
     with multiprocessing.get_context("fork").Pool(2) as pool:  # a pool stops its workers with SIGTERM
         dispositions = pool.map(signal.getsignal, [signal.SIGTERM] * 4)
     assert dispositions == [signal.SIG_DFL] * 4
+
+
+def slow_archive(root: Path) -> Path:
+    """A plain archive whose scan takes seconds: a few large PNGs, quick to write (copies of one)."""
+    folder = root / "archive" / "NonDemented"
+    folder.mkdir(parents=True)
+    rows, cols = np.mgrid[:3400, :3000]
+    brain = ((rows - 1700) ** 2 / 1500**2 + (cols - 1500) ** 2 / 1300**2 < 1) * (100 + cols % 97)
+    Image.fromarray(brain.astype(np.uint8)).save(folder / "nonDem0.png", compress_level=1)
+    (root / "archive" / "MildDemented").mkdir()
+    for number in range(1, 24):
+        shutil.copy(folder / "nonDem0.png", root / "archive" / ("NonDemented", "MildDemented")[number % 2]
+                    / f"scan{number}.png")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(raw_params(data={"archive": str(root / "archive")}, dedupe={"workers": 2})))
+    return params
+
+
+def signal_mid_scan(tmp_path: Path, signum: int) -> tuple[int, str]:
+    """Run the dedupe stage on a slow archive, signal its process group once workers are reading; (status, stderr)."""
+    params = slow_archive(tmp_path)
+    old_index = tmp_path / paths.INDEX
+    old_index.parent.mkdir(parents=True)
+    old_index.write_text("the previous run's index\n")
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as errors:
+        stage = subprocess.Popen([sys.executable, "-m", "pipeline", "dedupe", "--params", str(params)], cwd=tmp_path,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=errors, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "dedupe: reading" not in stderr.read_text() and time.monotonic() < deadline and stage.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1.0)  # workers are mid-task: each large PNG takes a while to decode
+        assert stage.poll() is None, stderr.read_text()
+        os.killpg(stage.pid, signum)
+        status = stage.wait(timeout=10)
+    finally:
+        if stage.poll() is None:
+            os.killpg(stage.pid, signal.SIGKILL)
+            stage.wait()
+    assert old_index.read_text() == "the previous run's index\n"
+    assert not list(old_index.parent.glob(".partial-*")) and not (tmp_path / paths.DEDUPE_METRICS).exists()
+    return status, stderr.read_text()
+
+
+def test_sigterm_to_the_process_group_mid_scan_exits_143_promptly(tmp_path):
+    status, _ = signal_mid_scan(tmp_path, signal.SIGTERM)
+    assert status in (143, -signal.SIGTERM)
+
+
+def test_ctrl_c_mid_scan_exits_130_with_one_line(tmp_path):
+    status, stderr = signal_mid_scan(tmp_path, signal.SIGINT)
+    assert status == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].endswith("interrupted")
+
+
+def test_params_may_come_anywhere_on_the_command_line(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(importlib, "import_module", lambda name: SimpleNamespace(main=lambda *args: called.append(args)))
+    monkeypatch.setattr(cli, "load_params", lambda path: path)
+    for argv in (["train", "--params", "p.yaml", "MobileNetV2"], ["train", "MobileNetV2", "--params", "p.yaml"],
+                 ["--params", "p.yaml", "train", "MobileNetV2"]):
+        assert cli.main(argv) == 0
+    assert called == [(Path("p.yaml"), "MobileNetV2")] * 3
