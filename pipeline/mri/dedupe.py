@@ -139,7 +139,7 @@ def _forked(count: int):
     try:
         for _ in range(count):
             link, worker_end = context.Pipe()
-            processes.append(context.Process(target=_work, args=(worker_end,), daemon=True))
+            processes.append(context.Process(target=_work, args=(worker_end, [*links, link]), daemon=True))
             processes[-1].start()
             worker_end.close()
             links.append(link)
@@ -151,8 +151,14 @@ def _forked(count: int):
             process.join()
 
 
-def _work(link) -> None:
-    """A worker's loop: (function, number) in, (number, result, error) out, until the pipe closes."""
+def _work(link, stage_ends: list) -> None:
+    """A worker's loop: (function, number) in, (number, result, error) out, until the stage process is gone.
+
+    The stage process's ends of the pipes, inherited on fork, are closed first: a worker sees
+    the stage process go (killed, even with SIGKILL) as the end of its pipe, and exits.
+    """
+    for end in stage_ends:
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

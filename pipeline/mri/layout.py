@@ -83,6 +83,8 @@ def _walk(root: Path):
             with os.scandir(root / relative) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as error:
+            if relative == Path():
+                raise PipelineError(f"data.archive {root}: {_unlistable(error)}") from None
             yield relative.parent, [], [relative.name], {relative.name: _unlistable(error)}
             continue
         subfolders, files, problems = [], [], {}
