@@ -9,7 +9,13 @@ from keras.src.utils import file_utils
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import BACKBONES, get_backbone, input_size
-from pipeline.networks.backbones import build_base, build_extractor, calibrate_batchnorm, preprocessing_layers
+from pipeline.networks.backbones import (
+    base_of,
+    build_base,
+    build_extractor,
+    calibrate_batchnorm,
+    preprocessing_layers,
+)
 
 FAMILIES = {  # the keras.applications module whose preprocess_input each backbone's layers must match
     "MobileNetV2": keras.applications.mobilenet_v2,
@@ -46,14 +52,26 @@ def test_registry_knows_every_backbone_and_names_them_on_a_typo():
         get_backbone("ResNet50")
 
 
+COLOURS = np.array([[[[0.0, 0.0, 0.0], [200.0, 50.0, 10.0], [10.0, 90.0, 240.0], [255.0, 255.0, 255.0]]]], np.float32)
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_preprocessing_layers_match_keras_preprocess_input(name):
-    pixels = np.array([[[[0.0, 0.0, 0.0], [200.0, 200.0, 200.0], [255.0, 255.0, 255.0]]]], np.float32)
-    x = pixels
+def test_preprocessing_layers_match_keras_preprocess_input_on_colour(name):
+    x = COLOURS
     for layer in preprocessing_layers(get_backbone(name)):
         x = np.asarray(layer(x))
-    expected = FAMILIES[name].preprocess_input(pixels.copy())
-    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-3)
+    expected = FAMILIES[name].preprocess_input(COLOURS.copy())
+    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ResNet101", "MobileNetV2"])
+def test_extractor_feeds_its_base_what_keras_preprocess_input_gives(name):
+    """The whole model on a colour image equals its base on Keras' own preprocessing of that image."""
+    backbone = get_backbone(name)
+    extractor = build_extractor(backbone, "none", 32)
+    image = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    expected = base_of(extractor)(FAMILIES[name].preprocess_input(image.copy()), training=False)
+    np.testing.assert_allclose(extractor(image, training=False), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_preprocessing_differs_by_family():

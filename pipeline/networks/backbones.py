@@ -5,11 +5,12 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import Backbone, input_size
 
-CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode; gray images make the RGB->BGR swap a no-op
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode: channels to BGR, then these means subtracted
 log = logging.getLogger(__name__)
 
 
@@ -57,8 +58,21 @@ def preprocessing_layers(backbone: Backbone) -> list[keras.layers.Layer]:
     if backbone.preprocessing == "tf":
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if backbone.preprocessing == "caffe":
-        return [keras.layers.Normalization(mean=list(CAFFE_MEANS_BGR), variance=[1.0] * 3, name="preprocess")]
+        return [_rgb_to_bgr(), keras.layers.Normalization(mean=list(CAFFE_MEANS_BGR), variance=[1.0] * 3,
+                                                          name="preprocess")]
     return []
+
+
+def _rgb_to_bgr() -> keras.layers.Layer:
+    """A fixed layer that reverses the channels, RGB to BGR (exactly: a permutation matrix of ones and zeros).
+
+    A plain Dense layer rather than a Lambda or a custom class, so that the saved model loads in Keras' safe
+    mode with nothing of ours imported.
+    """
+    layer = keras.layers.Dense(3, use_bias=False, trainable=False, name="rgb_to_bgr")
+    layer.build((None, 3))
+    layer.set_weights([np.eye(3, dtype=np.float32)[::-1]])
+    return layer
 
 
 def build_extractor(backbone: Backbone, weights: str, image_size: int) -> keras.Model:
