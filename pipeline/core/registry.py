@@ -19,6 +19,8 @@ class Backbone:
     min_size: int  # smallest input side the constructor accepts
     unfreeze: float  # default share of the base's layers to fine-tune, from the top
     weights_file: Callable[[int], str]  # Keras' ImageNet file (include_top=False) for an input size
+    weights_folder: str  # its folder under Keras' download site
+    weights_hash: str | None  # the hash Keras publishes for it (md5 or sha256), None where it publishes none
 
     @property
     def constructor(self):
@@ -42,14 +44,21 @@ def _mobilenet_v2_file(size: int) -> str:
 
 
 BACKBONES = {backbone.name: backbone for backbone in (
-    Backbone("MobileNetV2", "tf", 32, 0.35, _mobilenet_v2_file),
-    Backbone("MobileNetV3Small", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5")),
-    Backbone("MobileNetV3Large", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5")),
-    Backbone("InceptionV3", "tf", 75, 0.2, _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")),
-    Backbone("ResNet101", "caffe", 32, 0.1, _fixed("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5")),
-    Backbone("VGG19", "caffe", 32, 0.25, _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")),
-    Backbone("EfficientNetV2B0", "builtin", 32, 0.2, _fixed("efficientnetv2-b0_notop.h5")),
-    Backbone("ConvNeXtTiny", "builtin", 32, 0.2, _fixed("convnext_tiny_notop.h5")),
+    Backbone("MobileNetV2", "tf", 32, 0.35, _mobilenet_v2_file, "mobilenet_v2", None),
+    Backbone("MobileNetV3Small", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+             "mobilenet_v3", "d3e8ec802a04aa4fc771ee12a9a9b836"),
+    Backbone("MobileNetV3Large", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+             "mobilenet_v3", "07fb09a5933dd0c8eaafa16978110389"),
+    Backbone("InceptionV3", "tf", 75, 0.2, _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             "inception_v3", "bcbd6486424b2319ff4ef7d526e38f63"),
+    Backbone("ResNet101", "caffe", 32, 0.1, _fixed("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             "resnet", "88cf7a10940856eca736dc7b7e228a21"),
+    Backbone("VGG19", "caffe", 32, 0.25, _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             "vgg19", "253f8cb515780f3b799900260a226db6"),
+    Backbone("EfficientNetV2B0", "builtin", 32, 0.2, _fixed("efficientnetv2-b0_notop.h5"),
+             "efficientnet_v2", "893217f2bb855e2983157299931e43ff"),
+    Backbone("ConvNeXtTiny", "builtin", 32, 0.2, _fixed("convnext_tiny_notop.h5"),
+             "convnext", "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
 )}
 
 

@@ -1,7 +1,6 @@
 """Backbone models built from the registry (`pipeline.core.registry`): base, extractor, full model."""
 
 import logging
-import os
 from pathlib import Path
 
 import keras
@@ -9,27 +8,18 @@ import numpy as np
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import Backbone, input_size
+from pipeline.networks.weights import imagenet_weights
 
 CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode: channels to BGR, then these means subtracted
 log = logging.getLogger(__name__)
 
 
-def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weight files: $KERAS_HOME/models, else ~/.keras/models."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
-
-
 def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
-    """The weights file to load into the base (None for random init); a clear error when it is missing."""
+    """The weights file to load into the base (None for random init): Keras' ImageNet file, or the given path."""
     if weights == "none":
         return None
     if weights == "imagenet":
-        path = keras_cache_dir() / backbone.weights_file(size)
-        if not path.is_file():
-            raise PipelineError(
-                f"{backbone.name}: ImageNet weights not found offline; put Keras' file {path.name} in "
-                f"{path.parent}/ (or set KERAS_HOME), or set `weights: none` in params.yaml to start from random weights")
-        return path
+        return imagenet_weights(backbone, size)
     path = Path(weights)
     if not path.is_file():
         raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
@@ -37,11 +27,7 @@ def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
 
 
 def build_base(backbone: Backbone, weights: str, size: int) -> keras.Model:
-    """The backbone without its top, global-average pooled, for size x size x 3 inputs.
-
-    Keras never downloads: ImageNet weights are read from its cache, and a missing file
-    stops here with the file's name (see weights_path).
-    """
+    """The backbone without its top, global-average pooled, for size x size x 3 inputs, with `weights` loaded."""
     path = weights_path(backbone, weights, size)
     base = backbone.constructor(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg",
                                 **backbone.options())

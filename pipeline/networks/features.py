@@ -10,10 +10,11 @@ from tqdm import tqdm
 
 from pipeline.core.files import replacing, write_json
 from pipeline.core.params import SPLITS, Params
-from pipeline.core.registry import describe, get_backbone, is_pretrained
+from pipeline.core.registry import describe, get_backbone, input_size, is_pretrained
 from pipeline.imaging.augment import augment_dataset, build_augmenter
 from pipeline.imaging.tfrecords import make_dataset, read_meta
-from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm
+from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm, weights_path
+from pipeline.networks.weights import sha256
 from pipeline.tables.features import META_NAME, base_weights_file, split_file
 
 CALIBRATION_IMAGES = 256  # train scans that set a random base's BatchNorm statistics
@@ -43,8 +44,10 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
         with replacing(split_file(out_dir, split)) as partial:
             np.savez(partial, **arrays)
         written[split] = len(arrays["labels"])
+    source = weights_path(backbone, params.weights, input_size(backbone, params.image_size))
     meta = {
         **describe(backbone, params.weights, params.image_size),
+        "weights_sha256": sha256(source) if source else None,  # which file the base started from, pinned
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
         "counts": written,

@@ -1,0 +1,102 @@
+"""`weights: imagenet`: Keras' files downloaded on first use from a mirror (a server on loopback here),
+verified against the hash Keras publishes, cached, and read from the cache afterwards."""
+
+import hashlib
+import http.server
+import socket
+import threading
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import h5py
+import keras
+import pytest
+from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.registry import get_backbone
+from pipeline.networks.backbones import build_base
+from pipeline.networks.weights import MIRROR_VARIABLE, sha256
+
+BACKBONE = "MobileNetV3Small"
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A folder served over HTTP on loopback as KERAS_WEIGHTS_MIRROR, with Keras' cache in tmp_path; the
+    paths asked for are collected."""
+    folder, asked = tmp_path / "mirror", []
+    folder.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(MIRROR_VARIABLE, f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    yield folder, asked
+    server.shutdown()
+    server.server_close()
+
+
+def keras_file(path: Path) -> keras.Model:
+    """A base with random weights, saved at `path` in Keras' own (legacy h5) format; returns the base."""
+    keras.utils.set_random_seed(1)
+    base = build_base(get_backbone(BACKBONE), "none", 32)
+    with h5py.File(path, "w") as handle:
+        save_weights_to_hdf5_group(handle, base)
+    return base
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_first_run_downloads_and_verifies_the_second_reads_the_cache(mirror, tmp_path):
+    folder, asked = mirror
+    name = get_backbone(BACKBONE).weights_file(32)
+    saved = keras_file(folder / name)
+    backbone = replace(get_backbone(BACKBONE), weights_hash=md5(folder / name))  # Keras' real file is not here
+    loaded = build_base(backbone, "imagenet", 32)
+    assert asked == [f"/{name}"]
+    cached = tmp_path / "keras" / "models" / name
+    assert sha256(cached) == sha256(folder / name)
+    for mine, theirs in zip(loaded.weights, saved.weights):
+        assert (keras.ops.convert_to_numpy(mine) == keras.ops.convert_to_numpy(theirs)).all()
+    build_base(backbone, "imagenet", 32)
+    assert asked == [f"/{name}"]  # no second request
+    assert sorted(path.name for path in cached.parent.iterdir()) == [name]
+
+
+def test_a_file_that_does_not_match_keras_hash_is_refused_and_not_cached(mirror, tmp_path):
+    folder, asked = mirror
+    name = get_backbone(BACKBONE).weights_file(32)
+    keras_file(folder / name)
+    with pytest.raises(PipelineError) as error:
+        build_base(get_backbone(BACKBONE), "imagenet", 32)  # the registry's hash is Keras' real file's
+    message = str(error.value)
+    assert "\n" not in message and name in message and "hash" in message and "weights: none" in message
+    assert asked == [f"/{name}"]
+    assert list((tmp_path / "keras" / "models").iterdir()) == []
+
+
+def test_server_down_and_nothing_cached_is_one_clear_line(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a loopback port that nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(MIRROR_VARIABLE, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(PipelineError) as error:
+        build_base(get_backbone("VGG19"), "imagenet", 32)
+    message = str(error.value)
+    assert "\n" not in message and "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert f"127.0.0.1:{port}" in message and str(tmp_path / "keras" / "models") in message
+    assert "weights: none" in message and MIRROR_VARIABLE in message
+    assert list((tmp_path / "keras" / "models").iterdir()) == []
