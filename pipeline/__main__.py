@@ -12,9 +12,9 @@ from pipeline.core import paths
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import load_params
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "features", "train", "finetune", "evaluate", "compare",
+STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
           "plots_page", "audit", "baselines")
-BACKBONE_STAGES = ("features", "train", "finetune", "evaluate")  # these take the backbone's name
+BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
 COMMANDS = (*STAGES, "predict")  # predict takes scans' paths
 
 

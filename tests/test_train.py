@@ -25,6 +25,7 @@ from pipeline.networks.features import write_features
 from pipeline.networks.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
 from pipeline.networks.head import build_head, feature_batches, train_head
 from pipeline.networks.training import class_weights
+from pipeline.networks.weights import stage_weights
 from pipeline.tables.features import load_features
 from pipeline.tables.split import SplitRow as Row
 from tests.conftest import ROOT, raw_params
@@ -59,6 +60,12 @@ def write_scans(root: Path, out_dir: Path, splits: dict[str, int]) -> Path:
     return out_dir
 
 
+def no_weights(folder: Path) -> Path:
+    """The weights stage's folder for `weights: none` (random weights), under `folder`."""
+    stage_weights(get_backbone(BACKBONE), "none", 32, folder / "weights")
+    return folder / "weights"
+
+
 @pytest.fixture(scope="module")
 def tfrecords(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("scans")
@@ -69,7 +76,7 @@ def tfrecords(tmp_path_factory) -> Path:
 def trained(tfrecords, tmp_path_factory) -> tuple[Path, Path, Path]:
     """Features and a trained head: (features dir, model dir, dvclive dir)."""
     tmp = tmp_path_factory.mktemp("trained")
-    write_features(tfrecords, tmp / "features", BACKBONE, tiny_params())
+    write_features(tfrecords, no_weights(tmp), tmp / "features", BACKBONE, tiny_params())
     train_head(tmp / "features", tmp / "models" / "head.keras", tmp / "live", tiny_params())
     return tmp / "features", tmp / "models", tmp / "live"
 
@@ -97,7 +104,7 @@ def test_features_written_twice_are_the_same_bytes(tfrecords, tmp_path):
     contents = []
     for run in ("first", "second"):
         keras.backend.clear_session()  # as in a fresh process: layer names, and so the weights file, start over
-        write_features(tfrecords, tmp_path / run, BACKBONE, tiny_params())
+        write_features(tfrecords, no_weights(tmp_path), tmp_path / run, BACKBONE, tiny_params())
         contents.append({path.name: path.read_bytes() for path in (tmp_path / run).iterdir()})
     assert sorted(contents[0]) == ["base.weights.h5", "meta.json", "test.npz", "train.npz", "val.npz"]
     assert contents[0] == contents[1]
@@ -131,7 +138,7 @@ def test_head_normalizes_with_train_statistics():
 def test_empty_val_split_falls_back_to_the_training_loss(tmp_path, caplog):
     tfrecords = write_scans(tmp_path / "archive", tmp_path / "tfrecords", {"train": 8, "val": 0, "test": 4})
     params = tiny_params(epochs=2)
-    write_features(tfrecords, tmp_path / "features", BACKBONE, params)
+    write_features(tfrecords, no_weights(tmp_path), tmp_path / "features", BACKBONE, params)
     assert load_features(tmp_path / "features", "val")["features"].shape == (0, 576)
     summary = train_head(tmp_path / "features", tmp_path / "head.keras", tmp_path / "live", params)
     assert summary["epochs_run"] == 2 and "val_loss" not in summary["final"]

@@ -17,7 +17,7 @@ from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import get_backbone
 from pipeline.networks.backbones import build_base
-from pipeline.networks.weights import MIRROR_VARIABLE, sha256
+from pipeline.networks.weights import MIRROR_VARIABLE, sha256, stage_weights, staged_weights
 
 BACKBONE = "MobileNetV3Small"
 
@@ -100,3 +100,18 @@ def test_server_down_and_nothing_cached_is_one_clear_line(tmp_path, monkeypatch)
     assert f"127.0.0.1:{port}" in message and str(tmp_path / "keras" / "models") in message
     assert "weights: none" in message and MIRROR_VARIABLE in message
     assert list((tmp_path / "keras" / "models").iterdir()) == []
+
+
+def test_staged_weights_pin_the_file_and_its_sha256(mirror, tmp_path):
+    folder, _ = mirror
+    name = get_backbone(BACKBONE).weights_file(32)
+    keras_file(folder / name)
+    backbone = replace(get_backbone(BACKBONE), weights_hash=md5(folder / name))
+    record = stage_weights(backbone, "imagenet", 32, tmp_path / "staged")
+    path, again = staged_weights(tmp_path / "staged")
+    assert record == again and path == tmp_path / "staged" / name
+    assert record["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    assert stage_weights(backbone, "none", 32, tmp_path / "staged") == {"backbone": BACKBONE, "weights": "none",
+                                                                        "file": None, "sha256": None}
+    assert staged_weights(tmp_path / "staged")[0] is None and [p.name for p in (tmp_path / "staged").iterdir()] == [
+        "source.json"]

@@ -13,6 +13,7 @@ DEDUPE_METRICS = Path("metrics/dedupe.json")
 SPLITS = Path("data/splits.csv")
 SPLIT_METRICS = Path("metrics/split.json")
 TFRECORDS = Path("data/tfrecords")
+WEIGHTS = Path("data/weights")
 FEATURES = Path("data/features")
 FEATURE_METRICS = Path("metrics/features")
 MODELS = Path("models")
@@ -33,6 +34,11 @@ PARAMS = Path("params.yaml")
 def truth_file(archive: Path) -> Path:
     """Where an archive's ground truth sits: beside it, never inside."""
     return archive.parent / f"{archive.name}-truth.csv"
+
+
+def weights_dir(backbone: str) -> Path:
+    """The weights file the backbone's base starts from, and where it came from (`pipeline.networks.weights`)."""
+    return WEIGHTS / backbone
 
 
 def features_dir(backbone: str) -> Path:

@@ -10,24 +10,25 @@ from tqdm import tqdm
 
 from pipeline.core.files import replacing, write_json
 from pipeline.core.params import SPLITS, Params
-from pipeline.core.registry import describe, get_backbone, input_size, is_pretrained
+from pipeline.core.registry import describe, get_backbone
 from pipeline.imaging.augment import augment_dataset, build_augmenter
 from pipeline.imaging.tfrecords import make_dataset, read_meta
-from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm, weights_path
-from pipeline.networks.weights import sha256
+from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm
+from pipeline.networks.weights import staged_weights
 from pipeline.tables.features import META_NAME, base_weights_file, split_file
 
 CALIBRATION_IMAGES = 256  # train scans that set a random base's BatchNorm statistics
 log = logging.getLogger(__name__)
 
 
-def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
+def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
     """Write {train,val,test}.npz (train with params.augment.views augmented views), the base's weights
-    and meta.json; return the meta."""
+    and meta.json; return the meta. The base starts from the weights staged in `weights_dir`."""
     backbone = get_backbone(backbone_name)
     keras.utils.set_random_seed(params.seed)
-    extractor = build_extractor(backbone, params.weights, params.image_size)
-    if not is_pretrained(params.weights):
+    weights_file, source = staged_weights(weights_dir)
+    extractor = build_extractor(backbone, str(weights_file) if weights_file else "none", params.image_size)
+    if weights_file is None:
         images, _ = next(iter(make_dataset(tfrecord_dir, "train", CALIBRATION_IMAGES)))
         calibrated = calibrate_batchnorm(backbone, extractor, images)
         log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
@@ -44,10 +45,9 @@ def write_features(tfrecord_dir: Path, out_dir: Path, backbone_name: str, params
         with replacing(split_file(out_dir, split)) as partial:
             np.savez(partial, **arrays)
         written[split] = len(arrays["labels"])
-    source = weights_path(backbone, params.weights, input_size(backbone, params.image_size))
     meta = {
-        **describe(backbone, params.weights, params.image_size),
-        "weights_sha256": sha256(source) if source else None,  # which file the base started from, pinned
+        **describe(backbone, source["weights"], params.image_size),
+        "weights_sha256": source["sha256"],  # which file the base started from, pinned
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
         "counts": written,

@@ -1,21 +1,24 @@
-"""Keras' ImageNet weight files: from Keras' cache, or downloaded there (verified) on first use.
+"""The weights a base starts from: Keras' ImageNet files (from Keras' cache, downloaded there and verified
+on first use), a file of the user's, or none; staged into a folder DVC tracks and sends through its remote.
 
 `KERAS_WEIGHTS_MIRROR`, when set, is a base URL that holds Keras' file names (a hospital's
 mirror); otherwise files come from Keras' own download site.
 """
 
 import hashlib
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-import keras
-
 from pipeline.core.errors import PipelineError
+from pipeline.core.files import replacing, write_json
 from pipeline.core.registry import Backbone
 
 KERAS_SITE = "https://storage.googleapis.com/tensorflow/keras-applications"
 MIRROR_VARIABLE = "KERAS_WEIGHTS_MIRROR"
+SOURCE_NAME = "source.json"  # beside the staged file: where it came from and its sha256
 
 
 def keras_cache_dir() -> Path:
@@ -51,6 +54,8 @@ def imagenet_weights(backbone: Backbone, size: int) -> Path:
     path = keras_cache_dir() / name
     if path.is_file() and matches(path, backbone.weights_hash):
         return path
+    import keras  # only to download: staging `weights: none` needs no Keras
+
     url = origin(backbone, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as folder:
@@ -66,3 +71,36 @@ def imagenet_weights(backbone: Backbone, size: int) -> Path:
             ) from None
         os.replace(downloaded, path)
     return path
+
+
+def stage_weights(backbone: Backbone, weights: str, size: int, out_dir: Path) -> dict:
+    """Replace `out_dir` with the file the base starts from (none for `weights: none`) and source.json; return it."""
+    if weights == "none":
+        source, file = None, None
+    elif weights == "imagenet":
+        source = imagenet_weights(backbone, size)
+        file = source.name
+    else:
+        source = Path(weights)
+        if not source.is_file():
+            raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
+        file = source.name
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    record = {"backbone": backbone.name, "weights": weights, "file": file, "sha256": None}
+    if source is not None:
+        with replacing(out_dir / file) as partial:
+            shutil.copyfile(source, partial)
+        record["sha256"] = sha256(out_dir / file)
+    write_json(out_dir / SOURCE_NAME, record)
+    return record
+
+
+def staged_weights(weights_dir: Path) -> tuple[Path | None, dict]:
+    """The staged file (None for random weights) and its source.json, or a PipelineError saying how to stage it."""
+    path = weights_dir / SOURCE_NAME
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run dvc repro weights@{weights_dir.name} first")
+    record = json.loads(path.read_text())
+    return (weights_dir / record["file"] if record["file"] else None), record

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def main(params: Params, backbone_name: str) -> None:
     out_dir = paths.features_dir(backbone_name)
     start = time.perf_counter()
-    meta = write_features(paths.TFRECORDS, out_dir, backbone_name, params)
+    meta = write_features(paths.TFRECORDS, paths.weights_dir(backbone_name), out_dir, backbone_name, params)
     seconds = round(time.perf_counter() - start, 1)
     metrics_path = paths.feature_metrics(backbone_name)
     write_json(metrics_path, {"seconds": seconds})
