@@ -58,14 +58,15 @@ def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):
     assert list(table["predicted"]) == [CLASSES[index] for index in probabilities.argmax(axis=1)]
 
 
-def test_missing_model_and_unreadable_scan_are_pipeline_errors(scans, models, tmp_path):
+def test_a_missing_model_is_a_pipeline_error_and_an_unreadable_scan_gets_its_row(scans, models, tmp_path):
     with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run dvc repro finetune@absent"):
         predict_scans(scans, {"absent": models["first"].parents[1] / "absent" / "model.keras"}, CLASSES)
     (tmp_path / "notes.jpg").write_text("not an image")
-    with pytest.raises(PipelineError, match=r"notes.jpg: not a readable image"):
-        predict_scans([tmp_path / "notes.jpg"], {"first": models["first"]}, CLASSES)
-    with pytest.raises(PipelineError, match=r"nowhere.jpg: no such file"):
-        predict_scans([tmp_path / "nowhere.jpg"], {"first": models["first"]}, CLASSES)
+    table = predict_scans([tmp_path / "notes.jpg", scans[0], tmp_path / "nowhere.jpg"], {"first": models["first"]},
+                          CLASSES)
+    assert list(table["scan"]) == [str(scans[0]), str(tmp_path / "notes.jpg"), str(tmp_path / "nowhere.jpg")]
+    assert list(table["error"]) == ["", "not a readable image (unknown or corrupt format)", "no such file"]
+    assert table["prob_NonDemented"].isna().tolist() == [False, True, True]
 
 
 def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeypatch, capsys):

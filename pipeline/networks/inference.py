@@ -22,10 +22,11 @@ WARMUP_CALLS = 3
 
 
 def load_model(path: Path, backbone: str) -> keras.Model:
-    """A fine-tuned model, uncompiled, or a PipelineError saying which stage makes it."""
+    """A fine-tuned model, uncompiled, in Keras' safe mode (no code from the file), or a PipelineError saying
+    which stage makes it."""
     if not path.is_file():
         raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
-    return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
 def inference_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -88,18 +89,36 @@ def model_input(scans: list[Path], size: int) -> np.ndarray:
     return np.repeat(pixels[..., None], 3, axis=-1)
 
 
+def read_scans(scans: list[Path], size: int) -> tuple[np.ndarray, dict[Path, str]]:
+    """model_input of the scans that read, and why each other one did not (scan -> reason)."""
+    pixels, errors = [], {}
+    for scan in scans:
+        try:
+            pixels.append(model_input([scan], size))
+        except PipelineError as error:
+            errors[scan] = str(error).removeprefix(f"{scan}: ")
+    return (np.concatenate(pixels) if pixels else np.zeros((0, size, size, 3), np.float32)), errors
+
+
 def predict_scans(scans: list[Path], models: dict[str, Path], classes: tuple[str, ...]) -> pd.DataFrame:
-    """One row per scan and backbone (`models`: backbone -> model file): scan, backbone, predicted, prob_<class>."""
-    frames = []
-    for backbone, path in models.items():
-        model = load_model(path, backbone)
-        probabilities = np.asarray(model.predict_on_batch(model_input(scans, model.input_shape[1])), np.float64)
+    """One row per scan and backbone (`models`: backbone -> model file): scan, backbone, predicted, prob_<class>,
+    error; a scan that cannot be read gets one row saying why (in `error`), and the others are predicted."""
+    loaded = {backbone: load_model(path, backbone) for backbone, path in models.items()}
+    frames, errors = [], {}
+    for backbone, model in loaded.items():
+        pixels, errors = read_scans(scans, model.input_shape[1])
+        readable = [scan for scan in scans if scan not in errors]
+        probabilities = np.asarray(model.predict_on_batch(pixels), np.float64) if readable else np.zeros(
+            (0, len(classes)))
         if probabilities.shape[1] != len(classes):
             raise PipelineError(f"{backbone}'s model gives {probabilities.shape[1]} class probabilities for "
                                 f"{len(classes)} data.classes; rerun its training stages")
-        frame = pd.DataFrame({"scan": [str(scan) for scan in scans], "backbone": backbone,
-                              "predicted": np.array(classes)[probabilities.argmax(axis=1)]})
+        frame = pd.DataFrame({"scan": [str(scan) for scan in readable], "backbone": backbone,
+                              "predicted": np.array(classes)[probabilities.argmax(axis=1)], "error": ""})
         for index, name in enumerate(classes):
             frame[f"prob_{name}"] = probabilities[:, index]
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    frames.append(pd.DataFrame({"scan": [str(scan) for scan in errors], "backbone": "", "predicted": "",
+                                "error": list(errors.values())}))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["scan", "backbone", "predicted", *(f"prob_{name}" for name in classes), "error"]]
