@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: repro test
+.PHONY: repro test serve
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,18 @@ $(BIN)/.installed: requirements.txt
 repro: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 
+serve: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" python -m pipeline serve
+
 test: $(BIN)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests
 
-# tests/test_plots_page.py renders the plots page in Debian's Chromium. Installing it needs root:
+# tests/test_plots_page.py and tests/test_web.py render pages in Debian's Chromium (Playwright drives it;
+# `playwright install` is never needed). Installing it needs root:
 # as root this installs it once; otherwise it says what to run, and only that test fails.
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
 	else \
-		echo "$(CHROMIUM) is missing: tests/test_plots_page.py needs it (sudo apt-get install chromium)" >&2; \
+		echo "$(CHROMIUM) is missing: tests/test_plots_page.py and tests/test_web.py need it (sudo apt-get install chromium)" >&2; \
 	fi

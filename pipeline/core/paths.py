@@ -28,6 +28,8 @@ COMPARE_PLOTS = Path("plots/compare")
 REPORT = Path("reports/comparison.md")
 PLOTS_TEMPLATE = Path("plots/offline.html")
 LOCK = Path("dvc.lock")
+DVC_YAML = Path("dvc.yaml")
+RWLOCK = Path(".dvc/tmp/rwlock")  # DVC's record of the paths its running stages read and write
 PARAMS = Path("params.yaml")
 
 
@@ -75,6 +77,11 @@ def live_dir(stage: str, backbone: str) -> Path:
 def live_metrics(stage: str, backbone: str) -> Path:
     """The summary dvclive writes in live_dir: the last epoch's metrics and what the stage added."""
     return live_dir(stage, backbone) / "metrics.json"
+
+
+def live_plot(stage: str, backbone: str, split: str, metric: str) -> Path:
+    """dvclive's per-epoch table (columns `step` and the metric) of `split` (`train` or `eval`)."""
+    return live_dir(stage, backbone) / "plots" / "metrics" / split / f"{metric}.tsv"
 
 
 def eval_metrics(backbone: str) -> Path:

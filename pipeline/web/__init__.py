@@ -1,0 +1,1 @@
+"""The web app: training followed live, the comparison, and every model's answer for uploaded scans."""

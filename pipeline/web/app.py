@@ -1,0 +1,162 @@
+"""The FastAPI app: the page, its JSON endpoints, and the upload API (`POST /api/predict`)."""
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+
+from pipeline.analysis.plots_page import bundle
+from pipeline.core.params import Params
+from pipeline.networks.inference import read_scans
+from pipeline.web import live, report
+from pipeline.web.models import Batcher, Busy, Models
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload request may hold, and how many requests may wait for the models."""
+    request_bytes: int = 16 * 2**20
+    files: int = 16
+    waiting: int = 32  # requests queued for the models; one more is answered 503
+    batch: int = 16  # requests the worker runs as one model call
+
+
+class TooLarge(Exception):
+    """The request body went past its byte budget."""
+
+
+def budgeted(receive, budget: int):
+    """An ASGI `receive` that raises TooLarge as soon as the body read so far passes `budget` bytes."""
+    seen = 0
+
+    async def counted():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > budget:
+            raise TooLarge
+        return message
+    return counted
+
+
+def read_upload(upload: UploadFile, sizes: set[int]) -> dict[int, np.ndarray] | str:
+    """One upload decoded by the project's reader at each input size, or why it cannot be (the reader's words).
+
+    The bytes go to a file of our own naming in a fresh temporary folder: no client-supplied name is opened.
+    """
+    with tempfile.TemporaryDirectory(prefix="upload-") as folder:
+        path = Path(folder) / "scan"
+        with path.open("wb") as file:
+            shutil.copyfileobj(upload.file, file)
+        pixels = {}
+        for size in sizes:
+            pixels[size], errors = read_scans([path], size)
+            if errors:
+                return errors[path]
+        return pixels
+
+
+def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI:
+    """The app over the project at `root`, with its trained models loaded once, now."""
+    models = Models(root, params.backbones, params.data.classes)
+    batcher = Batcher(models.predict, limits.waiting, limits.batch)
+    vega = f"(() => {{\n{bundle()}\n}})();\n"
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+
+    app = FastAPI(title="honest-backbones", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request, error):
+        log.error("internal error", exc_info=error)
+        return JSONResponse({"detail": "internal error; the server's log says more"}, status_code=500)
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/vendor/vega.js")
+    async def vega_bundle():
+        return Response(vega, media_type="text/javascript")
+
+    @app.get("/api/live")
+    async def live_state():
+        stages = await asyncio.to_thread(live.stage_states, root)
+        curves = await asyncio.to_thread(live.curves, root, params.backbones)
+        return {"stages": stages, "curves": curves}
+
+    @app.get("/api/comparison")
+    async def comparison():
+        return {"report": await asyncio.to_thread(report.report, root),
+                "experiments": await asyncio.to_thread(report.experiments, root, params.backbones)}
+
+    @app.get("/plots/compare/{name}")  # where reports/comparison.md's image links point from the page
+    async def chart(name: str):
+        path = report.charts(root).get(name)
+        if path is None:
+            raise HTTPException(404, f"no chart named {name}")
+        return FileResponse(path)
+
+    @app.get("/api/models")
+    async def model_names():
+        return {"models": models.names, "classes": list(params.data.classes)}
+
+    @app.post("/api/predict")
+    async def predict(request: Request):
+        """Per uploaded file (multipart field `file`), each model's probability per class, or that file's error."""
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit():
+            raise HTTPException(400, "bad Content-Length header")
+        if int(declared) > limits.request_bytes:
+            raise HTTPException(413, f"upload too large: {int(declared)} bytes, limit {limits.request_bytes}")
+        try:
+            form = await Request(request.scope, budgeted(request.receive, limits.request_bytes)).form(
+                max_files=limits.files, max_fields=limits.files)
+        except TooLarge:
+            raise HTTPException(413, f"upload too large: over {limits.request_bytes} bytes") from None
+        uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
+        if not uploads:
+            raise HTTPException(400, "send one or more images as multipart/form-data field 'file'")
+        sizes = set(models.sizes.values())
+        decoded = [await asyncio.to_thread(read_upload, upload, sizes) for upload in uploads]
+        await form.close()
+        good = [pixels for pixels in decoded if not isinstance(pixels, str)]
+        answers = {}
+        if good:
+            try:
+                answers = await batcher.submit({size: np.concatenate([pixels[size] for pixels in good])
+                                                for size in sizes})
+            except Busy:
+                return JSONResponse({"detail": "server busy: too many scans waiting for the models; retry shortly"},
+                                    status_code=503, headers={"Retry-After": "1"})
+        results, index = [], 0
+        for upload, pixels in zip(uploads, decoded):
+            if isinstance(pixels, str):
+                results.append({"file": upload.filename, "error": pixels})
+                continue
+            results.append({"file": upload.filename, "probabilities": {
+                name: dict(zip(params.data.classes, map(float, values[index]))) for name, values in answers.items()}})
+            index += 1
+        if not good:
+            detail = "; ".join(f"{result['file']}: {result['error']}" for result in results)
+            return JSONResponse({"detail": detail, "files": results}, status_code=422)
+        return {"files": results}
+
+    return app

@@ -1,0 +1,134 @@
+"""What the pipeline is doing now, read from the files DVC and dvclive write, never taking DVC's lock.
+
+A stage is *running* when `.dvc/tmp/rwlock` (where DVC records, for the stage it runs, the
+outputs it writes and the id of its process) names one of the stage's outputs under a live
+process; *done* when dvc.lock records it with the params values params.yaml has now and every
+output exists; *pending* otherwise. Code changes are not seen (that needs DVC's hashes).
+"""
+
+import csv
+import itertools
+import json
+import re
+from pathlib import Path
+
+import psutil
+import yaml
+
+from pipeline.core import paths
+
+TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
+LIVE_STAGES = {"train": "head", "finetune": "fine-tuning"}  # dvclive's folder -> what the page calls it
+LIVE_SPLITS = {"train": "train", "eval": "val"}
+LIVE_METRICS = ("loss", "accuracy")
+MISSING = object()
+
+
+def lookup(tree: dict, dotted: str):
+    """The value at a dotted key (`data.archive`), or MISSING."""
+    node = tree
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return MISSING
+        node = node[key]
+    return node
+
+
+def resolve(text: str, context: dict):
+    """dvc.yaml's `${key}` interpolation: the value itself for a whole `${key}`, else the text filled in."""
+    whole = TEMPLATE.fullmatch(text)
+    if whole:
+        return lookup(context, whole.group(1))
+    return TEMPLATE.sub(lambda match: str(lookup(context, match.group(1))), text)
+
+
+def out_paths(outs: list) -> list[str]:
+    """The paths of a stage's `outs`/`metrics`/`plots` entries (each a path or a one-key mapping)."""
+    return [next(iter(out)) if isinstance(out, dict) else out for out in outs]
+
+
+def expand(definitions: dict, params: dict) -> dict[str, dict]:
+    """dvc.yaml's stages, matrices expanded like DVC (`train@MobileNetV2`): name -> {outs, params}."""
+    stages = {}
+    for name, stage in definitions.items():
+        matrix = {key: resolve(values, params) if isinstance(values, str) else values
+                  for key, values in stage.get("matrix", {}).items()}
+        for combination in itertools.product(*matrix.values()):
+            item = dict(zip(matrix, combination))
+            context = {**params, "item": item}
+            outs = out_paths(stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []))
+            stages["@".join([name, "-".join(map(str, combination))]) if item else name] = {
+                "outs": [resolve(out, context) for out in outs],
+                "params": [resolve(key, context) for key in stage.get("params", [])],
+            }
+    return stages
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML file's mapping, empty when it is missing or mid-write."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def written_now(root: Path) -> set[Path]:
+    """The paths DVC's rwlock says live processes are writing."""
+    try:
+        lock = json.loads((root / paths.RWLOCK).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {Path(path) for path, info in lock.get("write", {}).items() if psutil.pid_exists(info.get("pid", -1))}
+
+
+def params_unchanged(recorded: dict, params: dict) -> bool:
+    """Whether each params.yaml value that dvc.lock recorded for a stage is still the same."""
+    return all(lookup(params, key) == value for key, value in recorded.get(str(paths.PARAMS), {}).items())
+
+
+def stage_states(root: Path) -> list[dict]:
+    """Each stage of dvc.yaml in order, with its state: done, running or pending."""
+    params = read_yaml(root / paths.PARAMS)
+    stages = expand(read_yaml(root / paths.DVC_YAML).get("stages", {}), params)
+    locked = read_yaml(root / paths.LOCK).get("stages", {})
+    writing = written_now(root)
+    states = []
+    for name, stage in stages.items():
+        outs = [(root / out).resolve() for out in stage["outs"]]
+        if any(out in writing for out in outs):
+            state = "running"
+        elif name in locked and params_unchanged(locked[name].get("params", {}), params) \
+                and all(out.exists() for out in outs):
+            state = "done"
+        else:
+            state = "pending"
+        states.append({"stage": name, "state": state})
+    return states
+
+
+def read_curve(path: Path, metric: str) -> list[tuple[int, float]]:
+    """(step, value) rows of one dvclive TSV; a missing file or a half-written last line gives fewer."""
+    try:
+        with path.open(newline="") as file:
+            rows = list(csv.DictReader(file, delimiter="\t"))
+    except OSError:
+        return []
+    curve = []
+    for row in rows:
+        try:
+            curve.append((int(row["step"]), float(row[metric])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return curve
+
+
+def curves(root: Path, backbones: tuple[str, ...]) -> list[dict]:
+    """Every epoch dvclive has logged so far: stage, metric, backbone, split, step, value."""
+    return [
+        {"stage": label, "metric": metric, "backbone": backbone, "split": split_label, "step": step, "value": value}
+        for stage, label in LIVE_STAGES.items()
+        for metric in LIVE_METRICS
+        for backbone in backbones
+        for split, split_label in LIVE_SPLITS.items()
+        for step, value in read_curve(root / paths.live_plot(stage, backbone, split, metric), metric)
+    ]

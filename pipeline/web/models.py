@@ -1,0 +1,92 @@
+"""The trained models behind the upload API: loaded once, fed through a bounded queue that batches waiting requests."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.analysis.comparison import ENSEMBLES, validation_loss
+from pipeline.analysis.stats import ensemble, loss_weights
+from pipeline.core import paths
+from pipeline.core.errors import PipelineError
+from pipeline.networks.inference import inference_function, load_model
+
+log = logging.getLogger(__name__)
+MEAN, WEIGHTED = ENSEMBLES
+
+
+class Models:
+    """Every backbone's model in safe mode, and the ensembles' weights (exp(-val loss), as compare weighs them)."""
+
+    def __init__(self, root: Path, backbones: tuple[str, ...], classes: tuple[str, ...]):
+        self.classes = classes
+        models = {name: load_model(root / paths.model_files(name).model, name) for name in backbones}
+        self.infer = {name: inference_function(model) for name, model in models.items()}
+        self.sizes = {name: model.input_shape[1] for name, model in models.items()}
+        try:
+            losses = np.array([validation_loss(root / paths.live_metrics("finetune", name), name) for name in backbones])
+            self.weights = loss_weights(losses)
+        except PipelineError as error:
+            log.warning("no %s ensemble: %s", WEIGHTED, error)
+            self.weights = None
+
+    @property
+    def names(self) -> list[str]:
+        """The models the API answers for: each backbone, then the ensembles."""
+        return [*self.infer, MEAN, *([WEIGHTED] if self.weights is not None else [])]
+
+    def predict(self, pixels: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """Class probabilities (images x classes) per model name, for images at each input size the models take."""
+        answers = {name: infer(tf.constant(pixels[self.sizes[name]])).numpy().astype(np.float64)
+                   for name, infer in self.infer.items()}
+        members = list(answers.values())
+        answers[MEAN] = ensemble(members)
+        if self.weights is not None:
+            answers[WEIGHTED] = ensemble(members, self.weights)
+        return answers
+
+
+class Busy(Exception):
+    """The queue in front of the models is full."""
+
+
+class Batcher:
+    """A bounded queue of requests and one worker that runs the waiting ones (up to max_batch) as one model call."""
+
+    def __init__(self, predict: Callable[[dict[int, np.ndarray]], dict[str, np.ndarray]], max_waiting: int,
+                 max_batch: int):
+        self.predict, self.max_batch = predict, max_batch
+        self.queue: asyncio.Queue = asyncio.Queue(max_waiting)
+
+    async def submit(self, pixels: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """The models' answer for one request's images (size -> images), or Busy when the queue is full."""
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait((pixels, future))
+        except asyncio.QueueFull:
+            raise Busy from None
+        return await future
+
+    async def run(self) -> None:
+        """Serve the queue until cancelled."""
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            requests = [pixels for pixels, _ in batch]
+            counts = [len(next(iter(pixels.values()))) for pixels in requests]
+            joined = {size: np.concatenate([pixels[size] for pixels in requests]) for size in requests[0]}
+            try:
+                answers = await asyncio.to_thread(self.predict, joined)
+            except Exception as error:  # every waiting request gets it; the worker lives on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            ends = np.cumsum(counts)
+            for (_, future), end, count in zip(batch, ends, counts):
+                if not future.done():  # a client that left cancelled its future
+                    future.set_result({name: values[end - count:end] for name, values in answers.items()})
