@@ -97,6 +97,7 @@ def test_each_stage_depends_on_every_module_it_imports(stage):
 
 # What each library package may import besides itself: the packages below it.
 LAYERS = {
+    "web": {"networks", "analysis", "imaging", "tables", "core"},
     "analysis": {"tables", "core"},
     "networks": {"imaging", "tables", "core"},
     "mri": {"imaging", "tables", "core"},
@@ -120,8 +121,9 @@ def test_no_stage_module_imports_another():
         assert not others, f"{path.relative_to(ROOT)} imports {', '.join(sorted(others))}"
 
 
-def test_inference_loads_no_training_code():
-    code = ("import sys, pipeline.networks.inference; "
+@pytest.mark.parametrize("module", ["pipeline.networks.inference", "pipeline.web.app"])
+def test_inference_and_the_web_app_load_no_training_code(module):
+    code = (f"import sys, {module}; "
             f"print(sorted(name for name in sys.modules if name.startswith({TRAINING_MODULES!r})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
