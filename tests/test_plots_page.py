@@ -119,8 +119,6 @@ def test_every_declared_plot_draws(declared, drawn):
 @pytest.mark.parametrize(
     ("plot", "mark"),
     [
-        ("dvclive/train/{}/plots/metrics", "line"),
-        ("dvclive/finetune/{}/plots/metrics", "line"),
         ("plots/eval/{}/confusion.csv", "rect"),
         ("plots/eval/{}/roc.csv", "line"),
     ],
@@ -129,6 +127,17 @@ def test_each_backbone_has_its_plot(project, drawn, plot, mark):
     backbones = yaml.safe_load((project / "params.yaml").read_text())["backbones"]
     lacking = [b for b in backbones if not any(mark in marks for marks in divs_of(plot.format(b), drawn).values())]
     assert not lacking, f"{plot} has no {mark} drawn for {lacking}"
+
+
+def test_training_curves_overlay_every_backbone_on_one_chart_per_metric(project, declared, drawn):
+    backbones = yaml.safe_load((project / "params.yaml").read_text())["backbones"]
+    training = {plot: sources for plot, sources in declared.items() if plot.startswith(("Head,", "Fine-tuning,"))}
+    assert len(training) == 8
+    for plot, sources in training.items():
+        stage = "train" if plot.startswith("Head,") else "finetune"
+        assert sorted(source.split("/")[2] for source in sources) == sorted(backbones), plot
+        assert all(source.startswith(f"dvclive/{stage}/") for source in sources), plot
+        assert any("line" in marks for marks in divs_of(plot, drawn).values()), f"{plot} drew no line"
 
 
 def test_comparison_charts_draw(declared, drawn):
