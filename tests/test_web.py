@@ -22,7 +22,7 @@ from pipeline.__main__ import main as cli
 from pipeline.core import paths
 from pipeline.core.params import load_params
 from pipeline.networks.inference import model_input
-from pipeline.web import live
+from pipeline.web import live, report
 from pipeline.web.app import Limits, create_app
 from pipeline.web.models import Batcher, Busy
 from tests.bad_files import plant_bad_files
@@ -249,3 +249,14 @@ def test_predict_reports_an_unreadable_scan_on_its_row_without_tensorflow_noise(
     assert [line.split()[:2] for line in lines[1:-1]] == [["scan.jpg", backbone] for backbone in BACKBONES]
     assert lines[-1].split()[0] == "notes.jpg" and lines[-1].endswith("not a readable image (unknown or corrupt format)")
     assert done.stderr == ""
+
+
+def test_experiments_are_read_from_dvc_exp_show_or_say_why_not(project):
+    failed = report.experiments(project, tuple(BACKBONES))  # not a git repository: dvc exp show fails
+    assert failed["rows"] == [] and "dvc exp show failed" in failed["note"]
+    revision = {"rev": "a" * 40, "name": "sunny-lark", "data": {
+        "params": {"params.yaml": {"data": {"lr": 0.01, "seed": 7}}},
+        "metrics": {"metrics/eval/VGG19.json": {"data": {"balanced_accuracy": 0.41}}}}}
+    row = report.experiment_row(revision, ("VGG19", "ResNet101"))
+    assert row["name"] == "sunny-lark" and row["values"]["lr"] == 0.01
+    assert row["values"]["VGG19"] == 0.41 and row["values"]["ResNet101"] is None
