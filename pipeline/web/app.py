@@ -131,12 +131,14 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
                 max_files=limits.files, max_fields=limits.files)
         except TooLarge:
             raise HTTPException(413, f"upload too large: over {limits.request_bytes} bytes") from None
-        uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
-        if not uploads:
-            raise HTTPException(400, "send one or more images as multipart/form-data field 'file'")
-        sizes = set(models.sizes.values())
-        decoded = [await asyncio.to_thread(read_upload, upload, sizes) for upload in uploads]
-        await form.close()
+        try:
+            uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
+            if not uploads:
+                raise HTTPException(400, "send one or more images as multipart/form-data field 'file'")
+            sizes = set(models.sizes.values())
+            decoded = [await asyncio.to_thread(read_upload, upload, sizes) for upload in uploads]
+        finally:
+            await form.close()
         good = [pixels for pixels in decoded if not isinstance(pixels, str)]
         answers = {}
         if good:
