@@ -44,7 +44,8 @@ def write_project(root: Path, backbones: list[str] = BACKBONES) -> Path:
             for step in range(EPOCHS):
                 append_epoch(root, stage, backbone, step)
             (root / paths.live_metrics(stage, backbone)).write_text(json.dumps({"val_loss": 1.0 + 0.1 * index}))
-    shutil.copy(ROOT / paths.REPORT, (root / paths.REPORT).parent.mkdir(parents=True) or root / paths.REPORT)
+    (root / paths.REPORT).parent.mkdir(parents=True)
+    shutil.copy(ROOT / paths.REPORT, root / paths.REPORT)
     shutil.copytree(ROOT / paths.COMPARE_PLOTS, root / paths.COMPARE_PLOTS)
     return root
 
