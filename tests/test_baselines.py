@@ -75,4 +75,26 @@ def test_stage_writes_the_shape_compare_reads(tmp_path, monkeypatch):
     assert set(report) == {"backbone", "folds", "models"} and report["folds"] == 3
     for scores in report["models"].values():
         assert {part: set(values) for part, values in scores.items()} == METRICS
-        assert all(0 <= value <= 1 for value in scores["test"].values() if value != scores["test"]["qwk"])
+        assert scores["test"]["balanced_accuracy"] > 2 / N_CLASSES and scores["test"]["accuracy"] > 2 / N_CLASSES
+
+
+def test_nearest_rule_is_not_the_first_class_in_sort_order():
+    labels = np.array(["B", "A", "A", "B", "C"])  # a 2-2 tie whose nearest neighbour is B, not A
+    assert TieBreakingKNN(4, "nearest").fit(POINTS, labels).predict(QUERY)[0] == "B"
+    assert TieBreakingKNN(4, "shrink").fit(POINTS, labels).predict(QUERY)[0] == "A"  # without the farthest B
+
+
+def test_shrink_rule_drops_the_farthest_neighbour_not_the_nearest():
+    labels = np.array(["A", "B", "A", "B", "C"])  # without the farthest: A 2 to 1; without the nearest: B 2 to 1
+    assert TieBreakingKNN(4, "shrink").fit(POINTS, labels).predict(QUERY)[0] == "A"
+
+
+def test_every_baseline_beats_chance_on_separable_features():
+    """Chance is 1/4 balanced accuracy (a most-frequent-class dummy scores exactly that); each model gets twice it."""
+    params = BaselinesParams(backbone=BACKBONE, folds=3, knn=KnnParams(k=5, ties=("nearest", "shrink", "random")))
+    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0)
+    assert len(report["models"]) == 8
+    for name, scores in report["models"].items():
+        for part in ("cv", "test"):
+            assert scores[part]["balanced_accuracy"] > 2 / N_CLASSES, (name, part, scores[part])
+            assert scores[part]["macro_f1"] > 1 / N_CLASSES, (name, part, scores[part])
