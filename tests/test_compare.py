@@ -13,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 from pipeline.__main__ import main as cli
 from pipeline.analysis.comparison import aligned, read_predictions, summarize
 from pipeline.analysis.metrics import headline_metrics, score_predictions
+from pipeline.analysis.report import tests as gap_table
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
 from tests.conftest import raw_params
@@ -154,3 +155,22 @@ def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkey
     assert json.loads((tmp_path / "metrics/summary.json").read_text())["single_subject_classes"] == ["ModerateDemented"]
     report = (tmp_path / "reports/comparison.md").read_text()
     assert "**Intervals understate the uncertainty**: the test split holds one subject of ModerateDemented." in report
+
+
+def verdicts(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """The report's "real gap?" column, by the model the best backbone is tested against."""
+    evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
+    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
+                        parse_params(tiny_raw()))
+    rows = [line.strip("|").split("|") for line in gap_table(summary).splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): cells[-1].strip() for cells in rows[1:]}  # rows[0] is the header
+
+
+def test_a_clear_gap_is_called_real_and_a_tie_is_not():
+    strong, weak = BACKBONES[:2]
+    right = predictions(strong, 8.0)  # right on nearly every image
+    guessing = predictions(weak, 0.0)  # right on about a quarter
+    assert (right["predicted"] == right["label"]).mean() > 0.9 > 0.5 > (guessing["predicted"] == guessing["label"]).mean()
+    assert verdicts({strong: right, weak: guessing})[weak] == "yes"
+    same = verdicts({strong: right, weak: right.copy()})
+    assert same[weak] == "no" and set(same.values()) == {"no"}
