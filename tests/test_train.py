@@ -20,6 +20,7 @@ from pipeline.core.paths import ModelFiles
 from pipeline.core.registry import get_backbone
 from pipeline.imaging.augment import augment_dataset, build_augmenter
 from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.networks import finetune as finetune_stage
 from pipeline.networks.backbones import base_of
 from pipeline.networks.features import write_features
 from pipeline.networks.finetune import fine_tune, keep_fine_tuning, steps_per_epoch, unfreeze_top, use_mixed_precision
@@ -180,7 +181,21 @@ def test_augmenting_three_channel_images_is_refused_with_the_fix():
 
 def test_steps_per_epoch_and_mixed_precision_switch():
     assert steps_per_epoch(100, 0, 32) == 4 and steps_per_epoch(100, 40, 32) == 2 and steps_per_epoch(10, 512, 32) == 1
-    assert use_mixed_precision("on") and not use_mixed_precision("off") and not use_mixed_precision("auto")  # no GPU
+    assert use_mixed_precision("on") and not use_mixed_precision("off")
+
+
+@pytest.mark.parametrize("devices", [[], ["/device:GPU:0"], ["/device:GPU:0", "/device:GPU:1"]], ids=len)
+def test_auto_mixed_precision_follows_the_visible_gpus(monkeypatch, devices):
+    """`auto` asks TensorFlow for GPUs: on with one or more, off with none, whatever this machine has."""
+    asked = []
+
+    def list_logical_devices(kind=None):
+        asked.append(kind)
+        return [tf.config.LogicalDevice(name, "GPU") for name in devices] if kind == "GPU" else []
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", list_logical_devices)
+    assert use_mixed_precision("auto") is bool(devices) and "GPU" in asked
+    assert use_mixed_precision("on") and not use_mixed_precision("off")
 
 
 def test_unfreeze_top_leaves_batch_norm_frozen():
@@ -302,3 +317,36 @@ def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2 epochs 1" in result.stdout
     assert (tmp_path / "models" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("switch", [{"mixed_precision": "on"}, {"xla": True}], ids=["mixed_float16", "xla"])
+def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, tmp_path, monkeypatch, switch):
+    """One tiny `fit` with the switch on (on the CPU here): the model it saves computes as asked and predicts."""
+    features_dir, model_dir, _ = trained
+    shutil.copytree(model_dir, tmp_path / "models")
+    saved, save_model = [], finetune_stage.save_model
+
+    def keep_and_save(model, path):
+        saved.append(model)
+        save_model(model, path)
+
+    monkeypatch.setattr(finetune_stage, "save_model", keep_and_save)
+    params = tiny_params()
+    params = params.model_copy(update={"fine_tune": params.fine_tune.model_copy(update=switch)})
+    try:
+        meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
+                         get_backbone(BACKBONE), params)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed, xla = switch.get("mixed_precision") == "on", switch.get("xla", False)
+    assert (meta["mixed_precision"], meta["xla"], meta["epochs_run"]) == (mixed, xla, 1)
+    model = saved[0]
+    assert model.jit_compile is xla
+    compute = {layer.dtype_policy.compute_dtype for layer in base_of(model).layers if layer.weights}
+    assert compute == ({"float16"} if mixed else {"float32"})
+    losses = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")["loss"]
+    assert len(losses) == 1 and np.isfinite(losses).all()
+    images = next(iter(make_dataset(tfrecords, "test", 8)))[0].numpy()
+    probabilities = np.asarray(keras.models.load_model(tmp_path / "models" / "model.keras").predict_on_batch(images))
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-3)
