@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import binom
 
 from pipeline.__main__ import main as cli
+from pipeline.analysis import audit
 from pipeline.analysis.audit import chance_null, run_audit, split_rows
 from pipeline.core.params import AuditParams
 from pipeline.tables.features import load_pool
@@ -67,3 +68,17 @@ def test_a_planted_leak_fails_the_stage(tmp_path, monkeypatch, capsys):
     assert not report["passed"] and report["splits"]["subject"]["verdict"] == "above chance"
     assert (tmp_path / "plots/audit/audit.png").stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "plots/audit/audit.csv")) == 6
+
+
+def test_a_below_chance_score_passes_the_audit_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A model that is always wrong scores below chance: leakage cannot do that, so the stage passes and warns."""
+    write_project(tmp_path, synthetic_pool(leak=False), audit={"repeats": 5})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(audit, "fit_predict", lambda features, labels, train, test: (labels[test] + 1) % N_CLASSES)
+    with caplog.at_level("WARNING"):
+        assert cli(["audit"]) == 0
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    subject = report["splits"]["subject"]
+    assert subject["shuffled"]["accuracy"] == 0 < subject["chance"]["accuracy"]["low"]
+    assert subject["verdict"] == "below chance" and report["passed"] is True
+    assert "unlucky draw" in caplog.text
