@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy.stats import binom
 
 from pipeline.__main__ import main as cli
@@ -66,7 +67,9 @@ def test_a_planted_leak_fails_the_stage(tmp_path, monkeypatch, capsys):
     assert "leakage audit failed: split by subject" in message and "1 of them also in train" in message
     report = json.loads((tmp_path / "metrics/audit.json").read_text())
     assert not report["passed"] and report["splits"]["subject"]["verdict"] == "above chance"
-    assert (tmp_path / "plots/audit/audit.png").stat().st_size > 0
+    with Image.open(tmp_path / "plots/audit/audit.png") as chart:
+        assert chart.format == "PNG" and min(chart.size) > 100
+        chart.verify()
     assert len(pd.read_csv(tmp_path / "plots/audit/audit.csv")) == 6
 
 

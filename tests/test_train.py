@@ -228,7 +228,8 @@ def test_fine_tune_saves_a_model_that_round_trips(tfrecords, trained, tmp_path):
     probabilities = model.predict_on_batch(images)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(model(images, training=True)), probabilities, rtol=1e-4, atol=1e-6)
-    assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    logged = pd.read_csv(tmp_path / "live" / "plots" / "metrics" / "eval" / "loss.tsv", sep="\t")["loss"]
+    assert len(logged) == meta["epochs_run"] and np.isfinite(logged).all()
 
 
 def test_training_twice_with_one_seed_logs_the_same_losses_and_writes_the_same_files(tfrecords, trained, tmp_path):
@@ -316,7 +317,9 @@ def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
                              str(tmp_path / "live")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2 epochs 1" in result.stdout
-    assert (tmp_path / "models" / "model.keras").is_file()
+    images = next(iter(make_dataset(tfrecords, "test", 8)))[0].numpy()
+    probabilities = keras.models.load_model(tmp_path / "models" / "model.keras").predict_on_batch(images)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
 @pytest.mark.parametrize("switch", [{"mixed_precision": "on"}, {"xla": True}], ids=["mixed_float16", "xla"])
