@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +21,14 @@ UNAFFECTED = {"synth", "dedupe", "split", "preprocess", "features", "train", "au
 def queued_names(output: str) -> list[str]:
     """Experiment names from `dvc exp run --queue`'s "Queued experiment 'name'" lines."""
     return re.findall(r"Queued experiment '([^']+)'", output)
+
+
+def experiment_ref(project: Path, name: str) -> str:
+    """The git ref DVC keeps an experiment's commit under (refs/exps/.../<name>)."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], project).split()
+    found = [ref for ref in refs if ref.endswith(f"/{name}")]
+    assert len(found) == 1, refs
+    return found[0]
 
 
 def wait_for_queue(project: Path, seconds: float = 600) -> str:
@@ -64,18 +73,33 @@ def test_queue_runs_the_grid_from_finetune_on(experiments):
     table = run(["dvc", "exp", "show", "--csv", "--only-changed", "--keep", "(.*:)?balanced_accuracy$"], project)
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(table))}
     assert {float(rows[name]["fine_tune_lr"]) for name in names} == {float(value) for value in GRID}
-    assert all(0 <= float(rows[name]["balanced_accuracy"]) <= 1 for name in names)
+    for name in names:
+        logged = json.loads(run(["git", "show", f"{experiment_ref(project, name)}:metrics/eval/{BACKBONE}.json"],
+                                project))
+        assert float(rows[name]["balanced_accuracy"]) == pytest.approx(logged["balanced_accuracy"], abs=1e-4)
 
 
 def test_two_experiments_compare_by_params_metrics_and_plots(experiments):
     project, (first, second) = experiments
     diff = run(["dvc", "exp", "diff", first, second, "--md"], project)
     assert re.search(r"params.yaml\s*\|\s*fine_tune_lr", diff), diff
-    metrics = run(["dvc", "metrics", "diff", first, second, "--all", "--md"], project)
-    assert f"metrics/eval/{BACKBONE}.json" in metrics and "balanced_accuracy" in metrics, metrics
+    changed = json.loads(run(["dvc", "metrics", "diff", first, second, "--json"], project))  # changed ones only
+    evaluation = f"metrics/eval/{BACKBONE}.json"
+    own = {name: json.loads(run(["git", "show", f"{experiment_ref(project, name)}:{evaluation}"], project))
+           for name in (first, second)}
+    assert own[first]["log_loss"] != own[second]["log_loss"]
+    assert changed[evaluation]["log_loss"]["old"] == pytest.approx(own[first]["log_loss"])
+    assert changed[evaluation]["log_loss"]["new"] == pytest.approx(own[second]["log_loss"])
+    for path, metrics in changed.items():
+        assert all(values["old"] != values["new"] for values in metrics.values()), (path, metrics)
     page = project.parent / "plots-diff"
     run(["dvc", "plots", "diff", first, second, "-o", str(page)], project)
-    assert (page / "index.html").stat().st_size > 0
+    html = (page / "index.html").read_text()
+    records = {name: {re.sub(rf'"rev": "{re.escape(name)}"', "", record)
+                      for record in re.findall(rf'{{[^{{}}]*"rev": "{re.escape(name)}"[^{{}}]*}}', html)}
+               for name in (first, second)}
+    assert records[first] and records[second], "a revision's data is missing from the plots page"
+    assert records[first] != records[second]  # each revision's own values, not one revision's twice
 
 
 def test_exp_push_and_pull_carry_an_experiment_to_another_clone(experiments):

@@ -1,12 +1,30 @@
 """`dvc repro` end to end on a tiny demo, in a temporary copy of the project."""
 
 import json
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
+import yaml
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    log_loss,
+)
 
-from tests.conftest import BACKBONES, copy_project, ran_stages, run, write_params
+from tests.conftest import (
+    BACKBONES,
+    copy_project,
+    edit_params,
+    ran_stages,
+    run,
+    write_params,
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +34,14 @@ def project(built_project, tmp_path_factory) -> Path:
 
 def test_repro_writes_every_output(project):
     meta = json.loads((project / "data/tfrecords/meta.json").read_text())
-    assert meta["image_size"] == 32 and sum(meta["counts"].values()) > 0
+    splits = pd.read_csv(project / "data/splits.csv")
+    assert meta["image_size"] == 32 and meta["counts"] == splits["split"].value_counts().to_dict()
     for split, names in meta["shards"].items():
-        assert all((project / "data/tfrecords" / name).stat().st_size > 0 for name in names), split
+        records = tf.data.TFRecordDataset([str(project / "data/tfrecords" / name) for name in names])
+        assert sum(1 for _ in records) == meta["counts"][split], split
     index = pd.read_csv(project / "data/interim/index.csv")
     truth = pd.read_csv(project / "data/raw/demo-truth.csv")
     assert sorted(index["path"]) == sorted(truth["path"])
-    splits = pd.read_csv(project / "data/splits.csv")
     assert set(splits["split"]) == {"train", "val", "test"}
 
 
@@ -38,16 +57,37 @@ def test_repro_reports_the_judged_figures(project):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_repro_trains_and_evaluates_every_backbone(project, backbone):
+    splits = pd.read_csv(project / "data/splits.csv")
     for split in ("train", "val", "test"):
-        assert (project / f"data/features/{backbone}/{split}.npz").is_file()
+        cached = np.load(project / f"data/features/{backbone}/{split}.npz")
+        originals = cached["paths"][cached["view"] == 0]
+        assert sorted(originals) == sorted(splits.loc[splits["split"] == split, "path"]), split
+        assert len(cached["features"]) == len(cached["paths"]) and np.isfinite(cached["features"]).all()
     for name in ("head.keras", "model.keras"):
-        assert (project / f"models/{backbone}/{name}").stat().st_size > 0
+        with zipfile.ZipFile(project / f"models/{backbone}/{name}") as archive:
+            assert archive.testzip() is None and "model.weights.h5" in archive.namelist(), name
     for stage in ("train", "finetune"):
         assert "loss" in json.loads((project / f"dvclive/{stage}/{backbone}/metrics.json").read_text())["train"]
     report = json.loads((project / f"metrics/eval/{backbone}.json").read_text())
-    assert report["pretrained"] is False and 0 <= report["balanced_accuracy"] <= 1
+    assert report["pretrained"] is False
     predictions = pd.read_csv(project / f"plots/eval/{backbone}/predictions.csv")
-    assert len(predictions) == report["test_images"]
+    test = pd.read_csv(project / "data/splits.csv").query("split == 'test'")
+    assert sorted(predictions["path"]) == sorted(test["path"]) and len(test) == report["test_images"] > 0
+    truth = test.set_index("path").loc[predictions["path"]]
+    assert list(predictions["label"]) == list(truth["label"])
+    assert list(predictions["subject"]) == list(truth["subject"])
+    classes = report["classes"]
+    assert list(predictions["label_index"]) == [classes.index(label) for label in predictions["label"]]
+    probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
+    predicted = probabilities.argmax(axis=1)
+    assert list(predictions["predicted"]) == [classes[index] for index in predicted]
+    labels, everything = predictions["label_index"].to_numpy(), list(range(len(classes)))
+    assert report["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    assert report["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, predicted))
+    assert report["macro_f1"] == pytest.approx(f1_score(labels, predicted, labels=everything, average="macro",
+                                                        zero_division=np.nan))
+    assert report["qwk"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=everything, weights="quadratic"))
+    assert report["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=everything), rel=1e-5)
 
 
 def test_experiment_on_lr_reruns_only_training_stages(project):
@@ -85,3 +125,22 @@ def test_rerun_is_byte_identical_and_a_new_seed_changes_the_split(project):
     output = run(["dvc", "repro", "split"], project)
     assert "Running stage 'split'" in output and "Running stage 'dedupe'" not in output
     assert (project / "data/splits.csv").read_bytes() != splits
+
+
+def test_params_set_back_restore_training_from_the_run_cache(built_project, tmp_path):
+    """README: a run is never paid for twice. lr changed and trained, then set back: train and finetune come back
+    from the run-cache ("is cached - skipping run"), not trained again, as the same bytes."""
+    project = copy_project(built_project, tmp_path)
+    backbone = BACKBONES[0]
+    stages = [f"train@{backbone}", f"finetune@{backbone}"]
+    files = [project / f"models/{backbone}/{name}" for name in ("head.keras", "model.keras", "meta.json")]
+    before = [path.read_bytes() for path in files]
+    lr = yaml.safe_load((project / "params.yaml").read_text())["lr"]
+    edit_params(project, lr=lr / 2)
+    assert ran_stages(run(["dvc", "repro", stages[1]], project)) == stages
+    assert files[0].read_bytes() != before[0]
+    edit_params(project, lr=lr)
+    output = run(["dvc", "repro", stages[1]], project)
+    assert ran_stages(output) == [], output
+    assert all(f"Stage '{stage}' is cached - skipping run, checking out outputs" in output for stage in stages), output
+    assert [path.read_bytes() for path in files] == before

@@ -2,17 +2,24 @@
 
 from pathlib import Path
 
+import keras
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
 from pipeline.__main__ import main as cli
 from pipeline.core.errors import PipelineError
+from pipeline.core.files import save_model
+from pipeline.core.params import parse_params
+from pipeline.core.registry import get_backbone
 from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.networks.backbones import base_of, build_model
+from pipeline.networks.head import build_head
 from pipeline.networks.inference import model_input, predict_scans
 from pipeline.tables.split import SplitRow as Row
-from tests.conftest import raw_params
+from tests.conftest import BACKBONES, raw_params
 from tests.test_evaluate import CLASSES, SIZE, tiny_model
 
 
@@ -86,3 +93,40 @@ def test_cli_refuses_the_wrong_number_of_names(argv, capsys):
         cli(argv)
     assert stop.value.code == 2
     assert "takes" in capsys.readouterr().err
+
+
+def test_predict_on_the_pipelines_own_models_gives_what_evaluate_gave(built_project):
+    """The fine-tuned models take raw pixels (preprocessing is inside them): predict on the archive's test scans
+    gives evaluate's probabilities for the very images."""
+    evaluated = {name: pd.read_csv(built_project / f"plots/eval/{name}/predictions.csv") for name in BACKBONES}
+    paths = list(evaluated[BACKBONES[0]]["path"][:6])
+    archive = built_project / yaml.safe_load((built_project / "params.yaml").read_text())["data"]["archive"]
+    models = {name: built_project / f"models/{name}/model.keras" for name in BACKBONES}
+    table = predict_scans([archive / path for path in paths], models, CLASSES)
+    columns = [f"prob_{name}" for name in CLASSES]
+    for name, model_file in models.items():
+        expected = evaluated[name].set_index("path").loc[paths, columns].to_numpy()
+        np.testing.assert_allclose(table.loc[table["backbone"] == name, columns].to_numpy(), expected,
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+        model = keras.models.load_model(model_file, compile=False)
+        inside = [layer for layer in [*model.layers, *base_of(model).layers]
+                  if isinstance(layer, keras.layers.Rescaling | keras.layers.Normalization) and layer.name != "head"]
+        assert inside, f"{name}: no preprocessing layer inside the model"
+
+
+def test_predict_runs_an_inception_model_that_resizes_inside(scans, tmp_path):
+    """InceptionV3 needs 75 px: at image_size 32 the model takes 32 px and resizes inside itself."""
+    keras.utils.set_random_seed(0)
+    head = build_head(np.random.default_rng(0).normal(size=(16, 2048)).astype(np.float32), len(CLASSES),
+                      parse_params(raw_params()).head)
+    model = build_model(get_backbone("InceptionV3"), "none", 32, head)
+    path = tmp_path / "models/InceptionV3/model.keras"
+    save_model(model, path)
+    table = predict_scans(scans, {"InceptionV3": path}, CLASSES)
+    probabilities = table[[f"prob_{name}" for name in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probabilities, model.predict_on_batch(model_input(scans, 32)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    loaded = keras.models.load_model(path, compile=False)
+    assert loaded.input_shape == (None, 32, 32, 3)
+    assert loaded.get_layer("resize").get_config()["height"] == 75
+    assert base_of(loaded).input_shape == (None, 75, 75, 3)
