@@ -1,12 +1,14 @@
 """Metrics against hand-computed cases and sklearn; subject aggregation; the subject bootstrap."""
 
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from pipeline.analysis.metrics import (
     class_roc_auc,
     confusion,
+    evaluate_predictions,
     expected_calibration_error,
     headline_metrics,
     log_caveats,
@@ -163,3 +165,96 @@ def test_caveats_are_logged_once_by_the_caller_not_by_scoring(caplog):
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert warnings == ["one test subject of VeryMildDemented, MildDemented, ModerateDemented: the 95% intervals "
                         "cannot show how much another subject of these classes would change the scores"]
+
+
+def test_a_class_absent_from_labels_and_predictions_keeps_its_row_column_and_distance():
+    """Class 1 is neither true nor predicted: the confusion matrix is still 4x4, per-class results stay on their
+    classes, and the quadratic kappa counts class 0 to 2 as two steps apart, not one."""
+    labels = np.array([0, 0, 2, 2, 3, 3])
+    predicted = [0, 2, 2, 3, 3, 2]
+    probabilities = one_hot_ish(predicted)
+    assert confusion(labels, probabilities) == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    per_class = per_class_metrics(labels, probabilities, CLASSES)
+    assert per_class["VeryMildDemented"]["support"] == 0 and per_class["VeryMildDemented"]["f1"] is None
+    assert per_class["MildDemented"]["precision"] == pytest.approx(1 / 3) and per_class["ModerateDemented"]["support"] == 2
+    scores = headline_metrics(labels, probabilities)
+    assert scores["qwk"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=range(4), weights="quadratic"))
+    assert scores["qwk"] != pytest.approx(cohen_kappa_score(labels, predicted, weights="quadratic"))
+
+
+def test_headline_metrics_name_every_score():
+    labels, probabilities, _ = synthetic(8)
+    scores = headline_metrics(labels, probabilities)
+    assert set(scores) == {"accuracy", "balanced_accuracy", "macro_f1", "qwk", "roc_auc_ovr", "log_loss", "ece"}
+    assert scores["log_loss"] == pytest.approx(log_loss(labels, probabilities))
+    assert scores["ece"] == pytest.approx(expected_calibration_error(labels, probabilities))
+
+
+def test_roc_auc_with_exactly_two_classes_present():
+    labels = np.array([0, 0, 3, 3, 3])
+    probabilities = one_hot_ish([0, 3, 3, 3, 0])
+    auc = class_roc_auc(labels, probabilities)
+    assert auc[0] == pytest.approx(roc_auc_score(labels == 0, probabilities[:, 0])) and np.isnan(auc[1:3]).all()
+
+
+def test_ece_keeps_neighbouring_bins_apart_at_both_ends():
+    # Two bins: confidence 0.5 (wrong) in the first, 0.8 (right) in the second: (0.5 + 0.2) / 2, not |0.2 - 0.5| / 2.
+    low = np.array([[0.5, 0.5], [0.8, 0.2]])
+    assert expected_calibration_error(np.array([1, 0]), low, n_bins=2) == pytest.approx(0.35)
+    # Fifteen bins: 0.95 (right) in the last, 0.9 (wrong) in the one below: (0.05 + 0.9) / 2.
+    high = np.array([[0.95, 0.05], [0.9, 0.1]])
+    assert expected_calibration_error(np.array([0, 1]), high) == pytest.approx(0.475)
+
+
+def test_roc_curves_of_one_class_only_is_an_empty_table_and_indices_run_on():
+    empty = roc_curves(np.zeros(3, int), one_hot_ish([0, 1, 0]), CLASSES)
+    assert empty.empty and list(empty.columns) == ["class", "fpr", "tpr"]
+    labels, probabilities, _ = synthetic(8)
+    curves = roc_curves(labels, probabilities, CLASSES)
+    assert list(curves.index) == list(range(len(curves)))
+
+
+def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
+    labels, probabilities, subjects = synthetic(10, seed=2)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 300, seed=5, metrics=("accuracy",))
+    rng, values = np.random.default_rng(5), []
+    for _ in range(300):
+        rows = np.concatenate([np.flatnonzero(subjects == f"s{g}") for g in rng.integers(10, size=10)])
+        if len(np.unique(labels[rows])) == 4:
+            values.append(np.mean(probabilities[rows].argmax(axis=1) == labels[rows]))
+    assert used == len(values) > 50
+    assert (intervals["accuracy"]["low"], intervals["accuracy"]["high"]) == pytest.approx(
+        tuple(np.percentile(values, [2.5, 97.5])))
+
+
+def test_score_predictions_gathers_every_part_under_its_name():
+    labels, probabilities, subjects = synthetic(8, seed=3)
+    scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=30, seed=1)
+    _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 30, seed=1)
+    assert scores == {
+        **headline_metrics(labels, probabilities),
+        "per_class": per_class_metrics(labels, probabilities, CLASSES),
+        "confusion_matrix": confusion(labels, probabilities),
+        "subject": {**headline_metrics(subject_labels, subject_probabilities),
+                    "confusion_matrix": confusion(subject_labels, subject_probabilities)},
+        "ci95": intervals, "ci95_resamples": {"drawn": 30, "used": used}, "ci95_single_subject_classes": [],
+        "classes": list(CLASSES), "absent_classes": [], "test_images": 32, "test_subjects": 8,
+        "chance_balanced_accuracy": 0.25, "majority_balanced_accuracy": majority_balanced_accuracy(labels),
+    }
+    absent = score_predictions(labels[labels < 3], probabilities[labels < 3], subjects[labels < 3], CLASSES, 5, 0)
+    assert absent["absent_classes"] == ["ModerateDemented"]
+
+
+def test_evaluate_predictions_scores_the_table_and_logs_its_caveats(caplog):
+    labels, probabilities, subjects = synthetic(8, seed=3)
+    keep = labels < 3  # no ModerateDemented
+    frame = pd.DataFrame({"label_index": labels[keep], "subject": subjects[keep],
+                          **{f"prob_{name}": probabilities[keep, i] for i, name in enumerate(CLASSES)}})
+    with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
+        scores = evaluate_predictions(frame, CLASSES, n_resamples=20, seed=4)
+    assert scores == score_predictions(labels[keep], probabilities[keep], subjects[keep], CLASSES, 20, 4)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == ("no test images of ModerateDemented: their recall, F1 and ROC AUC are undefined and left "
+                           "out of the macro averages")
+    assert messages[1] == f"subject bootstrap: {scores['ci95_resamples']['used']} of 20 resamples held every test class"

@@ -98,3 +98,38 @@ def test_any_dementia_operating_point_hand_case():
     easy = binary_roc(labels != 0, scores, 0.2)
     assert (easy["threshold"], easy["specificity"]) == pytest.approx((0.95, 1.0))
     assert easy["fpr"][-1] == easy["tpr"][-1] == 1.0
+
+
+def test_paired_bootstrap_with_a_one_image_class_and_a_gap_in_the_classes_is_sklearns():
+    """Classes 0, 2 and 3 (none of 1), class 3 on one image only; many resamples, so the percentiles are exact."""
+    rng = np.random.default_rng(4)
+    subjects = np.repeat([f"s{i}" for i in range(8)], 4)
+    labels = np.repeat(rng.choice([0, 2], size=8), 4)
+    labels[5] = 3  # one image of class 3, in subject s1
+    predicted_a, predicted_b = rng.choice([0, 2, 3], size=(2, len(labels)))
+    result = paired_bootstrap(labels, predicted_a, predicted_b, subjects, 400, seed=3)
+    assert result["difference"] == pytest.approx(balanced_accuracy_score(labels, predicted_a)
+                                                 - balanced_accuracy_score(labels, predicted_b))
+    draws, differences = np.random.default_rng(3), []
+    for _ in range(400):
+        rows = np.concatenate([np.flatnonzero(subjects == f"s{g}") for g in draws.integers(8, size=8)])
+        if set(labels[rows]) == set(labels):
+            differences.append(balanced_accuracy_score(labels[rows], predicted_a[rows])
+                               - balanced_accuracy_score(labels[rows], predicted_b[rows]))
+    assert result["resamples_used"] == len(differences) > 100
+    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])))
+    assert np.percentile(differences, 3.5) != np.percentile(differences, 2.5)  # the interval's ends are pinned
+
+
+def test_ensemble_averages_over_models_not_over_images():
+    members = [np.array([[1.0, 0.0]] * 3), np.array([[0.0, 1.0]] * 3)]  # two models, three images
+    np.testing.assert_allclose(ensemble(members), [[0.5, 0.5]] * 3)
+    np.testing.assert_allclose(ensemble(members, np.array([0.75, 0.25])), [[0.75, 0.25]] * 3)
+
+
+def test_operating_point_inside_a_vertical_stretch_of_the_curve():
+    """Every positive above every negative: the threshold for 60% sensitivity is the third positive's score,
+    a point DVC-style curve thinning (drop_intermediate) would drop."""
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.2, 0.1])
+    point = binary_roc(np.array([True] * 5 + [False] * 2), scores, 0.6)
+    assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.7, 0.6, 1.0))
