@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: repro test serve
+.PHONY: repro test serve mutation
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,12 @@ $(CHROMIUM):
 	else \
 		echo "$(CHROMIUM) is missing: tests/test_plots_page.py and tests/test_web.py need it (sudo apt-get install chromium)" >&2; \
 	fi
+
+# Mutation testing of pipeline/analysis/metrics.py and stats.py under tests/test_metrics.py and
+# tests/test_stats.py (config: [tool.mutmut] in pyproject.toml); not part of `make test`. Scores: BENCHMARKS.md.
+$(BIN)/.dev-installed: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+mutation: $(BIN)/.dev-installed
+	PATH="$(abspath $(BIN)):$$PATH" mutmut run --max-children 2; PATH="$(abspath $(BIN)):$$PATH" mutmut results

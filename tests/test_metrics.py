@@ -1,9 +1,11 @@
 """Metrics against hand-computed cases and sklearn; subject aggregation; the subject bootstrap."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
 from pipeline.analysis.metrics import (
     class_roc_auc,
@@ -14,6 +16,7 @@ from pipeline.analysis.metrics import (
     log_caveats,
     majority_balanced_accuracy,
     per_class_metrics,
+    prediction_metrics,
     roc_curves,
     score_predictions,
     single_subject_classes,
@@ -180,6 +183,14 @@ def test_a_class_absent_from_labels_and_predictions_keeps_its_row_column_and_dis
     scores = headline_metrics(labels, probabilities)
     assert scores["qwk"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=range(4), weights="quadratic"))
     assert scores["qwk"] != pytest.approx(cohen_kappa_score(labels, predicted, weights="quadratic"))
+    assert scores["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))  # over classes 0, 2, 3
+
+
+def test_a_predicted_class_that_is_not_true_raises_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = prediction_metrics(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), 4)
+    assert scores["balanced_accuracy"] == pytest.approx(0.75)
 
 
 def test_headline_metrics_name_every_score():
@@ -215,7 +226,7 @@ def test_roc_curves_of_one_class_only_is_an_empty_table_and_indices_run_on():
 
 
 def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
-    labels, probabilities, subjects = synthetic(10, seed=2)
+    labels, probabilities, subjects = synthetic(10, slices=9, seed=2)
     intervals, used = subject_bootstrap(labels, probabilities, subjects, 300, seed=5, metrics=("accuracy",))
     rng, values = np.random.default_rng(5), []
     for _ in range(300):
@@ -225,6 +236,7 @@ def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
     assert used == len(values) > 50
     assert (intervals["accuracy"]["low"], intervals["accuracy"]["high"]) == pytest.approx(
         tuple(np.percentile(values, [2.5, 97.5])))
+    assert np.percentile(values, 3.5) != np.percentile(values, 2.5)  # the interval's ends are pinned
 
 
 def test_score_predictions_gathers_every_part_under_its_name():
@@ -248,13 +260,13 @@ def test_score_predictions_gathers_every_part_under_its_name():
 
 def test_evaluate_predictions_scores_the_table_and_logs_its_caveats(caplog):
     labels, probabilities, subjects = synthetic(8, seed=3)
-    keep = labels < 3  # no ModerateDemented
+    keep = labels < 2  # no MildDemented, no ModerateDemented
     frame = pd.DataFrame({"label_index": labels[keep], "subject": subjects[keep],
                           **{f"prob_{name}": probabilities[keep, i] for i, name in enumerate(CLASSES)}})
     with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
         scores = evaluate_predictions(frame, CLASSES, n_resamples=20, seed=4)
     assert scores == score_predictions(labels[keep], probabilities[keep], subjects[keep], CLASSES, 20, 4)
     messages = [record.getMessage() for record in caplog.records]
-    assert messages[0] == ("no test images of ModerateDemented: their recall, F1 and ROC AUC are undefined and left "
-                           "out of the macro averages")
+    assert messages[0] == ("no test images of MildDemented, ModerateDemented: their recall, F1 and ROC AUC are "
+                           "undefined and left out of the macro averages")
     assert messages[1] == f"subject bootstrap: {scores['ci95_resamples']['used']} of 20 resamples held every test class"
