@@ -53,9 +53,10 @@ def _rgb_to_bgr() -> keras.layers.Layer:
     """A fixed layer that reverses the channels, RGB to BGR (exactly: a permutation matrix of ones and zeros).
 
     A plain Dense layer rather than a Lambda or a custom class, so that the saved model loads in Keras' safe
-    mode with nothing of ours imported.
+    mode with nothing of ours imported. Built from zeros, so that it draws nothing from the seeded random
+    stream that fine-tuning's dropout and initialisers share.
     """
-    layer = keras.layers.Dense(3, use_bias=False, trainable=False, name="rgb_to_bgr")
+    layer = keras.layers.Dense(3, use_bias=False, trainable=False, kernel_initializer="zeros", name="rgb_to_bgr")
     layer.build((None, 3))
     layer.set_weights([np.eye(3, dtype=np.float32)[::-1]])
     return layer
