@@ -51,7 +51,7 @@ def slow_archive(root: Path) -> Path:
     brain = ((rows - 1700) ** 2 / 1500**2 + (cols - 1500) ** 2 / 1300**2 < 1) * (100 + cols % 97)
     Image.fromarray(brain.astype(np.uint8)).save(folder / "nonDem0.png", compress_level=1)
     (root / "archive" / "MildDemented").mkdir()
-    for number in range(1, 24):
+    for number in range(1, 48):
         shutil.copy(folder / "nonDem0.png", root / "archive" / ("NonDemented", "MildDemented")[number % 2]
                     / f"scan{number}.png")
     params = root / "params.yaml"
@@ -73,7 +73,7 @@ def signal_mid_scan(tmp_path: Path, signum: int) -> tuple[int, str]:
         deadline = time.monotonic() + 60
         while "dedupe: reading" not in stderr.read_text() and time.monotonic() < deadline and stage.poll() is None:
             time.sleep(0.1)
-        time.sleep(1.0)  # workers are mid-task: each large PNG takes a while to decode
+        time.sleep(0.3)  # workers are mid-task: each large PNG takes a while to decode, and there are 48
         assert stage.poll() is None, stderr.read_text()
         os.killpg(stage.pid, signum)
         status = stage.wait(timeout=10)

@@ -30,6 +30,8 @@ from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
 from tests.web_project import BACKBONES, EPOCHS, append_epoch, write_project, write_scan
 
+STAGES_SHOWN = 4 + 5 * len(BACKBONES) + 4  # synth to preprocess, weights to evaluate per backbone, the rest
+
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = {"127.0.0.1", "localhost"}
 MODELS = [*BACKBONES, "ensemble_mean", "ensemble_val_loss"]
@@ -84,7 +86,7 @@ def test_stage_states_come_from_dvc_lock_params_and_dvcs_rwlock(project):
     assert states["train@ResNet101"] == "pending"
     assert states["train@MobileNetV2"] == "running"
     assert states["finetune@VGG19"] == "pending"  # its writer's process is gone
-    assert list(states)[:2] == ["synth", "dedupe"] and len(states) == 4 + 4 * len(BACKBONES) + 4
+    assert list(states)[:2] == ["synth", "dedupe"] and len(states) == STAGES_SHOWN
 
 
 def free_port() -> int:
@@ -142,7 +144,7 @@ def test_page_loads_nothing_from_outside_loopback_and_shows_the_warnings(page):
     page.wait_for_function("[...document.querySelectorAll('#report img')].every((img) => img.naturalWidth > 0)")
     hosts = {urlsplit(url).hostname for url in page.requests}
     assert hosts == {"127.0.0.1"}, page.requests
-    assert page.locator("#stages li").count() == 4 + 4 * len(BACKBONES) + 4
+    assert page.locator("#stages li").count() == STAGES_SHOWN
 
 
 def test_a_scan_dropped_on_the_page_gets_every_models_probabilities(page, project, server):
