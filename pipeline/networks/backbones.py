@@ -1,29 +1,16 @@
 """Backbone models built from the registry (`pipeline.core.registry`): base, extractor, full model."""
 
 import logging
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import Backbone, input_size
-from pipeline.networks.weights import imagenet_weights
+from pipeline.networks.weights import weights_path
 
 CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # Keras' 'caffe' mode: channels to BGR, then these means subtracted
 log = logging.getLogger(__name__)
-
-
-def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
-    """The weights file to load into the base (None for random init): Keras' ImageNet file, or the given path."""
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        return imagenet_weights(backbone, size)
-    path = Path(weights)
-    if not path.is_file():
-        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
-    return path
 
 
 def build_base(backbone: Backbone, weights: str, size: int) -> keras.Model:

@@ -73,18 +73,22 @@ def imagenet_weights(backbone: Backbone, size: int) -> Path:
     return path
 
 
+def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
+    """The weights file to load into the base (None for random init): Keras' ImageNet file, or the given path."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return imagenet_weights(backbone, size)
+    path = Path(weights)
+    if not path.is_file():
+        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
+    return path
+
+
 def stage_weights(backbone: Backbone, weights: str, size: int, out_dir: Path) -> dict:
     """Replace `out_dir` with the file the base starts from (none for `weights: none`) and source.json; return it."""
-    if weights == "none":
-        source, file = None, None
-    elif weights == "imagenet":
-        source = imagenet_weights(backbone, size)
-        file = source.name
-    else:
-        source = Path(weights)
-        if not source.is_file():
-            raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
-        file = source.name
+    source = weights_path(backbone, weights, size)
+    file = source.name if source else None
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
