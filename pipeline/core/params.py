@@ -94,10 +94,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
+SOURCES = ("archive", "folder", "tfds:<name>")
+Source = Annotated[str, Field(pattern=r"^(archive|folder|tfds:[a-z0-9_]+(/[A-Za-z0-9_.]+)?(:[0-9.]+)?)$",
+                              description=" or ".join(SOURCES))]
+
+
 class DataParams(_Model):
-    archive: Text
-    classes: _list(Name, "at least two class names, distinct even lower-cased with only letters and digits kept",
-                   2, _distinct(class_key))  # in ordinal order
+    source: Source  # where the images come from: the MRI archive, class folders, or a TFDS dataset
+    archive: Text  # the archive or the class folders (unused by tfds:)
+    tfds_dir: str  # TFDS' data dir for tfds: sources; empty: TFDS' default (~/tensorflow_datasets)
+    groups: str  # folder source: optional CSV (path, group) naming each file's group; empty: none
+    # class names, in order (ordinal order when ordinal); empty: the source's own (folder names, TFDS labels)
+    classes: _list(Name, "an empty list or at least two class names, distinct even lower-cased with only letters "
+                   "and digits kept", 0, _distinct(class_key))
+    ordinal: bool  # the classes are ordered (QWK is reported only then)
+    negative_class: str  # the "none" class of the binary view (any class vs it); empty: no binary view
+
+    @model_validator(mode="after")
+    def _classes_fit_the_source(self) -> "DataParams":
+        if len(self.classes) == 1 or (self.source == "archive" and not self.classes):
+            raise _invalid("at least two class names" + (" (the archive source names none)" if not self.classes
+                                                         else ""), "classes")
+        if self.negative_class and self.classes and self.negative_class not in self.classes:
+            raise _invalid(f"empty or one of data.classes: {', '.join(self.classes)}", "negative_class")
+        return self
 
 
 class SynthParams(_Model):
@@ -107,6 +127,7 @@ class SynthParams(_Model):
     copies_per_class: _int(0)
     duplicates: _int(0)
     layout: Literal[LAYOUTS]
+    opaque_names: bool  # originals named by UUID-like names that carry no subject
 
 
 class DedupeParams(_Model):
@@ -144,6 +165,8 @@ SPLITS = tuple(_Ratios.model_fields)
 class SplitParams(_Model):
     ratios: Annotated[tuple[tuple[str, float], ...], _Pairs(_Ratios)]  # (split, share), in SPLITS order
     copies_in_train: bool
+    source_splits: bool  # use a source's own train/val/test when it ships them (TFDS); false: split by group here
+    drop_shared_images: bool  # source splits: drop images pixel-identical to one in an earlier split
 
 
 class PreprocessParams(_Model):
@@ -236,7 +259,7 @@ class Params(_Model):
     @field_validator("synth")
     @classmethod
     def _a_count_per_class(cls, synth: SynthParams, info: ValidationInfo) -> SynthParams:
-        if "data" not in info.data:  # data.classes is wrong, and reported
+        if "data" not in info.data or not info.data["data"].classes:  # wrong (and reported) or the source's own
             return synth
         classes, counts = info.data["data"].classes, dict(synth.subjects)
         if set(counts) != set(classes):
