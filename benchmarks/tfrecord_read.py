@@ -54,7 +54,7 @@ def main() -> None:
             for encoding in ENCODINGS:
                 out = Path(tmp) / f"{size}-{encoding}"
                 start = time.perf_counter()
-                write_tfrecords(rows, root, out, (LABEL,), size, encoding, shard_size=64)
+                write_tfrecords(rows, root, out, (LABEL,), 1, size, encoding, shard_size=64)
                 write_rate = len(rows) / (time.perf_counter() - start)
                 kib = sum(path.stat().st_size for path in out.glob("*.tfrecord")) / len(rows) / 1024
                 read_rate = _read_rate(out, args.batch_size, args.read, args.repeats)
@@ -88,7 +88,7 @@ def _rows(root: Path, count: int) -> list[Row]:
 
 def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augment: AugmentParams | None = None) -> float:
     """Median images/s through make_dataset as training reads (and augments), after a few warm-up batches."""
-    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=1 if augment else 3, repeat=True)
+    dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=None if augment else 3, repeat=True)
     if augment:
         dataset = augment_dataset(dataset, build_augmenter(augment, seed=0))
     batches = iter(dataset)
@@ -106,7 +106,7 @@ def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augment:
 
 def _mean_abs_error(out: Path, expected: np.ndarray) -> float:
     """Mean absolute pixel difference between what was read back and the resized scans."""
-    images = np.concatenate([images[..., 0] for images, _ in make_dataset(out, "train", 64, channels=1)])
+    images = np.concatenate([images[..., 0] for images, _ in make_dataset(out, "train", 64, channels=None)])
     return float(np.abs(images - expected).mean())
 
 

@@ -68,9 +68,9 @@ def files_on_disk(root: Path) -> set[str]:
     return {(Path(folder) / name).relative_to(root).as_posix() for folder, _, names in os.walk(root) for name in names}
 
 
-def run(args: list[str], cwd: Path) -> str:
-    """Run a command (the venv's bin first on PATH) in cwd; assert it succeeds; return stdout and stderr."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def run(args: list[str], cwd: Path, extra_env: dict | None = None) -> str:
+    """Run a command (the venv's bin first on PATH, `extra_env` set) in cwd; assert it succeeds; return its output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(extra_env or {})}
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr

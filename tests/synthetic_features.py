@@ -45,7 +45,8 @@ def write_project(root, pool: Pool, **params) -> None:
         np.savez(directory / f"{split}.npz", features=np.tile(pool.features[rows.index], (views, 1)),
                  labels=np.tile(rows["label"], views), paths=np.tile(rows["path"].to_numpy(str), views),
                  subjects=np.tile(rows["subject"].to_numpy(str), views), view=np.repeat(np.arange(views), len(rows)))
-    index = pool.rows.assign(label=pool.rows["label"].map(lambda k: f"class{k}"), score="", status="ok", reason="")
+    index = pool.rows.assign(label=pool.rows["label"].map(lambda k: f"class{k}"), score="", status="ok", reason="",
+                                 source_split="")
     (root / "data/interim").mkdir(parents=True)
     index[list(INDEX_COLUMNS)].to_csv(root / "data/interim/index.csv", index=False)
     (root / "params.yaml").write_text(yaml.safe_dump(raw_params(**params)))

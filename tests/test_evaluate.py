@@ -54,7 +54,7 @@ def write_test_split(root: Path, classes_present: tuple[str, ...]) -> None:
                 (root / "archive" / label).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels.astype(np.uint8)).save(root / "archive" / path)
                 rows.append(Row(path, label, "test", f"{label}-{subject}", path, "original"))
-    write_tfrecords(rows, root / "archive", root / "data/tfrecords", CLASSES, SIZE, "png", 8)
+    write_tfrecords(rows, root / "archive", root / "data/tfrecords", CLASSES, 1, SIZE, "png", 8)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def models(tmp_path) -> dict[str, Path]:
 
 def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_path):
     rows = [Row(path.name, CLASSES[0], "test", path.stem, path.name, "original") for path in scans]
-    write_tfrecords(rows, tmp_path, tmp_path / "tfrecords", CLASSES, SIZE, "png", 8)
+    write_tfrecords(rows, tmp_path, tmp_path / "tfrecords", CLASSES, 1, SIZE, "png", 8)
     trained_on = np.concatenate([images for images, _ in make_dataset(tmp_path / "tfrecords", "test", 8)])
     np.testing.assert_array_equal(model_input(scans, SIZE), trained_on)
 

@@ -14,6 +14,7 @@ from pipeline.core.params import SPLITS, load_params
 from pipeline.imaging.reader import load_image
 from pipeline.imaging.tfrecords import META_NAME, make_dataset, read_meta, write_tfrecords
 from pipeline.stages.preprocess import main
+from pipeline.tables.source import SourceInfo, write_source_info
 from pipeline.tables.split import SplitRow as Row
 from pipeline.tables.split import read_splits
 from tests.conftest import raw_params
@@ -41,7 +42,7 @@ def archive(tmp_path) -> tuple[Path, list[Row]]:
 
 def write(archive, out_dir: Path, encoding: str = "png", shard_size: int = 2) -> dict:
     root, rows = archive
-    return write_tfrecords(rows, root, out_dir, CLASSES, SIZE, encoding, shard_size)
+    return write_tfrecords(rows, root, out_dir, CLASSES, 1, SIZE, encoding, shard_size)
 
 
 def read_all(out_dir: Path, split: str, **options) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -59,7 +60,7 @@ def test_round_trip_gives_back_pixels_labels_and_ids_in_order(archive, tmp_path,
     write(archive, tmp_path / "out", encoding)
     for split in SPLITS:
         expected = [row for row in rows if row.split == split]
-        images, labels, ids = read_all(tmp_path / "out", split, channels=1)
+        images, labels, ids = read_all(tmp_path / "out", split, channels=None)
         pixels = np.stack([load_image(root / row.path, SIZE) for row in expected])[..., None].astype(np.float32)
         assert images.dtype == np.float32 and images.shape == (len(expected), SIZE, SIZE, 1)
         if encoding == "jpeg":
@@ -162,6 +163,7 @@ def test_main_writes_the_split_shards_of_an_archive(tiny_archive, tmp_path, monk
                             + ["", "ok", "", split])
     params = raw_params(data={"archive": str(tiny_archive)}, image_size=SIZE, preprocess={"shard_size": 64})
     Path("params.yaml").write_text(yaml.safe_dump(params))
+    write_source_info(Path("data/interim/source.json"), SourceInfo("archive", str(tiny_archive), CLASSES, 1, False))
 
     main(load_params(Path("params.yaml")))
 

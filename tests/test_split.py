@@ -12,7 +12,8 @@ import yaml
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import load_params, parse_params
 from pipeline.stages.split import main
-from pipeline.tables.index import INDEX_COLUMNS
+from pipeline.tables.index import INDEX_COLUMNS, ROW_COLUMNS
+from pipeline.tables.source import SourceInfo, write_source_info
 from pipeline.tables.split import assign_splits, split_metrics, subject_classes, subject_counts
 from tests.conftest import raw_params
 
@@ -37,7 +38,8 @@ def make_index(subjects: dict[str, int], slices: int = 2, copies: int = 2) -> pd
                  rows[0][0], rows[0][4], "0.99", "duplicate", "same pixels as another copy"))
     rows.append(("OriginalDataset/NonDemented/broken.jpg", "NonDemented", "original",
                  "OriginalDataset/NonDemented/broken.jpg", "NonDemented-broken", "", "rejected", "unreadable"))
-    return pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("path", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=ROW_COLUMNS).assign(source_split="")[list(INDEX_COLUMNS)]
+    return frame.sort_values("path", ignore_index=True)
 
 
 def split_of(rows: pd.DataFrame, kind: str) -> pd.Series:
@@ -58,7 +60,7 @@ def test_no_subject_or_source_in_two_splits(seed):
 def test_only_usable_rows_with_index_columns_sorted_by_path():
     index = make_index(DEMO).sample(frac=1, random_state=0)
     split = assign_splits(index, CLASSES, RATIOS, 42, copies_in_train=True)
-    assert list(split.rows.columns) == [*INDEX_COLUMNS, "split"]
+    assert list(split.rows.columns) == [*ROW_COLUMNS, "split"]
     assert (split.rows["status"] == "ok").all()
     assert split.rows["path"].is_monotonic_increasing
     assert set(split.rows["split"]) == {"train", "val", "test"}
@@ -158,10 +160,12 @@ def test_shared_counts_are_computed_from_the_rows():
     assert (metrics["shared_subjects"], metrics["shared_sources"]) == (1, 1)
 
 
-def write_inputs(folder: Path, index: pd.DataFrame) -> None:
+def write_inputs(folder: Path, index: pd.DataFrame, own_splits: bool = False) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(raw_params()))
     (folder / "data/interim").mkdir(parents=True)
     index.to_csv(folder / "data/interim/index.csv", index=False, lineterminator="\n")
+    write_source_info(folder / "data/interim/source.json", SourceInfo("archive", "data/raw/demo", CLASSES, 1,
+                                                                      own_splits))
 
 
 def test_main_writes_splits_and_metrics(tmp_path, monkeypatch, caplog):
@@ -172,8 +176,8 @@ def test_main_writes_splits_and_metrics(tmp_path, monkeypatch, caplog):
         main(load_params(Path("params.yaml")))
     assert any("ModerateDemented has 2 subject" in record.message for record in caplog.records)
     written = Path("data/splits.csv").read_text()
-    index_lines = Path("data/interim/index.csv").read_text().splitlines()
-    assert written.splitlines()[0] == index_lines[0] + ",split"
+    index_lines = [line.removesuffix(",") for line in Path("data/interim/index.csv").read_text().splitlines()]
+    assert written.splitlines()[0] == index_lines[0].removesuffix(",source_split") + ",split"
     kept = {line.rsplit(",", 1)[0] for line in written.splitlines()[1:]}
     assert kept <= set(index_lines[1:])
     assert "0.9312" in written and "\r" not in written

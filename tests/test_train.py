@@ -57,7 +57,7 @@ def write_scans(root: Path, out_dir: Path, splits: dict[str, int]) -> Path:
             blob = rng.uniform(0, 255, (5, 5)).astype(np.uint8)
             Image.fromarray(blob).resize((40, 40), Image.Resampling.BILINEAR).save(root / path)
             rows.append(Row(path, label, split, f"{split}-s{number // 2}", path, "original"))
-    write_tfrecords(rows, root, out_dir, CLASSES, SIZE, "png", shard_size=8)
+    write_tfrecords(rows, root, out_dir, CLASSES, 1, SIZE, "png", shard_size=8)
     return out_dir
 
 
@@ -173,10 +173,14 @@ def test_augmented_stream_is_three_gray_channels_and_the_same_for_the_same_seed(
     np.testing.assert_array_equal(first, stream())
 
 
-def test_augmenting_three_channel_images_is_refused_with_the_fix():
-    batches = tf.data.Dataset.from_tensor_slices((np.zeros((4, SIZE, SIZE, 3), np.float32), np.zeros(4))).batch(2)
-    with pytest.raises(ValueError, match="one-channel images, got 3: read the TFRecords with channels=1"):
-        augment_dataset(batches, build_augmenter(tiny_params().augment, seed=0))
+def test_colour_images_are_augmented_in_colour():
+    colour = np.zeros((4, SIZE, SIZE, 3), np.float32)
+    colour[..., 0] = 200.0
+    batches = tf.data.Dataset.from_tensor_slices((colour, np.zeros(4))).batch(2)
+    images = np.concatenate([batch for batch, _ in augment_dataset(batches, build_augmenter(
+        tiny_params().augment, seed=0)).as_numpy_iterator()])
+    assert images.shape == colour.shape
+    assert images[..., 0].max() > 100 and images[..., 1:].max() < 1  # red stays red: channels are not mixed
 
 
 def test_steps_per_epoch_and_mixed_precision_switch():

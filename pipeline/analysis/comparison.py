@@ -94,7 +94,8 @@ def baseline_rows(baselines: dict) -> list[dict]:
 def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame], val_losses: dict[str, float],
               seconds: dict[str, float], baselines: dict | None, params: Params) -> dict:
     """Every row of the comparison, the ensembles, the paired tests against the best backbone, any-dementia ROC."""
-    classes, resamples, seed = params.data.classes, params.evaluate.bootstrap, params.seed
+    classes = tuple(next(iter(evaluations.values()))["classes"])  # the source's, as evaluate read them
+    resamples, seed = params.evaluate.bootstrap, params.seed
     backbones = list(evaluations)
     labels, subjects, probabilities = aligned(predictions, classes)
     weights = loss_weights(np.array([val_losses[name] for name in backbones]))

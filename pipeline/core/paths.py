@@ -9,6 +9,8 @@ from pathlib import Path
 
 DEMO_ARCHIVE = Path("data/raw/demo")
 INDEX = Path("data/interim/index.csv")
+SOURCE_INFO = Path("data/interim/source.json")  # classes, channels, where the index's files are
+SOURCE_IMAGES = Path("data/interim/images")  # a TFDS source's examples as files (empty for the other sources)
 DEDUPE_METRICS = Path("metrics/dedupe.json")
 SPLITS = Path("data/splits.csv")
 SPLIT_METRICS = Path("metrics/split.json")

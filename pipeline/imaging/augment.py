@@ -25,19 +25,17 @@ def build_augmenter(params: AugmentParams, seed: int) -> keras.Sequential:
 
 
 def augment_dataset(dataset: tf.data.Dataset, augmenter: keras.Sequential) -> tf.data.Dataset:
-    """Augment the one-channel images of (images, labels, ...) batches (training mode), then repeat them to 3.
+    """Augment the images of (images, labels, ...) batches (training mode); gray ones are then repeated to 3 channels.
 
-    Scans are grayscale, so one channel is a third of the work of three identical ones. One batch
+    Gray scans stay one channel while augmented: a third of the work of three identical ones. One batch
     at a time: the layers' seed state then advances in a fixed order and the same seed gives the
     same stream (parallel calls race on it).
     """
-    channels = dataset.element_spec[0].shape[-1]
-    if channels != 1:
-        raise ValueError(f"augment_dataset takes one-channel images, got {channels}: read the TFRecords with channels=1")
+    gray = dataset.element_spec[0].shape[-1] == 1
 
     def augment(images, *rest):
         if augmenter.layers:
             images = augmenter(images, training=True)
-        return (tf.tile(images, (1, 1, 1, 3)), *rest)
+        return (tf.tile(images, (1, 1, 1, 3)) if gray else images, *rest)
 
     return dataset.map(augment)

@@ -17,6 +17,8 @@ MIN_SIDE = 16
 MAX_PIXELS = 4096 * 4096
 DRAFT_FORMATS = frozenset({"JPEG", "MPO"})  # those Image.draft decodes at a reduced scale
 ACCEPTED_MODES = frozenset({"L", "RGB"})
+MODES = {1: "L", 3: "RGB"}  # channels -> the Pillow mode images are decoded to
+COLOUR_SPREAD = 8  # mean |R - G| + |G - B| above which an RGB file holds colour, not gray pixels (JPEG noise is ~1)
 MODE_NAMES = {
     "RGBA": "RGBA (with transparency)",
     "LA": "grayscale with transparency",
@@ -68,33 +70,41 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: Path, at_least: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one file to an 8-bit grayscale array, or raise InvalidImage saying why not."""
-    return np.asarray(decode_image(path, at_least))
+def read_image(path: Path, at_least: tuple[int, int] | None = None, channels: int = 1) -> np.ndarray:
+    """Decode one file to an 8-bit grayscale (HxW) or RGB (HxWx3) array, or raise InvalidImage saying why not."""
+    return np.asarray(decode_image(path, at_least, channels))
 
 
-def decode_image(path: Path, at_least: tuple[int, int] | None = None) -> Image.Image:
-    """Decode one file to an 8-bit grayscale PIL image, or raise InvalidImage saying why not.
+def has_colour(pixels: np.ndarray) -> bool:
+    """Whether an RGB array holds colour rather than gray pixels stored as RGB (as Kaggle's copies are)."""
+    channels = pixels.astype(np.int16)
+    spread = np.abs(channels[..., 0] - channels[..., 1]) + np.abs(channels[..., 1] - channels[..., 2])
+    return float(spread.mean()) > COLOUR_SPREAD
+
+
+def decode_image(path: Path, at_least: tuple[int, int] | None = None, channels: int = 1) -> Image.Image:
+    """Decode one file to an 8-bit grayscale (channels 1) or RGB (3) PIL image, or raise InvalidImage saying why not.
 
     With `at_least` (width, height), a JPEG may be decoded at a reduced scale no smaller than
     that: faster, and every byte of the file is still read and checked. Whatever Pillow raises
     on a corrupt or misnamed file becomes an InvalidImage saying why (the caller names the file).
     """
     with _opened(path) as handle:
-        return _decode(handle, at_least)[0]
+        return _decode(handle, at_least, MODES[channels])[0]
 
 
 def decode_full_and_reduced(path: Path, at_least: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
-    """`decode_image(path)` (pixel identity is judged on it, whatever the container) and `decode_image(path, at_least)`.
+    """`decode_image(path)` (pixel identity is judged on it, whatever the container) and `decode_image(path, at_least)`,
+    for a grayscale source: an RGB file holding colour, not gray pixels, is refused.
 
     Only a JPEG decodes differently with `at_least`, so only a JPEG is decoded twice.
     """
     with _opened(path) as handle:
-        full, format_name = _decode(handle, None)
+        full, format_name = _decode(handle, None, "L", refuse_colour=True)
         if format_name not in DRAFT_FORMATS:
             return full, full
         handle.seek(0)
-        return full, _decode(handle, at_least)[0]
+        return full, _decode(handle, at_least, "L")[0]
 
 
 @contextmanager
@@ -111,8 +121,8 @@ def _opened(path: Path):
         yield handle
 
 
-def _decode(handle, at_least: tuple[int, int] | None) -> tuple[Image.Image, str]:
-    """The grayscale image and Pillow's name for its format."""
+def _decode(handle, at_least: tuple[int, int] | None, mode: str, refuse_colour: bool = False) -> tuple[Image.Image, str]:
+    """The image in `mode` (L or RGB) and Pillow's name for its format."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on odd tags: the outcome alone decides
@@ -120,9 +130,12 @@ def _decode(handle, at_least: tuple[int, int] | None) -> tuple[Image.Image, str]
             with Image.open(handle) as image:
                 _check_header(image)
                 if at_least:
-                    image.draft("L", at_least)
+                    image.draft(mode, at_least)
                 image.load()
-                return (image if image.mode == "L" else image.convert("L")), image.format
+                if refuse_colour and image.mode == "RGB" and has_colour(np.asarray(image)):
+                    raise InvalidImage("colour pixels in a grayscale source (the archive source reads gray MRI "
+                                       "slices; data.source: folder takes colour images)")
+                return (image if image.mode == mode else image.convert(mode)), image.format
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -149,15 +162,15 @@ def _check_header(image: Image.Image) -> None:
         raise InvalidImage(f"{found} pixels; scans must be 8-bit grayscale or RGB")
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Read one scan with the project's reader and stretch it to a size x size uint8 array.
+def load_image(path: Path, size: int, channels: int = 1) -> np.ndarray:
+    """Read one image with the project's reader and stretch it to a size x size (x 3 for RGB) uint8 array.
 
     Stretched, not padded, as Keras' image_dataset_from_directory does: Kaggle's augmented
     copies are already stretched to squares, and padding would spend pixels on background.
     Pillow's bilinear filter widens with the scale factor, so shrinking is antialiased.
     """
     try:
-        pixels = read_image(path)
+        pixels = read_image(path, channels=channels)
     except InvalidImage as error:
         raise PipelineError(f"{path}: {error}") from None
     return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))

@@ -20,7 +20,6 @@ from pipeline.core.text import escape
 from pipeline.imaging.reader import load_image
 
 META_NAME = "meta.json"
-CHANNELS = 1  # the scans are grayscale; the reader tiles them to 3 channels for ImageNet backbones
 ID_FIELDS = ("path", "subject", "source", "kind")  # strings stored beside each image
 SAVE_OPTIONS = {"png": {"format": "PNG"}, "jpeg": {"format": "JPEG", "quality": 95}}
 DECODERS = {"png": tf.io.decode_png, "jpeg": tf.io.decode_jpeg}
@@ -33,7 +32,7 @@ FEATURES = {
 
 
 def encode_image(pixels: np.ndarray, encoding: str) -> bytes:
-    """A uint8 grayscale HxW array as PNG, JPEG (quality 95) or raw row-major bytes."""
+    """A uint8 grayscale HxW or RGB HxWx3 array as PNG, JPEG (quality 95) or raw row-major bytes."""
     if encoding == "raw":
         return np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
     buffer = io.BytesIO()
@@ -82,37 +81,40 @@ def read_meta(tfrecord_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def decode_image(encoded: tf.Tensor, encoding: str, image_size: int) -> tf.Tensor:
-    """Stored bytes back to a uint8 tensor of shape (image_size, image_size, 1)."""
+def decode_image(encoded: tf.Tensor, encoding: str, image_size: int, channels: int) -> tf.Tensor:
+    """Stored bytes back to a uint8 tensor of shape (image_size, image_size, channels)."""
+    shape = (image_size, image_size, channels)
     if encoding == "raw":
-        image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), (image_size, image_size, 1))
+        image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8), shape)
     else:
-        image = DECODERS[encoding](encoded, channels=1)
-    return tf.ensure_shape(image, (image_size, image_size, 1))
+        image = DECODERS[encoding](encoded, channels=channels)
+    return tf.ensure_shape(image, shape)
 
 
 def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 channels: int = 3, with_ids: bool = False, repeat: bool = False) -> tf.data.Dataset:
+                 channels: int | None = 3, with_ids: bool = False, repeat: bool = False) -> tf.data.Dataset:
     """Batches of (float32 images in [0, 255], int32 labels), plus a dict of ID_FIELDS strings if with_ids.
 
+    `channels` 3: gray images tiled to 3 channels, as the backbones take them; None: as stored (meta.json).
     Unshuffled, images come in splits.csv order; shuffled, shard order and records are
     reshuffled each pass, reproducibly for a given seed.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if channels not in (None, 3):
+        raise ValueError(f"channels must be 3 or None (as stored), got {channels}")
     meta = read_meta(tfrecord_dir)
     files = _shard_paths(tfrecord_dir, meta, split)
-    encoding, size = meta["encoding"], meta["image_size"]
+    encoding, size, stored = meta["encoding"], meta["image_size"], meta["channels"]
+    tile = channels == 3 and stored == 1
 
     def parse(record):
         example = tf.io.parse_single_example(record, FEATURES)
-        image = decode_image(example["image"], encoding, size)
+        image = decode_image(example["image"], encoding, size, stored)
         label = tf.cast(example["label"], tf.int32)
         return (image, label, {name: example[name] for name in ID_FIELDS}) if with_ids else (image, label)
 
     def to_float(image, *rest):
         image = tf.cast(image, tf.float32)
-        return (tf.tile(image, (1, 1, 1, 3)) if channels == 3 else image, *rest)
+        return (tf.tile(image, (1, 1, 1, 3)) if tile else image, *rest)
 
     dataset = tf.data.Dataset.from_tensor_slices([str(path) for path in files])
     if shuffle:
@@ -151,11 +153,12 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def write_tfrecords(rows: list, archive: Path, out_dir: Path, classes: tuple[str, ...], image_size: int,
-                    encoding: str, shard_size: int) -> dict:
+def write_tfrecords(rows: list, root: Path, out_dir: Path, classes: tuple[str, ...], channels: int,
+                    image_size: int, encoding: str, shard_size: int) -> dict:
     """Replace `out_dir` with each split's shards, written in row order, and meta.json; return the meta.
 
-    `rows` are splits.csv's rows (`pipeline.tables.split.SplitRow`): path, label, split and the ID_FIELDS.
+    `rows` are splits.csv's rows (`pipeline.tables.split.SplitRow`): path (under `root`), label, split and the
+    ID_FIELDS. Images are stored with `channels` (1 gray, 3 RGB), as the source has them.
     """
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -165,7 +168,7 @@ def write_tfrecords(rows: list, archive: Path, out_dir: Path, classes: tuple[str
     for split in SPLITS:
         split_rows = [row for row in rows if row.split == split]
         examples = (
-            serialize_example(encode_image(load_image(archive / row.path, image_size), encoding),
+            serialize_example(encode_image(load_image(root / row.path, image_size, channels), encoding),
                               label_index[row.label], asdict(row))
             for row in tqdm(split_rows, desc=f"preprocess {split}", unit="image")
         )
@@ -178,7 +181,7 @@ def write_tfrecords(rows: list, archive: Path, out_dir: Path, classes: tuple[str
             for split in SPLITS
         },
         "image_size": image_size,
-        "channels": CHANNELS,
+        "channels": channels,
         "encoding": encoding,
         "shard_size": shard_size,
         "shards": shards,

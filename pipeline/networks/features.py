@@ -34,7 +34,8 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
         log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
                  backbone.name, calibrated, len(images))
     augmenter = build_augmenter(params.augment, params.seed)
-    counts = read_meta(tfrecord_dir)["counts"]
+    data_meta = read_meta(tfrecord_dir)
+    counts = data_meta["counts"]
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(base_weights_file(out_dir)) as partial:
         base_of(extractor).save_weights(partial)
@@ -50,6 +51,7 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
         "weights_sha256": source["sha256"],  # which file the base started from, pinned
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
+        "classes": data_meta["classes"],
         "counts": written,
     }
     write_json(out_dir / META_NAME, meta)
@@ -64,7 +66,7 @@ def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_
     if count == 0:
         log.warning("split %s is empty; writing an empty %s.npz", split, split)
     for view in range(views if count else 0):
-        dataset = make_dataset(tfrecord_dir, split, batch_size, channels=1 if view else 3, with_ids=True)
+        dataset = make_dataset(tfrecord_dir, split, batch_size, channels=None if view else 3, with_ids=True)
         if view:
             dataset = augment_dataset(dataset, augmenter)  # repeats the augmented channel to 3
         batches = tqdm(dataset, total=math.ceil(count / batch_size), unit="batch",

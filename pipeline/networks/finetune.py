@@ -48,7 +48,7 @@ def unfreeze_top(base: keras.Model, share: float) -> int:
 
 def train_stream(tfrecord_dir: Path, params: Params) -> tf.data.Dataset:
     """Endless shuffled train batches, augmented on the stream (not in the model)."""
-    dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, channels=1,
+    dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, channels=None,
                            repeat=True)
     return augment_dataset(dataset, build_augmenter(params.augment, params.seed))
 
@@ -110,7 +110,8 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     with strategy.scope():
         head = load_head(files.head)
         model, unfrozen = build_fine_tune_model(backbone, params, head, base_weights_file(features_dir))
-    labels = np.repeat(np.arange(len(params.data.classes)), [class_counts[name] for name in params.data.classes])
+    classes = data_meta["classes"]
+    labels = np.repeat(np.arange(len(classes)), [class_counts[name] for name in classes])
     has_val = counts["val"] > 0
     live = open_live(live_dir)
     live.log_params({"backbone": backbone.name, "weights": params.weights, "pretrained": is_pretrained(params.weights)})
@@ -123,7 +124,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
             train_stream(tfrecord_dir, params), epochs=params.fine_tune_epochs,
             steps_per_epoch=steps_per_epoch(counts["train"], params.fine_tune.max_train_images, params.batch_size),
             validation_data=val,
-            class_weight=class_weights(labels, len(params.data.classes), params.head.class_weight),
+            class_weight=class_weights(labels, len(classes), params.head.class_weight),
             callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2,
             shuffle=False)  # the stream is shuffled already
         epochs_run = len(history.history["loss"])

@@ -56,7 +56,7 @@ def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Param
     keras.utils.set_random_seed(params.seed)
     meta = read_features_meta(features_dir)
     train, val = load_features(features_dir, "train"), load_features(features_dir, "val")
-    n_classes = len(params.data.classes)
+    n_classes = len(meta["classes"])
     head = build_head(train["features"], n_classes, params.head)
     compile_head(head, params.lr)
     has_val = len(val["labels"]) > 0

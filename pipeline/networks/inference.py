@@ -39,7 +39,7 @@ def predict_split(infer: Callable, tfrecord_dir: Path, split: str, batch_size: i
     """One row per image of `split`, in splits.csv order: path, subject, label, label_index, predicted, prob_<class>."""
     meta = read_meta(tfrecord_dir)
     if tuple(meta["classes"]) != classes:
-        raise PipelineError(f"{tfrecord_dir}: classes {meta['classes']} differ from data.classes {list(classes)}; "
+        raise PipelineError(f"{tfrecord_dir}: classes {meta['classes']} differ from the expected {list(classes)}; "
                             "rerun dvc repro preprocess")
     dataset = make_dataset(tfrecord_dir, split, batch_size, with_ids=True)
     batches = [
@@ -50,7 +50,7 @@ def predict_split(infer: Callable, tfrecord_dir: Path, split: str, batch_size: i
     probabilities = np.concatenate([batch[0] for batch in batches]).astype(np.float64)
     if probabilities.shape[1] != len(classes):
         raise PipelineError(f"the model gives {probabilities.shape[1]} class probabilities for "
-                            f"{len(classes)} data.classes; rerun its training stages")
+                            f"{len(classes)} classes of the data; rerun its training stages")
     probabilities /= probabilities.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only roughly
     labels = np.concatenate([batch[1] for batch in batches])
     names = np.array(classes)
@@ -80,39 +80,41 @@ def latency_ms(infer: Callable, shape: tuple[int, ...], runs: int) -> float:
     return 1000 * float(np.median(seconds)) / shape[0]
 
 
-def model_input(scans: list[Path], size: int) -> np.ndarray:
-    """Scans as the models saw them in training: the project's reader, stretched to size, gray tiled to 3 channels."""
+def model_input(scans: list[Path], size: int, channels: int = 1) -> np.ndarray:
+    """Images as the models saw them in training: the project's reader, stretched to size, read with the
+    training images' `channels` (meta.json), gray tiled to 3 channels."""
     for scan in scans:
         if not scan.is_file():
             raise PipelineError(f"{scan}: no such file")
-    pixels = np.stack([load_image(scan, size) for scan in scans]).astype(np.float32)
-    return np.repeat(pixels[..., None], 3, axis=-1)
+    pixels = np.stack([load_image(scan, size, channels) for scan in scans]).astype(np.float32)
+    return np.repeat(pixels[..., None], 3, axis=-1) if channels == 1 else pixels
 
 
-def read_scans(scans: list[Path], size: int) -> tuple[np.ndarray, dict[Path, str]]:
+def read_scans(scans: list[Path], size: int, channels: int = 1) -> tuple[np.ndarray, dict[Path, str]]:
     """model_input of the scans that read, and why each other one did not (scan -> reason)."""
     pixels, errors = [], {}
     for scan in scans:
         try:
-            pixels.append(model_input([scan], size))
+            pixels.append(model_input([scan], size, channels))
         except PipelineError as error:
             errors[scan] = str(error).removeprefix(f"{scan}: ")
     return (np.concatenate(pixels) if pixels else np.zeros((0, size, size, 3), np.float32)), errors
 
 
-def predict_scans(scans: list[Path], models: dict[str, Path], classes: tuple[str, ...]) -> pd.DataFrame:
+def predict_scans(scans: list[Path], models: dict[str, Path], classes: tuple[str, ...],
+                  channels: int = 1) -> pd.DataFrame:
     """One row per scan and backbone (`models`: backbone -> model file): scan, backbone, predicted, prob_<class>,
     error; a scan that cannot be read gets one row saying why (in `error`), and the others are predicted."""
     loaded = {backbone: load_model(path, backbone) for backbone, path in models.items()}
     frames, errors = [], {}
     for backbone, model in loaded.items():
-        pixels, errors = read_scans(scans, model.input_shape[1])
+        pixels, errors = read_scans(scans, model.input_shape[1], channels)
         readable = [scan for scan in scans if scan not in errors]
         probabilities = np.asarray(model.predict_on_batch(pixels), np.float64) if readable else np.zeros(
             (0, len(classes)))
         if probabilities.shape[1] != len(classes):
             raise PipelineError(f"{backbone}'s model gives {probabilities.shape[1]} class probabilities for "
-                                f"{len(classes)} data.classes; rerun its training stages")
+                                f"{len(classes)} classes of the data; rerun its training stages")
         frame = pd.DataFrame({"scan": [str(scan) for scan in readable], "backbone": backbone,
                               "predicted": np.array(classes)[probabilities.argmax(axis=1)], "error": ""})
         for index, name in enumerate(classes):

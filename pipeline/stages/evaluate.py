@@ -27,7 +27,7 @@ def main(params: Params, backbone: str) -> None:
     model = load_model(files.model, backbone)
     meta = read_model_meta(files.meta, backbone)
     infer = inference_function(model)
-    classes = params.data.classes
+    classes = tuple(read_meta(paths.TFRECORDS)["classes"])  # the source's, as preprocess stored them
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed)
     shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)

@@ -1,4 +1,5 @@
-"""Stage `split`: whole subjects to train, val and test, stratified by class (rule: `pipeline.tables.split`)."""
+"""Stage `split`: whole subjects to train, val and test, stratified by class, or the source's own splits
+(rules: `pipeline.tables.split`)."""
 
 import json
 import logging
@@ -11,21 +12,28 @@ from pipeline.core.params import SPLITS, Params
 from pipeline.core.text import escape
 from pipeline.mri.truth import subjects_across_splits
 from pipeline.tables.index import read_index
-from pipeline.tables.split import assign_splits, split_metrics
+from pipeline.tables.source import read_source_info
+from pipeline.tables.split import assign_splits, own_splits, split_metrics
 
 log = logging.getLogger(__name__)
 
 
 def main(params: Params) -> None:
     index = read_index(paths.INDEX)
-    split = assign_splits(index, params.data.classes, params.split.ratios, params.seed, params.split.copies_in_train)
+    info = read_source_info(paths.SOURCE_INFO)
+    use_own = info.own_splits and params.split.source_splits
+    if use_own:
+        split = own_splits(index, info.classes, params.split.drop_shared_images)
+        log.info("using the source's own train/val/test splits (split.source_splits: false splits here instead)")
+    else:
+        split = assign_splits(index, info.classes, params.split.ratios, params.seed, params.split.copies_in_train)
     for warning in split.warnings:
         log.warning(warning)
-    metrics = split_metrics(split, params.data.classes)
+    metrics = split_metrics(split, info.classes)
     truth_path = paths.truth_file(Path(params.data.archive))
-    if truth_path.is_file():
+    if info.source == "archive" and truth_path.is_file():
         metrics["truth"] = subjects_across_splits(dict(zip(split.rows["path"], split.rows["split"])), truth_path)
-    if metrics["shared_subjects"] or metrics["shared_sources"]:
+    if not use_own and (metrics["shared_subjects"] or metrics["shared_sources"]):
         raise PipelineError(
             f"{paths.INDEX}: {metrics['shared_subjects']} subjects and {metrics['shared_sources']} sources would "
             "fall in more than one split (a copy's subject differs from its source's); rerun `dvc repro dedupe`"

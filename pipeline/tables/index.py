@@ -21,9 +21,11 @@ class IndexRow:
     score: str = ""
     status: str = "ok"
     reason: str = ""
+    source_split: str = ""  # the source's own split (train, val or test) where it ships them; else empty
 
 
 INDEX_COLUMNS = tuple(field.name for field in fields(IndexRow))
+ROW_COLUMNS = INDEX_COLUMNS[:-1]  # what splits.csv keeps of an index row, before its own `split`
 
 
 def write_index(path: Path, rows: list[IndexRow]) -> None:

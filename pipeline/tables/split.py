@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import SPLITS
 from pipeline.core.text import unescape
-from pipeline.tables.index import INDEX_COLUMNS
+from pipeline.tables.index import ROW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,13 @@ class Split:
     rows: pd.DataFrame  # the usable index rows kept, plus `split`, sorted by path
     warnings: tuple[str, ...]
     copies_left_out: dict[str, int]  # reason -> count
+    shared_images: dict | None = None  # source splits: images identical to one in an earlier split
 
 
 def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tuple[str, float], ...],
                   seed: int, copies_in_train: bool) -> Split:
     """Place the usable rows of the index in train, val or test by subject, stratified by class."""
-    usable = index.loc[index["status"] == "ok", list(INDEX_COLUMNS)]
+    usable = index.loc[index["status"] == "ok", list(ROW_COLUMNS)]
     unknown = sorted(set(usable["label"]) - set(classes))
     if unknown:
         raise PipelineError(f"index: label {unknown[0]!r} is not in data.classes {list(classes)}")
@@ -83,6 +84,32 @@ def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[t
     rows = usable.assign(split=split).dropna(subset=["split"])
     rows = rows.sort_values("path", kind="mergesort", ignore_index=True)
     return Split(rows=rows, warnings=tuple(warnings), copies_left_out=copies_left_out)
+
+
+def own_splits(index: pd.DataFrame, classes: tuple[str, ...], drop_shared_images: bool) -> Split:
+    """The source's own train/val/test (the index's `split`), for the usable rows.
+
+    Images pixel-identical to one in an earlier split (train, then val, then test) share its group: they are
+    counted under `shared_images` in the metrics and, with `drop_shared_images`, left out of the later split.
+    """
+    usable = index.loc[index["status"] == "ok"].rename(columns={"source_split": "split"})
+    unknown = sorted(set(usable["label"]) - set(classes))
+    if unknown:
+        raise PipelineError(f"index: label {unknown[0]!r} is not among the source's classes")
+    order = usable["split"].map({name: rank for rank, name in enumerate(SPLITS)})
+    first = order.groupby(usable["subject"]).transform("min")
+    later = order > first
+    warnings = []
+    if later.any():
+        warnings.append(f"{int(later.sum())} image(s) of the source's own val/test splits are pixel-identical to one "
+                        f"in an earlier split, e.g. {usable.loc[later, 'path'].iloc[0]}"
+                        + ("; left out (split.drop_shared_images)" if drop_shared_images else
+                           "; kept, so those splits leak (set split.drop_shared_images: true to drop them)"))
+    rows = usable[~later] if drop_shared_images else usable
+    rows = rows.sort_values("path", kind="mergesort", ignore_index=True)
+    shared = {"images": int(later.sum()), "dropped": drop_shared_images,
+              "examples": sorted(usable.loc[later, "path"])[:20]}
+    return Split(rows=rows, warnings=tuple(warnings), copies_left_out={}, shared_images=shared)
 
 
 def subject_classes(originals: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, str]:
@@ -128,6 +155,7 @@ def split_metrics(split: Split, classes: tuple[str, ...]) -> dict:
         "shared_sources": int((rows.groupby("source")["split"].nunique() > 1).sum()),
         "warnings": list(split.warnings),
         "copies_left_out": dict(split.copies_left_out),
+        **({"own_splits": True, "shared_images": split.shared_images} if split.shared_images is not None else {}),
     }
 
 
@@ -150,7 +178,7 @@ def read_splits(path: Path, classes: tuple[str, ...]) -> list[SplitRow]:
         rows = [SplitRow(**{column: unescape(record[column]) for column in columns}) for record in reader]
     for line, row in enumerate(rows, start=2):
         if row.label not in classes:
-            raise PipelineError(f"{path}, line {line}: label {row.label!r} is not one of data.classes")
+            raise PipelineError(f"{path}, line {line}: label {row.label!r} is not one of the source's classes")
         if row.split not in SPLITS:
             raise PipelineError(f"{path}, line {line}: split {row.split!r} is not one of {', '.join(SPLITS)}")
     return rows
