@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipeline.core.paths import truth_file
 from pipeline.mri.layout import UUID_NAME
+from pipeline.mri.subjects import fits_a_name_rule
 from pipeline.mri.synth import write_archive
 from tests.conftest import ROOT, files_on_disk, run, write_params
 
@@ -86,3 +87,29 @@ def test_same_bytes_whichever_vector_units_numpy_picks(tmp_path, tiny_archive, m
     assert sorted(files_on_disk(again)) == expected
     changed = [path for path in expected if (again / path).read_bytes() != (tiny_archive / path).read_bytes()]
     assert not changed, f"{len(changed)} files differ without {units}, e.g. {changed[0]}"
+
+
+def test_opaque_names_carry_no_subject_and_change_no_pixel(tmp_path, tiny_params):
+    synth = tiny_params.synth.model_copy(update={"subjects": (("NonDemented", 2), ("MildDemented", 2)), "slices": 2,
+                                                 "copies_per_class": 2, "duplicates": 1})
+    classes = ("NonDemented", "MildDemented")
+    named = write_archive(tmp_path / "named", classes, synth)
+    opaque_synth = synth.model_copy(update={"opaque_names": True})
+    opaque = write_archive(tmp_path / "opaque", classes, opaque_synth)
+    assert opaque == write_archive(tmp_path / "again", classes, opaque_synth)
+
+    def contents(root, truth, kind):
+        """Per subject, the sorted digests of its files of one kind."""
+        files = {}
+        for row in truth:
+            if row.kind == kind:
+                files.setdefault(row.subject, []).append(hashlib.sha1((root / row.path).read_bytes()).hexdigest())
+        return {subject: sorted(digests) for subject, digests in files.items()}
+
+    for kind in ("original", "copy"):
+        assert contents(tmp_path / "opaque", opaque, kind) == contents(tmp_path / "named", named, kind)
+    for row in opaque:
+        if row.kind == "original":
+            stem = row.path.split("/")[-1].removesuffix(".jpg")
+            assert re.fullmatch(r"[0-9a-f]{32}", stem) and not fits_a_name_rule(stem), row.path
+            assert (tmp_path / "opaque" / row.path).read_bytes() == (tmp_path / "again" / row.path).read_bytes()

@@ -65,20 +65,34 @@ def write_truth(path: Path, truth: list[TruthRow]) -> None:
 
 
 def _write_originals(root, folder, label, rank, n_classes, n_subjects, synth, rng) -> list[TruthRow]:
-    """Kaggle's originals: grayscale JPEG 176x208, slice-major `<prefix><i>.jpg` names."""
+    """Kaggle's originals: grayscale JPEG 176x208, slice-major `<prefix><i>.jpg` names (or opaque ones)."""
     folder.mkdir(parents=True, exist_ok=True)
     template = load_template()
     low, high = atrophy_range(rank, n_classes)
-    prefix = ORIGINAL_PREFIXES.get(label, label.lower())
+    stems = _original_stems(label, rank, n_subjects, synth)
     rows = []
     for subject in tqdm(range(n_subjects), desc=f"synth {label}", unit="subject"):
         slices = subject_slices(template, rng.uniform(low, high), synth.slices, rng)
         for index, pixels in enumerate(slices):
-            path = folder / f"{prefix}{index * n_subjects + subject}.jpg"
+            path = folder / f"{stems[index * n_subjects + subject]}.jpg"
             Image.fromarray(pixels, mode="L").save(path, quality=95)
             relative = path.relative_to(root).as_posix()
             rows.append(TruthRow(relative, "original", label, relative, f"{label}-{subject:03d}"))
     return rows
+
+
+def _original_stems(label: str, rank: int, n_subjects: int, synth: SynthParams) -> list[str]:
+    """File stems of a class's originals in slice-major order: `<prefix><i>`, or with `synth.opaque_names`
+    32 hex digits that carry no subject (a UUID without its dashes, so a plain folder does not take it for a copy).
+
+    Opaque names come from a stream of their own, so the pixels are the same either way.
+    """
+    count = n_subjects * synth.slices
+    if not synth.opaque_names:
+        prefix = ORIGINAL_PREFIXES.get(label, label.lower())
+        return [f"{prefix}{index}" for index in range(count)]
+    rng = np.random.default_rng([synth.seed, 2, rank])
+    return [_uuid(rng).replace("-", "") for _ in range(count)]
 
 
 def _write_copies(root, folder, originals, count, rng) -> list[TruthRow]:
