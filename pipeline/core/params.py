@@ -133,6 +133,7 @@ class SynthParams(_Model):
 class DedupeParams(_Model):
     workers: _int(0, 256)
     slices_per_subject: _int(1)
+    neighbour_similarity: _num(0.0, 1.0)  # lowest correlation of two slices linked as neighbours in one subject
     min_score: _num(0.0, 1.0)
     min_margin: _num(0.0, 1.0)
     candidates: _int(1, 256)

@@ -18,7 +18,8 @@ from scipy.sparse.csgraph import connected_components
 SLICE_MAJOR = re.compile(r"^(?P<prefix>[A-Za-z_\-]*?)(?P<number>\d+)$")
 SLICE_OF_SUBJECT = re.compile(r"^(?P<slice>\d+) \((?P<subject>\d+)\)$")
 CONFIRMATION = 0.9  # share of a rule's neighbour links the pixels must confirm
-PIXEL_LINKS = 2
+CHAIN_LINKS = 2  # a slice's neighbours in its subject: the slices above and below it
+MIN_GROUP = 3  # a chain of fewer slices is a piece broken off a subject, not a subject
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ def fits_a_name_rule(stem: str) -> bool:
     return bool(SLICE_MAJOR.match(stem) or SLICE_OF_SUBJECT.match(stem))
 
 
-def group_subjects(label: str, stems: list[str], views: np.ndarray, slices_per_subject: int) -> Grouping:
+def group_subjects(label: str, stems: list[str], views: np.ndarray, slices_per_subject: int,
+                   neighbour_similarity: float) -> Grouping:
     """Subject ids for one class's originals, given their file stems and upright views."""
     for rule, proposal in _proposals(stems, slices_per_subject):
         subject, position = proposal
@@ -41,8 +43,12 @@ def group_subjects(label: str, stems: list[str], views: np.ndarray, slices_per_s
         note = f"{rule} rule: pixels confirm {confirmed:.1%} of its neighbour links"
         if confirmed >= CONFIRMATION:
             return Grouping([f"{label}/s{value:03d}" for value in subject], rule, note)
-        return Grouping(_pixel_groups(label, stems, views), "pixels", note + f" (< {CONFIRMATION:.0%}), rejected")
-    return Grouping(_pixel_groups(label, stems, views), "pixels", "no name rule fits these file names")
+        note += f" (< {CONFIRMATION:.0%}), rejected"
+        break
+    else:
+        note = "no name rule fits these file names"
+    subjects = subjects_from_pixels(stems, [label] * len(stems), views, neighbour_similarity)
+    return Grouping(subjects, "pixels", note)
 
 
 def _proposals(stems: list[str], slices_per_subject: int):
@@ -82,17 +88,50 @@ def _confirmed_share(subject: np.ndarray, position: np.ndarray, views: np.ndarra
     return confirmed / len(starts)
 
 
-def _pixel_groups(label: str, stems: list[str], views: np.ndarray) -> list[str]:
-    """Subjects as connected groups of originals linked to their most similar originals."""
-    n = len(stems)
+def subjects_from_pixels(names: list[str], labels: list[str], views: np.ndarray, threshold: float) -> list[str]:
+    """Subject ids (`<label>/g<n>`) for slices whose names say nothing: chains of mutually nearest slices per label.
+
+    `views` are the slices' unit-norm upright views (`fingerprint.fingerprints`), one row per name;
+    `names` are unique and only number the groups, so ids do not depend on the input order.
+    Two slices of one label are linked when each is among the other's CHAIN_LINKS most similar
+    slices and they correlate at least `threshold` (dedupe.neighbour_similarity): the slices above
+    and below in one subject do, where the slice at the same height in another subject rarely
+    holds both places. Subjects are the linked chains. A chain of fewer than MIN_GROUP slices
+    then joins the chain of its most similar slice, so that a broken-off end is not left to
+    fall in another split than its subject: the safe side, as a merge costs only a group.
+    """
+    order = sorted(range(len(names)), key=names.__getitem__)
+    subjects = [""] * len(names)
+    for label in sorted(set(labels)):
+        members = [index for index in order if labels[index] == label]
+        groups = _chains(views[members], threshold)
+        first = {}
+        for group in groups:  # numbered by their first name
+            first.setdefault(group, len(first))
+        for index, group in zip(members, groups):
+            subjects[index] = f"{label}/g{first[group]:03d}"
+    return subjects
+
+
+def _chains(views: np.ndarray, threshold: float) -> np.ndarray:
+    """Group numbers of the rows of `views`: mutual-nearest chains, small ones joined to their nearest."""
+    n = len(views)
     similarity = views @ views.T
     np.fill_diagonal(similarity, -np.inf)
-    links = min(PIXEL_LINKS, n - 1)
-    nearest = np.argsort(-similarity, axis=1)[:, :links]
-    graph = coo_matrix((np.ones(n * links), (np.repeat(np.arange(n), links), nearest.ravel())), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    # Number groups by their first stem, so ids do not depend on the file order.
-    first = {}
-    for stem, group in sorted(zip(stems, component)):
-        first.setdefault(group, len(first))
-    return [f"{label}/g{first[group]:03d}" for group in component]
+    links = min(CHAIN_LINKS, n - 1)
+    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :links]
+    start, end = np.repeat(np.arange(n), links), nearest.ravel()
+    linked = np.zeros((n, n), bool)
+    linked[start, end] = True
+    keep = linked[end, start] & (similarity[start, end] >= threshold)
+    graph = coo_matrix((np.ones(int(keep.sum())), (start[keep], end[keep])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    while True:
+        sizes = np.bincount(group)
+        small = np.flatnonzero(sizes < MIN_GROUP)
+        if not len(small) or len(sizes) == 1:
+            return group
+        inside = group == small[np.argmin(sizes[small])]  # the smallest first, ties to the lowest number
+        outside = np.flatnonzero(~inside)
+        nearest_outside = outside[similarity[np.ix_(inside, outside)].max(axis=0).argmax()]
+        group = np.unique(np.where(inside, group[nearest_outside], group), return_inverse=True)[1]

@@ -1,0 +1,121 @@
+"""Subjects from the pixels when file names say nothing: chains of neighbouring slices."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.core.params import parse_params
+from pipeline.core.paths import truth_file
+from pipeline.mri.dedupe import build_index, scan_files
+from pipeline.mri.subjects import subjects_from_pixels
+from pipeline.mri.synth import write_archive, write_truth
+from pipeline.mri.truth import score_against_truth, subjects_across_splits
+from pipeline.tables.index import read_index, write_index
+from pipeline.tables.split import assign_splits, split_metrics
+from tests.conftest import raw_params
+
+# 17 subjects whose originals' names carry no subject; seed 11 is one where linking each slice to
+# its two most similar (the rule until 2026-12-01) merged 4 groups of subjects.
+OPAQUE_SYNTH = {
+    "subjects": {"NonDemented": 6, "VeryMildDemented": 5, "MildDemented": 4, "ModerateDemented": 2},
+    "slices": 8,
+    "copies_per_class": 10,
+    "duplicates": 1,
+    "opaque_names": True,
+    "seed": 11,
+}
+
+
+@pytest.fixture(scope="module")
+def opaque_params():
+    return parse_params(raw_params(synth=OPAQUE_SYNTH, dedupe={"slices_per_subject": 8}))
+
+
+@pytest.fixture(scope="module")
+def opaque_archive(tmp_path_factory, opaque_params) -> Path:
+    root = tmp_path_factory.mktemp("opaque") / "demo"
+    write_truth(truth_file(root), write_archive(root, opaque_params.data.classes, opaque_params.synth))
+    return root
+
+
+@pytest.fixture(scope="module")
+def opaque_split(opaque_archive, opaque_params, tmp_path_factory):
+    """(index rows, dedupe report, split) of the opaque archive, through the index file as the stages pass it."""
+    rows, report = build_index(opaque_archive, opaque_params.data.classes, opaque_params.dedupe)
+    index = tmp_path_factory.mktemp("index") / "index.csv"
+    write_index(index, rows)
+    params = opaque_params
+    split = assign_splits(read_index(index), params.data.classes, params.split.ratios, params.seed,
+                          params.split.copies_in_train)
+    return rows, report, split
+
+
+def test_opaque_names_fall_to_the_pixels(opaque_split, opaque_params):
+    _, report, _ = opaque_split
+    for label in opaque_params.data.classes:
+        assert report["subject_rules"][label]["rule"] == "pixels", report["subject_rules"]
+        assert report["subject_rules"][label]["note"] == "no name rule fits these file names"
+
+
+def test_no_true_subject_in_two_splits_and_most_recovered(opaque_split, opaque_archive):
+    rows, _, split = opaque_split
+    scores = score_against_truth(rows, truth_file(opaque_archive))
+    assert scores["true_subjects"] == 17
+    assert scores["true_subjects_split"] == 0, scores
+    assert scores["true_subjects_recovered"] >= 0.8 * scores["true_subjects"], scores
+    paths = dict(zip(split.rows["path"], split.rows["split"]))
+    assert subjects_across_splits(paths, truth_file(opaque_archive))["true_subjects_in_several_splits"] == 0
+
+
+def test_every_class_of_three_subjects_fills_three_splits(opaque_split, opaque_params):
+    _, _, split = opaque_split
+    metrics = split_metrics(split, opaque_params.data.classes)["splits"]
+    for label, n_subjects in opaque_params.synth.subjects:
+        if n_subjects >= 3:
+            assert all(metrics[part]["subjects"][label] >= 1 for part in ("train", "val", "test")), (label, metrics)
+
+
+def test_ids_do_not_depend_on_the_input_order(opaque_archive, opaque_split, opaque_params):
+    rows, _, _ = opaque_split
+    originals = [row for row in rows if row.kind == "original" and row.status == "ok"]
+    scans = scan_files([(opaque_archive / row.path, np.zeros(1)) for row in originals],
+                       [opaque_archive / row.path for row in originals], workers=1)
+    views = np.stack([scan.views[0] for scan in scans])
+    names, labels = [row.path for row in originals], [row.label for row in originals]
+    threshold = opaque_params.dedupe.neighbour_similarity
+    ids = subjects_from_pixels(names, labels, views, threshold)
+    assert ids == [row.subject for row in originals]  # the dedupe stage calls it alike
+    order = np.random.default_rng(0).permutation(len(names))
+    shuffled = subjects_from_pixels([names[i] for i in order], [labels[i] for i in order], views[order], threshold)
+    assert dict(zip([names[i] for i in order], shuffled)) == dict(zip(names, ids))
+
+
+def on_a_circle(angles: list[float], plane: int = 0) -> np.ndarray:
+    """Unit vectors at these angles (radians) in one plane of 4 dimensions: alike as the cosine of their distance."""
+    views = np.zeros((len(angles), 4), np.float32)
+    views[:, 2 * plane], views[:, 2 * plane + 1] = np.cos(angles), np.sin(angles)
+    return views
+
+
+STEP = float(np.arccos(0.97))  # neighbours in a chain correlate 0.97, slices two apart 0.97**2 or so
+
+
+def test_mutual_neighbours_above_the_threshold_chain_and_others_do_not():
+    # Two chains of 5 whose facing ends correlate 0.945: slice 4's two most similar are 3 and 5 (0.945 > cos(2 STEP)),
+    # and 5's are 6 and 4, so 4 and 5 are mutual neighbours, linked or not by the threshold alone.
+    gap = float(np.arccos(0.945))
+    views = on_a_circle([STEP * index for index in range(5)] + [4 * STEP + gap + STEP * index for index in range(5)])
+    names = [f"slice{index}" for index in range(10)]
+    assert subjects_from_pixels(names, ["A"] * 10, views, 0.95) == ["A/g000"] * 5 + ["A/g001"] * 5
+    assert subjects_from_pixels(names, ["A"] * 10, views, 0.94) == ["A/g000"] * 10
+    assert subjects_from_pixels(names, ["A"] * 5 + ["B"] * 5, views, 0.94) == ["A/g000"] * 5 + ["B/g000"] * 5
+
+
+def test_a_slice_broken_off_its_chain_joins_its_nearest_rather_than_stand_alone():
+    # Slice 0 correlates 0.9 with slice 1, below the threshold: it links to no slice.
+    off = float(np.arccos(0.9))
+    views = np.concatenate([on_a_circle([0.0] + [off + STEP * index for index in range(4)]),
+                            on_a_circle([STEP * index for index in range(5)], plane=1)])
+    ids = subjects_from_pixels([f"slice{index}" for index in range(10)], ["A"] * 10, views, 0.95)
+    assert ids == ["A/g000"] * 5 + ["A/g001"] * 5
