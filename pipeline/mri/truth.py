@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+EXAMPLES = 3  # examples of each grouping fault in metrics/dedupe.json
+
 
 def score_against_truth(rows, truth_path: Path) -> dict:
     """Copy-to-source and copy-to-subject accuracy, orphan rate and subject grouping quality."""
@@ -39,17 +41,28 @@ def subjects_across_splits(split_paths: dict[str, str], truth_path: Path) -> dic
 
 
 def _grouping(rows, truth_subject: dict[str, str]) -> dict:
-    """How the originals' subjects compare with the true subjects."""
+    """How the originals' subjects compare with the true subjects: counts, and a few examples of each fault.
+
+    A true subject is recovered when its originals form exactly one found subject holding no other.
+    """
     found_by_true, true_by_found = defaultdict(set), defaultdict(set)
     for row in rows:
         if row.kind == "original" and row.status == "ok" and row.path in truth_subject:
             found_by_true[truth_subject[row.path]].add(row.subject)
             true_by_found[row.subject].add(truth_subject[row.path])
+    split = {true: sorted(found) for true, found in sorted(found_by_true.items()) if len(found) > 1}
+    mixed = {found: sorted(true) for found, true in sorted(true_by_found.items()) if len(true) > 1}
+    recovered = sum(len(found) == 1 and len(true_by_found[next(iter(found))]) == 1 for found in found_by_true.values())
     return {
         "true_subjects": len(found_by_true),
         "found_subjects": len(true_by_found),
-        "true_subjects_split": sum(len(found) > 1 for found in found_by_true.values()),
-        "found_subjects_mixed": sum(len(true) > 1 for true in true_by_found.values()),
+        "true_subjects_recovered": recovered,
+        "true_subjects_split": len(split),
+        "found_subjects_mixed": len(mixed),
+        "examples": {
+            "true_subjects_split": dict(list(split.items())[:EXAMPLES]),  # true subject: the found subjects it spans
+            "found_subjects_mixed": dict(list(mixed.items())[:EXAMPLES]),  # found subject: the true subjects it mixes
+        },
     }
 
 
