@@ -11,7 +11,7 @@ from pipeline.mri.dedupe import build_index, scan_files
 from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
-from pipeline.tables.index import read_index, write_index
+from pipeline.tables.index import IndexRow, read_index, write_index
 from pipeline.tables.split import assign_splits, split_metrics
 from tests.conftest import raw_params
 
@@ -119,3 +119,18 @@ def test_a_slice_broken_off_its_chain_joins_its_nearest_rather_than_stand_alone(
                             on_a_circle([STEP * index for index in range(5)], plane=1)])
     ids = subjects_from_pixels([f"slice{index}" for index in range(10)], ["A"] * 10, views, 0.95)
     assert ids == ["A/g000"] * 5 + ["A/g001"] * 5
+
+
+def test_truth_scores_count_recovered_split_and_mixed_subjects_with_examples(tmp_path):
+    # True subjects a, b, c, d; found: a whole in g0, b over g1 and g2, c and d together in g3.
+    placed = {"a0": "g0", "a1": "g0", "b0": "g1", "b1": "g2", "c0": "g3", "d0": "g3"}
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,kind,label,source,subject\n"
+                     + "".join(f"{path},original,X,{path},{path[0]}\n" for path in [*placed, "e0"]))
+    rows = [IndexRow(path, "X", "original", path, found) for path, found in placed.items()]
+    rows.append(IndexRow("e0", "X", "original", status="rejected", reason="unreadable"))
+    scores = score_against_truth(rows, truth)
+    assert (scores["true_subjects"], scores["found_subjects"]) == (4, 4)
+    assert scores["true_subjects_recovered"] == 1
+    assert (scores["true_subjects_split"], scores["found_subjects_mixed"]) == (1, 1)
+    assert scores["examples"] == {"true_subjects_split": {"b": ["g1", "g2"]}, "found_subjects_mixed": {"g3": ["c", "d"]}}
