@@ -3,9 +3,8 @@
 A rule is accepted when, for most of the neighbour links it proposes (slice k to slice k+1 of
 one subject), the proposed next slice is the most similar of all the originals at that slice
 position, as neighbouring slices of one subject are far more alike than those of two. When no
-rule applies or the pixels refute it, each original is linked to its two most similar originals
-and subjects are the connected groups: this over-merges rather than splits, which is the safe
-side for leakage.
+rule applies or the pixels refute it, the pixels alone chain slices into subjects
+(`subjects_from_pixels`), merging rather than splitting where unsure: the safe side for leakage.
 """
 
 import re
@@ -91,14 +90,12 @@ def _confirmed_share(subject: np.ndarray, position: np.ndarray, views: np.ndarra
 def subjects_from_pixels(names: list[str], labels: list[str], views: np.ndarray, threshold: float) -> list[str]:
     """Subject ids (`<label>/g<n>`) for slices whose names say nothing: chains of mutually nearest slices per label.
 
-    `views` are the slices' unit-norm upright views (`fingerprint.fingerprints`), one row per name;
-    `names` are unique and only number the groups, so ids do not depend on the input order.
-    Two slices of one label are linked when each is among the other's CHAIN_LINKS most similar
-    slices and they correlate at least `threshold` (dedupe.neighbour_similarity): the slices above
-    and below in one subject do, where the slice at the same height in another subject rarely
-    holds both places. Subjects are the linked chains. A chain of fewer than MIN_GROUP slices
-    then joins the chain of its most similar slice, so that a broken-off end is not left to
-    fall in another split than its subject: the safe side, as a merge costs only a group.
+    `views`: unit-norm upright views (`fingerprint.fingerprints`), a row per name; `names` are
+    unique and only number the groups, so ids do not depend on the input order. Two slices are
+    linked when each is among the other's CHAIN_LINKS most similar and they correlate at least
+    `threshold`: the slices above and below one in its subject are, a slice of another subject
+    rarely. A chain of fewer than MIN_GROUP slices joins the chain of its most similar slice, so
+    that a broken-off end does not land in another split than its subject.
     """
     order = sorted(range(len(names)), key=names.__getitem__)
     subjects = [""] * len(names)
