@@ -67,7 +67,7 @@ def test_folder_source_accounts_for_every_file_and_keeps_groups_and_twins_togeth
     groups["dog/cat-copy.png"] = "dog-patient9"
     write_groups(root / "groups.csv", groups)
 
-    rows, report, info = index_folder(root, (), root / "groups.csv")
+    rows, report, info = index_folder(root, (), root / "groups.csv", 0.95)
 
     by_path = {row.path: row for row in rows}
     assert set(by_path) == files_on_disk(root) - {"groups.csv"}  # every file found has its row
@@ -94,7 +94,7 @@ def test_folder_without_a_group_file_splits_per_image_but_keeps_identical_images
         for number in range(10):
             save(root / f"{name}/{number}.png", np.full((32, 32), 10 * number + rank, np.uint8))
     save(root / "benign/again.png", np.full((32, 32), 0, np.uint8))  # benign/0.png's pixels
-    rows, report, info = index_folder(root, ("malignant", "benign"), None)
+    rows, report, info = index_folder(root, ("malignant", "benign"), None, 0.95)
     assert info.classes == ("malignant", "benign") and info.channels == 1
     subjects = {row.path: row.subject for row in rows}
     assert subjects["benign/again.png"] == subjects["benign/0.png"]
@@ -106,7 +106,7 @@ def test_a_group_file_without_its_columns_is_refused_with_the_fix(tmp_path):
     colour_folder(root)
     (root / "groups.csv").write_text("file,patient\ncat/00.png,p1\n")
     with pytest.raises(PipelineError, match=r"missing column\(s\) path, group"):
-        index_folder(root, (), root / "groups.csv")
+        index_folder(root, (), root / "groups.csv", 0.95)
 
 
 def write_flowers_metadata(data_dir: Path) -> None:

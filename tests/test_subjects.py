@@ -1,8 +1,10 @@
 """Subjects from the pixels when file names say nothing: chains of neighbouring slices."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.core.params import parse_params
@@ -11,6 +13,7 @@ from pipeline.mri.dedupe import build_index, scan_files
 from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
+from pipeline.sources.folder import PIXELS, index_folder
 from pipeline.tables.index import IndexRow, read_index, write_index
 from pipeline.tables.split import assign_splits, split_metrics
 from tests.conftest import raw_params
@@ -134,3 +137,23 @@ def test_truth_scores_count_recovered_split_and_mixed_subjects_with_examples(tmp
     assert scores["true_subjects_recovered"] == 1
     assert (scores["true_subjects_split"], scores["found_subjects_mixed"]) == (1, 1)
     assert scores["examples"] == {"true_subjects_split": {"b": ["g1", "g2"]}, "found_subjects_mixed": {"g3": ["c", "d"]}}
+
+
+def test_a_folder_of_opaque_slices_is_grouped_into_subjects_from_pixels(opaque_archive, opaque_params, tmp_path):
+    """`data.source: folder` with `data.groups: pixels`: the originals alone, in class folders, no group file."""
+    folder = Path(shutil.copytree(opaque_archive / "OriginalDataset", tmp_path / "slices"))
+    rows, _, info = index_folder(folder, opaque_params.data.classes, Path(PIXELS),
+                                 opaque_params.dedupe.neighbour_similarity)
+    truth = {path.removeprefix("OriginalDataset/"): subject for path, subject in
+             pd.read_csv(truth_file(opaque_archive)).set_index("path")["subject"].items()}
+    found = {row.path: row.subject for row in rows if row.status == "ok"}
+    assert len(found) == sum(path in truth for path in found) == opaque_params.synth.slices * 17
+    by_true = {}
+    for path, subject in found.items():
+        by_true.setdefault(truth[path], set()).add(subject)
+    assert all(len(groups) == 1 for groups in by_true.values())  # no true subject spread over two groups
+    members = {}
+    for path, subject in found.items():
+        members.setdefault(subject, set()).add(truth[path])
+    recovered = sum(len(members[next(iter(groups))]) == 1 for groups in by_true.values())
+    assert recovered >= 0.8 * len(by_true) and info.channels == 1

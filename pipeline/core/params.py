@@ -103,7 +103,7 @@ class DataParams(_Model):
     source: Source  # where the images come from: the MRI archive, class folders, or a TFDS dataset
     archive: Text  # the archive or the class folders (unused by tfds:)
     tfds_dir: str  # TFDS' data dir for tfds: sources; empty: TFDS' default (~/tensorflow_datasets)
-    groups: str  # folder source: optional CSV (path, group) naming each file's group; empty: none
+    groups: str  # folder source: a CSV (path, group) naming each file's group; `pixels`: MRI slices chained into subjects
     # class names, in order (ordinal order when ordinal); empty: the source's own (folder names, TFDS labels)
     classes: _list(Name, "an empty list or at least two class names, distinct even lower-cased with only letters "
                    "and digits kept", 0, _distinct(class_key))

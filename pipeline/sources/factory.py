@@ -15,7 +15,8 @@ def index_source(params: Params, images_dir: Path) -> tuple[list[IndexRow], dict
         return index_tfds(data.source, data.tfds_dir, data.classes, images_dir)
     if data.source == "folder":
         from pipeline.sources.folder import index_folder
-        return index_folder(Path(data.archive), data.classes, Path(data.groups) if data.groups else None)
+        return index_folder(Path(data.archive), data.classes, Path(data.groups) if data.groups else None,
+                            params.dedupe.neighbour_similarity)
     from pipeline.mri.dedupe import build_index
     rows, report = build_index(Path(data.archive), data.classes, params.dedupe)
     return rows, report, SourceInfo(source="archive", root=data.archive, classes=data.classes, channels=1,

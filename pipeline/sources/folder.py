@@ -1,16 +1,22 @@
 """A folder of class subfolders, with an optional CSV (`path`, `group`) naming each file's group."""
 
 import csv
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.core.errors import PipelineError
-from pipeline.imaging.reader import is_image_name, not_a_file
+from pipeline.imaging.reader import decode_image, is_image_name, not_a_file
+from pipeline.mri.fingerprint import fingerprints, frame_shape, reduce
 from pipeline.mri.layout import find_files
+from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.sources.pixels import group_identical, read_pixels
 from pipeline.tables.index import IndexRow
 from pipeline.tables.source import SourceInfo
 
 GROUP_COLUMNS = ("path", "group")
+PIXELS = "pixels"  # data.groups: MRI slices grouped into subjects by their pixels (`subjects_from_pixels`)
 
 
 def class_folders(root: Path) -> tuple[str, ...]:
@@ -44,11 +50,23 @@ def read_groups(path: Path) -> dict[str, str]:
     return groups
 
 
-def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None) -> tuple[list[IndexRow], dict,
-                                                                                           SourceInfo]:
-    """One row per file under `root`: usable images grouped by the CSV (or each on its own), identical ones together."""
+def slice_subjects(root: Path, paths: list[str], labels: list[str], threshold: float) -> dict[str, str]:
+    """{path: subject} for MRI slices with no group file: chains of neighbouring slices (`subjects_from_pixels`)."""
+    images = [decode_image(root / path) for path in paths]
+    frame = frame_shape(Counter(image.size[::-1] for image in images).most_common(1)[0][0])
+    views = fingerprints(np.stack([reduce(image, frame) for image in images]), np.zeros(1)).views[:, 0]
+    return dict(zip(paths, subjects_from_pixels(paths, labels, views, threshold)))
+
+
+def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
+                 neighbour_similarity: float) -> tuple[list[IndexRow], dict, SourceInfo]:
+    """One row per file under `root`: usable images grouped by the CSV, by their pixels (MRI slices, `data.groups:
+    pixels`) or each on its own; identical images together."""
     classes = classes or class_folders(root)
     found, empty_folders = find_files(root, classes)
+    by_pixels = groups_file == Path(PIXELS)
+    if by_pixels:
+        groups_file = None
     groups = read_groups(groups_file) if groups_file else None
     skip = groups_file.resolve().relative_to(root.resolve()).as_posix() if groups_file and groups_file.resolve(
     ).is_relative_to(root.resolve()) else None
@@ -72,6 +90,12 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None)
     pixels = dict(zip(candidates, read_pixels(root, candidates)))
     rows = [IndexRow(path=row.path, label=row.label, kind=row.kind, status="rejected", reason=pixels[row.path].reason)
             if row.path in pixels and pixels[row.path].reason else row for row in rows]
+    if by_pixels:
+        usable = [row for row in rows if row.status == "ok"]
+        subjects = slice_subjects(root, [row.path for row in usable], [row.label for row in usable],
+                                  neighbour_similarity)
+        rows = [IndexRow(**{**row.__dict__, "subject": subjects[row.path]}) if row.path in subjects else row
+                for row in rows]
     rows, identical = group_identical(rows, pixels)
     usable = [row for row in rows if row.status == "ok"]
     report = {

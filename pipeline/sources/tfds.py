@@ -26,13 +26,13 @@ def open_builder(name: str, data_dir: str):
     where = data_dir or "TFDS' default data dir (~/tensorflow_datasets, or $TFDS_DATA_DIR)"
     try:
         builder = tfds.builder(name, data_dir=data_dir or None)
-    except Exception as error:  # DatasetNotFoundError and the like: an unknown name or config
+    except (ValueError, AssertionError) as error:  # an unknown name or config (ValueError), version (AssertionError)
         raise PipelineError(f"data.source tfds:{name}: TFDS knows no such dataset ({type(error).__name__}: "
                             f"{str(error).splitlines()[0]})") from None
     if not builder.info.splits:
         raise PipelineError(
-            f"data.source tfds:{name}: not prepared in {where} (looked in {builder.data_dir}); TFDS cannot download "
-            f"here. On a machine with network run `tfds build {name} --data_dir DIR`, copy DIR here and set "
+            f"data.source tfds:{name}: not prepared in {where} (looked in {builder.data_dir}); the pipeline never "
+            f"downloads a dataset. On a machine with network run `tfds build {name} --data_dir DIR`, copy DIR here and set "
             f"data.tfds_dir to it (or leave it empty and copy to ~/tensorflow_datasets)")
     return builder
 
