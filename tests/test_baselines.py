@@ -60,7 +60,7 @@ def test_grouped_folds_keep_subjects_whole():
 
 def test_baselines_learn_the_classes():
     params = BaselinesParams(backbone=BACKBONE, folds=3, knn=KnnParams(k=5, ties=("nearest", "random")))
-    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0)
+    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0, ordinal=True)
     assert set(report["models"]) == {"knn_nearest", "knn_random", "tree_gini", "tree_entropy", "linear_svm",
                                      "rbf_svm", "logistic_regression"}
     assert report["models"]["logistic_regression"]["cv"]["balanced_accuracy"] > 0.5
@@ -92,9 +92,20 @@ def test_shrink_rule_drops_the_farthest_neighbour_not_the_nearest():
 def test_every_baseline_beats_chance_on_separable_features():
     """Chance is 1/4 balanced accuracy (a most-frequent-class dummy scores exactly that); each model gets twice it."""
     params = BaselinesParams(backbone=BACKBONE, folds=3, knn=KnnParams(k=5, ties=("nearest", "shrink", "random")))
-    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0)
+    report = run_baselines(synthetic_pool(leak=False), N_CLASSES, params, seed=0, ordinal=True)
     assert len(report["models"]) == 8
     for name, scores in report["models"].items():
         for part in ("cv", "test"):
             assert scores[part]["balanced_accuracy"] > 2 / N_CLASSES, (name, part, scores[part])
             assert scores[part]["macro_f1"] > 1 / N_CLASSES, (name, part, scores[part])
+
+
+def test_unordered_classes_get_no_qwk_and_the_same_other_scores():
+    params = BaselinesParams(backbone=BACKBONE, folds=3, knn=KnnParams(k=5, ties=("nearest",)))
+    pool = synthetic_pool(leak=False)
+    unordered = run_baselines(pool, N_CLASSES, params, seed=0, ordinal=False)
+    ordinal = run_baselines(pool, N_CLASSES, params, seed=0, ordinal=True)
+    for name, scores in unordered["models"].items():
+        assert set(scores["test"]) == METRICS["test"] - {"qwk"}, name
+        assert scores["test"] == {key: value for key, value in ordinal["models"][name]["test"].items() if key != "qwk"}
+        assert scores["cv"] == ordinal["models"][name]["cv"]

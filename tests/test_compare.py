@@ -8,24 +8,31 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, recall_score, roc_auc_score
 
 from pipeline.__main__ import main as cli
-from pipeline.analysis.comparison import aligned, read_predictions, summarize
+from pipeline.analysis.charts import confusion_chart
+from pipeline.analysis.comparison import (
+    aligned,
+    read_predictions,
+    summarize,
+    write_outputs,
+)
 from pipeline.analysis.metrics import headline_metrics, score_predictions
 from pipeline.analysis.report import tests as gap_table
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import parse_params
-from tests.conftest import raw_params
+from tests.conftest import ROOT, raw_params
 
 BACKBONES = tuple(raw_params()["backbones"])  # other sections may name them (audit.backbone)
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
 VAL_LOSSES = {name: 1.0 + (index % 3) / 4 for index, name in enumerate(BACKBONES)}
 RESAMPLES = 10
 OUTPUTS = ("metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
-           "plots/compare/any_dementia_roc.csv", "plots/compare/balanced_accuracy.png",
+           "plots/compare/binary_roc.csv", "plots/compare/balanced_accuracy.png",
            "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
-           "plots/compare/any_dementia_roc.png")
+           "plots/compare/binary_roc.png", "plots/compare/per_class_recall.csv", "plots/compare/confusion.png")
+SETTING = {"classes": CLASSES, "ordinal": True, "negative_class": "NonDemented", "resamples": RESAMPLES, "seed": 42,
+           "sensitivity": 0.9}  # the 4 ordinal classes with NonDemented as the binary view's negative
 
 
 def tiny_raw() -> dict:
@@ -47,30 +54,34 @@ def predictions(backbone: str, strength: float) -> pd.DataFrame:
     return frame
 
 
-def evaluation(frame: pd.DataFrame, index: int) -> dict:
+def evaluation(frame: pd.DataFrame, index: int, classes: tuple[str, ...] = CLASSES, ordinal: bool = True) -> dict:
     """A metrics/eval/<backbone>.json as evaluate writes it (the fields compare reads)."""
-    labels, subjects, probabilities = aligned({"m": frame}, CLASSES)
-    return {**score_predictions(labels, probabilities["m"], subjects, CLASSES, RESAMPLES, 42),
+    labels, subjects, probabilities = aligned({"m": frame}, classes)
+    return {**score_predictions(labels, probabilities["m"], subjects, classes, RESAMPLES, 42, ordinal=ordinal),
             "params": 1000 * (index + 1), "size_mb": 2.0 * (index + 1), "pretrained": False,
             "fine_tuning_kept": index != 1,
             "latency_ms": {"batch_1": 1.5 * (index + 1), "batch_32": 0.5 * (index + 1)}}
 
 
-def write_run(root: Path) -> None:
-    """The inputs compare reads, laid out under `root` as the earlier stages leave them."""
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+def write_run(root: Path, **data) -> None:
+    """The inputs compare reads, laid out under `root` as the earlier stages leave them; `data` overrides
+    params.yaml's data section (ordinal, negative_class)."""
+    raw = tiny_raw()
+    raw["data"].update(data)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
     for index, name in enumerate(BACKBONES):
         frame = predictions(name, 1.0 + index)
-        (root / "plots/eval" / name).mkdir(parents=True)
+        (root / "plots/eval" / name).mkdir(parents=True, exist_ok=True)
         frame.to_csv(root / "plots/eval" / name / "predictions.csv", index=False)
         (root / "metrics/eval").mkdir(parents=True, exist_ok=True)
-        (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(evaluation(frame, index)))
+        record = evaluation(frame, index, ordinal=raw["data"]["ordinal"])
+        (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(record))
         (root / "metrics/features").mkdir(parents=True, exist_ok=True)
         (root / "metrics/features" / f"{name}.json").write_text(json.dumps({"seconds": 1.0}))
         finetune = {"seconds": 3.5, "val_loss": VAL_LOSSES[name]}
         for stage, summary in (("train", {"seconds": 2.0}), ("finetune", finetune)):
             live = root / "dvclive" / stage / name
-            live.mkdir(parents=True)
+            live.mkdir(parents=True, exist_ok=True)
             (live / "metrics.json").write_text(json.dumps(summary))
 
 
@@ -84,7 +95,7 @@ def summary() -> dict:
     baselines = {"backbone": BACKBONES[0], "folds": 5, "models": {
         "knn": {"cv": {}, "test": {"accuracy": 0.5, "balanced_accuracy": 0.45, "macro_f1": 0.4, "qwk": 0.3}}}}
     return summarize({name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}, frames,
-                     VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, parse_params(tiny_raw()))
+                     VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, **SETTING)
 
 
 def test_rows_hold_backbones_then_ensembles_then_baselines(summary):
@@ -106,17 +117,17 @@ def test_ensembles_are_scored_like_a_backbone_from_hand_computed_means(summary):
     columns = [f"prob_{name}" for name in CLASSES]
     labels = frames[0]["label_index"].to_numpy()
     mean = sum(frame[columns].to_numpy() for frame in frames) / len(frames)
-    expected = headline_metrics(labels, mean)
+    expected = headline_metrics(labels, mean, ordinal=True)
     row = summary["models"]["ensemble_mean"]
     assert row["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
     assert row["qwk"] == pytest.approx(cohen_kappa_score(labels, mean.argmax(axis=1), weights="quadratic"))
     weights = np.exp([-VAL_LOSSES[name] for name in BACKBONES])
     weighted = sum(w * frame[columns].to_numpy() for w, frame in zip(weights / weights.sum(), frames))
-    assert summary["models"]["ensemble_val_loss"]["macro_f1"] == pytest.approx(headline_metrics(labels, weighted)["macro_f1"])
+    assert summary["models"]["ensemble_val_loss"]["macro_f1"] == pytest.approx(headline_metrics(labels, weighted, ordinal=True)["macro_f1"])
     by_loss = sorted(BACKBONES, key=VAL_LOSSES.get)
     assert [summary["ensemble_weights"][name] for name in by_loss] == sorted(summary["ensemble_weights"].values(),
                                                                             reverse=True)
-    assert summary["any_dementia"]["models"]["ensemble_mean"]["sensitivity"] >= 0.9
+    assert summary["binary"]["models"]["ensemble_mean"]["sensitivity"] >= 0.9
 
 
 def test_stage_reads_the_logged_inputs_and_regenerates_byte_identically(tmp_path, monkeypatch):
@@ -160,8 +171,7 @@ def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkey
 def verdicts(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
     """The report's "real gap?" column, by the model the best backbone is tested against."""
     evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
-    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
-                        parse_params(tiny_raw()))
+    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
     rows = [line.strip("|").split("|") for line in gap_table(summary).splitlines() if line.startswith("| ")]
     return {cells[0].strip(): cells[-1].strip() for cells in rows[1:]}  # rows[0] is the header
 
@@ -175,3 +185,162 @@ def test_a_clear_gap_is_called_real_and_a_tie_is_not():
     assert verdicts({strong: right, weak: guessing})[weak] == "yes"
     same = verdicts({strong: right, weak: right.copy()})
     assert same[weak] == "no" and set(same.values()) == {"no"}
+
+
+FLOWERS = tuple(f"flower_{number:03d}" for number in range(102))  # unordered, like Oxford Flowers 102
+UNORDERED = {**SETTING, "classes": FLOWERS, "ordinal": False, "negative_class": ""}
+
+
+def many_class_predictions(backbone: str, strength: float, classes: tuple[str, ...]) -> pd.DataFrame:
+    """predictions.csv for 4 subjects holding one image of every class, so every subject resample holds them all."""
+    n = len(classes)
+    rng = np.random.default_rng(len(backbone))
+    labels = np.tile(np.arange(n), 4)
+    logits = rng.normal(size=(len(labels), n)) + strength * np.eye(n)[labels] * rng.random((len(labels), 1))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"path": [f"img{i:03d}.jpg" for i in range(len(labels))],
+                          "subject": np.repeat([f"s{i}" for i in range(4)], n),
+                          "label": np.array(classes)[labels], "label_index": labels,
+                          "predicted": np.array(classes)[probabilities.argmax(axis=1)]})
+    return pd.concat([frame, pd.DataFrame(probabilities, columns=[f"prob_{name}" for name in classes])], axis=1)
+
+
+def written(summary: dict, root: Path) -> dict[str, Path]:
+    """write_outputs of `summary` under `root`: the paths it wrote, by name relative to root."""
+    origin = {"demo": False, "archive": "data/raw/x", "archive_md5": None, "params": {"weights": "none"},
+              "model_md5": {}}
+    write_outputs(summary, origin, root / "metrics/summary.json", root / "plots/compare", root / "reports/comparison.md")
+    return {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def section(report: str, heading: str) -> str:
+    """One `## heading` section of the report, up to the next."""
+    return report.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of a Markdown table's body rows in `text`."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return rows[2:]
+
+
+@pytest.fixture(scope="module")
+def unordered(tmp_path_factory) -> tuple[dict, dict[str, Path], dict[str, pd.DataFrame]]:
+    """102 unordered classes and no negative class: the summary, the files written, the predictions."""
+    frames = {name: many_class_predictions(name, 6.0 + index, FLOWERS) for index, name in enumerate(BACKBONES[:2])}
+    evaluations = {name: evaluation(frame, index, FLOWERS, ordinal=False) for index, (name, frame)
+                   in enumerate(frames.items())}
+    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **UNORDERED)
+    return summary, written(summary, tmp_path_factory.mktemp("unordered")), frames
+
+
+def test_unordered_classes_without_a_negative_class_have_no_qwk_and_no_binary_view(unordered):
+    summary, files, _ = unordered
+    assert set(files) == {"metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
+                          "plots/compare/per_class_recall.csv", "plots/compare/balanced_accuracy.png",
+                          "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
+                          "plots/compare/confusion.png"}
+    text = {name: path.read_text() for name, path in files.items() if not name.endswith(".png")}
+    assert not [name for name, content in text.items() if "qwk" in content.lower()]
+    assert not [name for name, content in text.items() if "binary" in content]
+    report = text["reports/comparison.md"]
+    assert "Any class but" not in report and "(unordered; named in `" in report
+    assert "flower_050" not in report.split("## Results")[0]  # 102 names are not listed in the setting line
+    assert "binary" not in summary and json.loads(text["metrics/summary.json"])["ordinal"] is False
+
+
+def test_102_classes_show_the_worst_and_best_recall_and_write_every_class(unordered):
+    summary, files, frames = unordered
+    best = summary["best"]
+    recall = pd.read_csv(files["plots/compare/per_class_recall.csv"])
+    assert recall["class"].tolist() == list(FLOWERS) and (recall["test_images"] == 4).all()
+    frame = frames[best]
+    expected = recall_score(frame["label_index"], frame["predicted"].map(FLOWERS.index), average=None)
+    np.testing.assert_allclose(recall[best], expected, atol=1e-6)
+    assert set(recall.columns) == {"class", "test_images", *frames, "ensemble_mean", "ensemble_val_loss"}
+    rows = table_rows(section(files["reports/comparison.md"].read_text(), "Per class"))
+    assert len(rows) == 11 and rows[5][0] == "(92 classes between)"
+    shown = [row[0] for row in rows[:5] + rows[6:]]
+    by_class = recall.set_index("class")[best]
+    values = by_class[shown].to_numpy()
+    others = by_class.drop(shown)
+    assert (np.diff(values) >= 0).all() and values[4] <= others.min() and values[5] >= others.max()
+    assert [float(row[2 + recall.columns[2:].tolist().index(best)]) for row in rows[:5] + rows[6:]] == \
+        pytest.approx(values, abs=5e-4)
+
+
+def test_four_ordinal_classes_list_every_class_sorted_and_keep_qwk_and_the_binary_view(summary, tmp_path):
+    files = written(summary, tmp_path)
+    report = files["reports/comparison.md"].read_text()
+    rows = table_rows(section(report, "Per class"))
+    recall = pd.read_csv(files["plots/compare/per_class_recall.csv"]).set_index("class")[summary["best"]]
+    assert sorted(row[0] for row in rows) == sorted(CLASSES)
+    assert recall[[row[0] for row in rows]].is_monotonic_increasing
+    assert "| QWK | binary AUC |" in report and "## Any class but NonDemented vs NonDemented" in report
+    assert f"classes {', '.join(CLASSES)} (ordinal)" in report
+    assert {"plots/compare/binary_roc.csv", "plots/compare/binary_roc.png"} <= set(files)
+
+
+def test_the_binary_view_is_any_class_but_the_named_negative_one(tmp_path):
+    frames = {name: predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES[:2])}
+    evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
+    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
+                        **{**SETTING, "negative_class": "MildDemented"})
+    labels, _, probabilities = aligned(frames, CLASSES)
+    for name, p in probabilities.items():
+        assert summary["binary"]["models"][name]["auc"] == pytest.approx(roc_auc_score(labels != 2, 1 - p[:, 2]))
+        assert summary["models"][name]["binary_auc"] == summary["binary"]["models"][name]["auc"]
+    assert summary["binary"]["negative_class"] == "MildDemented"
+    report = written(summary, tmp_path)["reports/comparison.md"].read_text()
+    assert "## Any class but MildDemented vs MildDemented" in report and "score 1 - P(MildDemented)" in report
+
+
+def test_a_negative_class_that_is_unknown_or_absent_from_test_stops_the_comparison():
+    frames = {name: predictions(name, 1.0) for name in BACKBONES[:2]}
+    evaluations = {name: evaluation(frame, 0) for name, frame in frames.items()}
+    args = (evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None)
+    with pytest.raises(PipelineError, match="data.negative_class: 'Healthy' is not one of the classes"):
+        summarize(*args, **{**SETTING, "negative_class": "Healthy"})
+    shifted = {name: frame.assign(label_index=frame["label_index"] % 3) for name, frame in frames.items()}
+    with pytest.raises(PipelineError, match="the test split has no images of ModerateDemented"):
+        summarize(evaluations, shifted, *args[2:], **{**SETTING, "negative_class": "ModerateDemented"})
+
+
+def test_stage_follows_ordinal_and_negative_class_and_drops_a_stale_binary_view(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path)
+    assert cli(["compare"]) == 0
+    assert (tmp_path / "plots/compare/binary_roc.png").is_file()
+    write_run(tmp_path, ordinal=False, negative_class="")
+    assert cli(["compare"]) == 0
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "QWK" not in report and "binary" not in report and "(unordered)" in report
+    assert not list((tmp_path / "plots/compare").glob("binary_roc.*"))
+    assert "qwk" not in (tmp_path / "metrics/summary.json").read_text()
+
+
+def test_dvc_yaml_declares_every_file_compare_writes(tmp_path, monkeypatch):
+    """An undeclared file is left stale when DVC restores the stage from its run-cache."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path)
+    before = {path for path in tmp_path.rglob("*") if path.is_file()}
+    assert cli(["compare"]) == 0
+    new = {path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()} - \
+        {path.relative_to(tmp_path) for path in before}
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["compare"]
+    declared = [Path(entry if isinstance(entry, str) else next(iter(entry)))
+                for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, [])]
+    assert new and not [path for path in new if not any(path == out or out in path.parents for out in declared)]
+
+
+def test_the_confusion_chart_counts_few_classes_and_thins_many():
+    few = confusion_chart([[5, 1, 0, 0], [2, 3, 1, 0], [0, 0, 4, 0], [0, 1, 0, 2]], list(CLASSES), "m")
+    axes = few.axes[0]
+    assert [text.get_text() for text in axes.texts] == ["5", "1", "0", "0", "2", "3", "1", "0", "0", "0", "4", "0",
+                                                        "0", "1", "0", "2"]
+    assert [label.get_text() for label in axes.get_xticklabels()] == list(CLASSES)
+    counts = np.diag(np.arange(1, 103)).tolist()
+    many = confusion_chart(counts, list(FLOWERS), "m").axes[0]
+    names = [label.get_text() for label in many.get_yticklabels()]
+    assert not many.texts and 10 <= len(names) <= 21 and names[:2] == ["0: flower_000", "6: flower_006"]
+    np.testing.assert_array_equal(many.images[0].get_array(), np.eye(102))  # each row's share of its true class

@@ -149,3 +149,14 @@ def test_a_missing_model_says_which_stage_makes_it(project):
     write_test_split(project, CLASSES)
     with pytest.raises(PipelineError, match=r"models/other/model.keras not found; run dvc repro finetune@other first"):
         main(load_params(Path("params.yaml")), "other")
+
+
+def test_unordered_classes_get_no_qwk(project):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["data"]["ordinal"] = False
+    Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_test_split(project, CLASSES)
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    report = read_report("tiny")
+    assert set(report) == KEYS - {"qwk"} and set(report["subject"]) == HEADLINE - {"qwk"} | {"confusion_matrix"}
+    assert set(report["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr"}

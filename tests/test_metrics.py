@@ -54,7 +54,7 @@ def test_hand_built_confusion_and_per_class():
         {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3, "roc_auc": 11 / 15})
     assert per_class["MildDemented"]["precision"] == pytest.approx(2 / 3) and per_class["MildDemented"]["recall"] == 1
     assert per_class["ModerateDemented"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 1, "roc_auc": 0.5}
-    scores = headline_metrics(labels, probabilities)
+    scores = headline_metrics(labels, probabilities, ordinal=True)
     assert scores["accuracy"] == pytest.approx(5 / 8)
     assert scores["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1 + 0) / 4)
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0.8 + 0) / 4)
@@ -63,16 +63,16 @@ def test_hand_built_confusion_and_per_class():
 def test_qwk_is_sklearns_quadratic_kappa_and_weighs_distance():
     labels, probabilities, _ = synthetic(12)
     expected = cohen_kappa_score(labels, probabilities.argmax(axis=1), weights="quadratic")
-    assert headline_metrics(labels, probabilities)["qwk"] == pytest.approx(expected)
-    near = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([1, 1, 2, 3]))["qwk"]
-    far = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([3, 1, 2, 3]))["qwk"]
+    assert headline_metrics(labels, probabilities, ordinal=True)["qwk"] == pytest.approx(expected)
+    near = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([1, 1, 2, 3]), ordinal=True)["qwk"]
+    far = headline_metrics(np.array([0, 1, 2, 3]), one_hot_ish([3, 1, 2, 3]), ordinal=True)["qwk"]
     assert near > far
 
 
 def test_roc_auc_is_sklearns_macro_one_vs_rest():
     labels, probabilities, _ = synthetic(12)
     expected = roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
-    assert headline_metrics(labels, probabilities)["roc_auc_ovr"] == pytest.approx(expected)
+    assert headline_metrics(labels, probabilities, ordinal=True)["roc_auc_ovr"] == pytest.approx(expected)
 
 
 def test_an_absent_class_is_left_out_not_guessed():
@@ -82,12 +82,12 @@ def test_an_absent_class_is_left_out_not_guessed():
     auc = class_roc_auc(labels, probabilities)
     assert np.isnan(auc[3])
     assert auc[:3] == pytest.approx([roc_auc_score(labels == c, probabilities[:, c]) for c in range(3)])
-    scores = headline_metrics(labels, probabilities)
+    scores = headline_metrics(labels, probabilities, ordinal=True)
     assert scores["roc_auc_ovr"] == pytest.approx(auc[:3].mean())
     assert all(value is not None and np.isfinite(value) for value in scores.values())
     assert per_class_metrics(labels, probabilities, CLASSES)["ModerateDemented"]["recall"] is None
     assert set(roc_curves(labels, probabilities, CLASSES)["class"]) == set(CLASSES[:3])
-    only_one = headline_metrics(np.zeros(4, int), one_hot_ish([0, 1, 0, 0]))
+    only_one = headline_metrics(np.zeros(4, int), one_hot_ish([0, 1, 0, 0]), ordinal=True)
     assert only_one["roc_auc_ovr"] is None
 
 
@@ -127,14 +127,14 @@ def test_majority_balanced_accuracy_is_one_over_the_classes_present():
 
 def test_bootstrap_covers_the_estimate_is_seeded_and_narrows_with_subjects():
     labels, probabilities, subjects = synthetic(16)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, 100, seed=3)
-    point = headline_metrics(labels, probabilities)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 100, seed=3, ordinal=True)
+    point = headline_metrics(labels, probabilities, ordinal=True)
     assert 90 <= used <= 100
     for name, interval in intervals.items():
         assert interval["low"] <= point[name] <= interval["high"], name
-    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=3) == (intervals, used)
-    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=4)[0] != intervals
-    many = subject_bootstrap(*synthetic(160), 100, seed=3)[0]
+    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=3, ordinal=True) == (intervals, used)
+    assert subject_bootstrap(labels, probabilities, subjects, 100, seed=4, ordinal=True)[0] != intervals
+    many = subject_bootstrap(*synthetic(160), 100, seed=3, ordinal=True)[0]
     for name in intervals:
         width = intervals[name]["high"] - intervals[name]["low"]
         assert many[name]["high"] - many[name]["low"] < width, name
@@ -145,9 +145,9 @@ def test_bootstrap_resamples_whole_subjects_and_skips_those_missing_a_class():
     labels = np.array([0, 0, 1, 1])
     probabilities = one_hot_ish([0, 0, 0, 0], n_classes=2, confidence=0.9)
     intervals, used = subject_bootstrap(labels, probabilities, np.array(["x", "x", "y", "y"]), 100, seed=0,
-                                        metrics=("accuracy",))
+                                        metrics=("accuracy",), ordinal=True)
     assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and 20 < used < 80  # only {x, y} resamples hold both classes
-    assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0) \
+    assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0, ordinal=True) \
         == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")), 0)
 
 
@@ -161,7 +161,7 @@ def test_classes_with_one_test_subject_are_named():
 def test_caveats_are_logged_once_by_the_caller_not_by_scoring(caplog):
     labels, probabilities, subjects = synthetic(5)  # NonDemented has two subjects, the other classes one
     with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
-        scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=20, seed=0)
+        scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=20, seed=0, ordinal=True)
     assert caplog.records == []  # compare scores two ensembles: scoring itself stays quiet
     with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
         log_caveats(scores)
@@ -180,7 +180,7 @@ def test_a_class_absent_from_labels_and_predictions_keeps_its_row_column_and_dis
     per_class = per_class_metrics(labels, probabilities, CLASSES)
     assert per_class["VeryMildDemented"]["support"] == 0 and per_class["VeryMildDemented"]["f1"] is None
     assert per_class["MildDemented"]["precision"] == pytest.approx(1 / 3) and per_class["ModerateDemented"]["support"] == 2
-    scores = headline_metrics(labels, probabilities)
+    scores = headline_metrics(labels, probabilities, ordinal=True)
     assert scores["qwk"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=range(4), weights="quadratic"))
     assert scores["qwk"] != pytest.approx(cohen_kappa_score(labels, predicted, weights="quadratic"))
     assert scores["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))  # over classes 0, 2, 3
@@ -189,13 +189,13 @@ def test_a_class_absent_from_labels_and_predictions_keeps_its_row_column_and_dis
 def test_a_predicted_class_that_is_not_true_raises_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        scores = prediction_metrics(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), 4)
+        scores = prediction_metrics(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), 4, ordinal=True)
     assert scores["balanced_accuracy"] == pytest.approx(0.75)
 
 
 def test_headline_metrics_name_every_score():
     labels, probabilities, _ = synthetic(8)
-    scores = headline_metrics(labels, probabilities)
+    scores = headline_metrics(labels, probabilities, ordinal=True)
     assert set(scores) == {"accuracy", "balanced_accuracy", "macro_f1", "qwk", "roc_auc_ovr", "log_loss", "ece"}
     assert scores["log_loss"] == pytest.approx(log_loss(labels, probabilities))
     assert scores["ece"] == pytest.approx(expected_calibration_error(labels, probabilities))
@@ -227,7 +227,7 @@ def test_roc_curves_of_one_class_only_is_an_empty_table_and_indices_run_on():
 
 def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
     labels, probabilities, subjects = synthetic(10, slices=9, seed=2)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, 300, seed=5, metrics=("accuracy",))
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 300, seed=5, metrics=("accuracy",), ordinal=True)
     rng, values = np.random.default_rng(5), []
     for _ in range(300):
         rows = np.concatenate([np.flatnonzero(subjects == f"s{g}") for g in rng.integers(10, size=10)])
@@ -241,20 +241,20 @@ def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
 
 def test_score_predictions_gathers_every_part_under_its_name():
     labels, probabilities, subjects = synthetic(8, seed=3)
-    scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=30, seed=1)
+    scores = score_predictions(labels, probabilities, subjects, CLASSES, n_resamples=30, seed=1, ordinal=True)
     _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, 30, seed=1)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, 30, seed=1, ordinal=True)
     assert scores == {
-        **headline_metrics(labels, probabilities),
+        **headline_metrics(labels, probabilities, ordinal=True),
         "per_class": per_class_metrics(labels, probabilities, CLASSES),
         "confusion_matrix": confusion(labels, probabilities),
-        "subject": {**headline_metrics(subject_labels, subject_probabilities),
+        "subject": {**headline_metrics(subject_labels, subject_probabilities, ordinal=True),
                     "confusion_matrix": confusion(subject_labels, subject_probabilities)},
         "ci95": intervals, "ci95_resamples": {"drawn": 30, "used": used}, "ci95_single_subject_classes": [],
         "classes": list(CLASSES), "absent_classes": [], "test_images": 32, "test_subjects": 8,
         "chance_balanced_accuracy": 0.25, "majority_balanced_accuracy": majority_balanced_accuracy(labels),
     }
-    absent = score_predictions(labels[labels < 3], probabilities[labels < 3], subjects[labels < 3], CLASSES, 5, 0)
+    absent = score_predictions(labels[labels < 3], probabilities[labels < 3], subjects[labels < 3], CLASSES, 5, 0, ordinal=True)
     assert absent["absent_classes"] == ["ModerateDemented"]
 
 
@@ -264,9 +264,42 @@ def test_evaluate_predictions_scores_the_table_and_logs_its_caveats(caplog):
     frame = pd.DataFrame({"label_index": labels[keep], "subject": subjects[keep],
                           **{f"prob_{name}": probabilities[keep, i] for i, name in enumerate(CLASSES)}})
     with caplog.at_level("INFO", logger="pipeline.analysis.metrics"):
-        scores = evaluate_predictions(frame, CLASSES, n_resamples=20, seed=4)
-    assert scores == score_predictions(labels[keep], probabilities[keep], subjects[keep], CLASSES, 20, 4)
+        scores = evaluate_predictions(frame, CLASSES, n_resamples=20, seed=4, ordinal=True)
+    assert scores == score_predictions(labels[keep], probabilities[keep], subjects[keep], CLASSES, 20, 4, ordinal=True)
     messages = [record.getMessage() for record in caplog.records]
     assert messages[0] == ("no test images of MildDemented, ModerateDemented: their recall, F1 and ROC AUC are "
                            "undefined and left out of the macro averages")
     assert messages[1] == f"subject bootstrap: {scores['ci95_resamples']['used']} of 20 resamples held every test class"
+
+
+def nested_keys(value) -> set[str]:
+    """Every key of a nested dict, at any depth."""
+    if not isinstance(value, dict):
+        return set()
+    return set(value) | {key for inner in value.values() for key in nested_keys(inner)}
+
+
+def without_qwk(value):
+    """A nested dict with every `qwk` key removed."""
+    return {key: without_qwk(inner) for key, inner in value.items() if key != "qwk"} if isinstance(value, dict) \
+        else value
+
+
+def test_unordered_classes_get_every_score_but_qwk():
+    """102 classes, 4 subjects each holding one image of every class: the unordered scores are the ordinal
+    ones without `qwk`, at every level (per image, per subject, intervals), not a score less nor more."""
+    classes = tuple(f"flower_{number:03d}" for number in range(102))
+    rng = np.random.default_rng(7)
+    labels = np.tile(np.arange(102), 4)
+    logits = rng.normal(size=(len(labels), 102)) + 3 * np.eye(102)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"label_index": labels, "subject": np.repeat(["a", "b", "c", "d"], 102),
+                          **{f"prob_{name}": probabilities[:, i] for i, name in enumerate(classes)}})
+    unordered = evaluate_predictions(frame, classes, n_resamples=10, seed=0, ordinal=False)
+    ordinal = evaluate_predictions(frame, classes, n_resamples=10, seed=0, ordinal=True)
+    assert "qwk" not in nested_keys(unordered) and {"qwk"} <= set(ordinal["ci95"]) & set(ordinal["subject"])
+    assert unordered == without_qwk(ordinal)
+    assert unordered["ci95_resamples"]["used"] == 10 and None not in unordered["ci95"].values()
+    assert len(unordered["per_class"]) == 102 and np.array(unordered["confusion_matrix"]).shape == (102, 102)
+    assert prediction_metrics(labels, probabilities.argmax(axis=1), 102, ordinal=False).keys() == \
+        {"accuracy", "balanced_accuracy", "macro_f1"}

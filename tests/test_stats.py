@@ -1,10 +1,17 @@
-"""Paired tests, ensembles and the any-dementia operating point against known cases."""
+"""Paired tests, ensembles and the binary view's operating point against known cases."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from pipeline.analysis.stats import any_dementia, binary_roc, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
+from pipeline.analysis.stats import (
+    any_class_but,
+    binary_roc,
+    ensemble,
+    loss_weights,
+    mcnemar_exact,
+    paired_bootstrap,
+)
 
 
 def discordant(a_only: int, b_only: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -85,15 +92,15 @@ def test_loss_weights_favour_the_lower_validation_loss():
     assert weights.sum() == pytest.approx(1) and weights[0] > weights[1] == weights[2]
 
 
-def test_any_dementia_operating_point_hand_case():
+def test_any_class_but_class_0_operating_point_hand_case():
     # Negatives (NonDemented) score 0.1, 0.3, 0.5, 0.8; positives 0.95, 0.85, 0.6, 0.4, 0.05 (score = 1 - P(class 0)).
     labels = np.array([0, 0, 0, 0, 1, 2, 3, 1, 2])
     scores = np.array([0.1, 0.3, 0.5, 0.8, 0.95, 0.85, 0.6, 0.4, 0.05])
     probabilities = np.column_stack([1 - scores, scores / 3, scores / 3, scores / 3])
-    point = any_dementia(labels, probabilities, 0.8)
+    point = any_class_but(0, labels, probabilities, 0.8)
     assert point["auc"] == pytest.approx(13 / 20)
     assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.4, 0.8, 0.5))
-    strict = any_dementia(labels, probabilities, 0.9)  # 4 of 5 positives is not enough: all 5 need threshold 0.05
+    strict = any_class_but(0, labels, probabilities, 0.9)  # 4 of 5 positives is not enough: all 5 need threshold 0.05
     assert (strict["threshold"], strict["sensitivity"], strict["specificity"]) == pytest.approx((0.05, 1.0, 0.0))
     easy = binary_roc(labels != 0, scores, 0.2)
     assert (easy["threshold"], easy["specificity"]) == pytest.approx((0.95, 1.0))
@@ -133,3 +140,13 @@ def test_operating_point_inside_a_vertical_stretch_of_the_curve():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.2, 0.1])
     point = binary_roc(np.array([True] * 5 + [False] * 2), scores, 0.6)
     assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.7, 0.6, 1.0))
+
+
+def test_any_class_but_a_negative_class_other_than_0_is_the_same_hand_case():
+    # The hand case above with classes 0 and 2 swapped: class 2 is the negative one, class 0 a positive one.
+    labels = np.array([2, 2, 2, 2, 1, 0, 3, 1, 0])
+    scores = np.array([0.1, 0.3, 0.5, 0.8, 0.95, 0.85, 0.6, 0.4, 0.05])
+    probabilities = np.column_stack([scores / 3, scores / 3, 1 - scores, scores / 3])
+    point = any_class_but(2, labels, probabilities, 0.8)
+    assert point["auc"] == pytest.approx(13 / 20)
+    assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.4, 0.8, 0.5))

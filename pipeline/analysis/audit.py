@@ -86,7 +86,7 @@ def audit_split(pool: Pool, name: str, n_classes: int, params: AuditParams, seed
         labels = {"real": real, "shuffled": rng.integers(n_classes, size=len(subjects))[groups]}
         predicted = {condition: fit_predict(pool.features, values, train, test) for condition, values in labels.items()}
         for condition, values in labels.items():
-            metrics = prediction_metrics(values[test], predicted[condition], n_classes)
+            metrics = prediction_metrics(values[test], predicted[condition], n_classes, ordinal=False)  # no QWK in SCORES
             scores[condition].append([metrics[score] for score in SCORES])
         runs.append((groups[test], predicted["shuffled"]))
         sizes.append([len(test), len(np.unique(groups[test])), len(np.intersect1d(groups[train], groups[test]))])

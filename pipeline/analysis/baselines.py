@@ -44,8 +44,9 @@ def build_models(params: BaselinesParams, seed: int) -> dict[str, BaseEstimator]
     }
 
 
-def run_baselines(pool: Pool, n_classes: int, params: BaselinesParams, seed: int) -> dict:
-    """Each model's mean and std over grouped CV folds on train and val, and its scores on test."""
+def run_baselines(pool: Pool, n_classes: int, params: BaselinesParams, seed: int, *, ordinal: bool) -> dict:
+    """Each model's mean and std over grouped CV folds on train and val, and its scores on test (QWK too when
+    the classes are `ordinal`)."""
     rows, features = pool.rows, pool.features
     labels, subjects = rows["label"].to_numpy(), rows["subject"].to_numpy()
     development = np.flatnonzero(rows["split"] != "test")
@@ -56,10 +57,9 @@ def run_baselines(pool: Pool, n_classes: int, params: BaselinesParams, seed: int
     models = {}
     with threadpool_limits(1):  # small fits: threads only contend
         for name, model in build_models(params, seed).items():
-            test_scores = fit_score(model, features, labels, train, test, n_classes)
             models[name] = {
                 "cv": cross_validate(model, features, labels, folds, n_classes),
-                "test": {key: test_scores[key] for key in ("accuracy", "balanced_accuracy", "macro_f1", "qwk")},
+                "test": fit_score(model, features, labels, train, test, n_classes, ordinal=ordinal),
             }
     return {"backbone": params.backbone, "folds": params.folds, "models": models}
 
@@ -67,17 +67,17 @@ def run_baselines(pool: Pool, n_classes: int, params: BaselinesParams, seed: int
 def cross_validate(model: BaseEstimator, features: np.ndarray, labels: np.ndarray,
                    folds: list[tuple[np.ndarray, ...]], n_classes: int) -> dict[str, float]:
     """Mean and std over folds of the held-out balanced accuracy, and the mean macro-F1."""
-    scores = [fit_score(model, features, labels, fit, held_out, n_classes) for fit, held_out in folds]
+    scores = [fit_score(model, features, labels, fit, held_out, n_classes, ordinal=False) for fit, held_out in folds]
     balanced = np.array([fold["balanced_accuracy"] for fold in scores])
     return {"balanced_accuracy": float(balanced.mean()), "balanced_accuracy_std": float(balanced.std()),
             "macro_f1": float(np.mean([fold["macro_f1"] for fold in scores]))}
 
 
 def fit_score(model: BaseEstimator, features: np.ndarray, labels: np.ndarray, fit: np.ndarray, score: np.ndarray,
-              n_classes: int) -> dict[str, float | None]:
-    """A fresh copy of `model` fitted on the `fit` rows and scored on the `score` rows."""
+              n_classes: int, *, ordinal: bool) -> dict[str, float | None]:
+    """A fresh copy of `model` fitted on the `fit` rows and scored on the `score` rows (QWK too when `ordinal`)."""
     predicted = clone(model).fit(features[fit], labels[fit]).predict(features[score])
-    return prediction_metrics(labels[score], predicted, n_classes)
+    return prediction_metrics(labels[score], predicted, n_classes, ordinal=ordinal)
 
 
 def grouped_folds(labels: np.ndarray, subjects: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, ...]]:

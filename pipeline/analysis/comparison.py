@@ -13,13 +13,21 @@ import yaml
 
 from pipeline.analysis import charts, report
 from pipeline.analysis.metrics import score_predictions, single_subject_classes
-from pipeline.analysis.stats import any_dementia, ensemble, loss_weights, mcnemar_exact, paired_bootstrap
+from pipeline.analysis.stats import (
+    any_class_but,
+    ensemble,
+    loss_weights,
+    mcnemar_exact,
+    paired_bootstrap,
+)
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import write_csv, write_json, write_text
 from pipeline.core.params import Params
 
-TABLE_METRICS = ("balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")
+TABLE_METRICS = ("balanced_accuracy", "macro_f1", "roc_auc_ovr")
+ORDINAL_TABLE_METRICS = ("qwk",)
 ENSEMBLES = ("ensemble_mean", "ensemble_val_loss")
+NOT_IN_JSON = ("binary_curves", "order", "per_class_recall", "best_confusion")  # for the tables and charts only
 
 
 def read_json(path: Path, stage: str) -> dict:
@@ -60,10 +68,15 @@ def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...]) -> t
     return first["label_index"].to_numpy(), first["subject"].to_numpy(), probabilities
 
 
-def model_row(name: str, kind: str, record: dict, seconds: float | None) -> dict:
-    """One table row: headline metrics with their intervals, size, latency, training time."""
+def table_metrics(ordinal: bool) -> tuple[str, ...]:
+    """The metrics of the comparison table: QWK too when the classes are ordinal."""
+    return TABLE_METRICS + ORDINAL_TABLE_METRICS if ordinal else TABLE_METRICS
+
+
+def model_row(name: str, kind: str, record: dict, seconds: float | None, metrics: tuple[str, ...]) -> dict:
+    """One table row: headline `metrics` with their intervals, size, latency, training time."""
     row = {"model": name, "kind": kind, "accuracy": record.get("accuracy")}
-    for metric in TABLE_METRICS:
+    for metric in metrics:
         interval = (record.get("ci95") or {}).get(metric) or {}
         row.update({metric: record.get(metric), f"{metric}_low": interval.get("low"),
                     f"{metric}_high": interval.get("high")})
@@ -85,38 +98,38 @@ def ensemble_record(members: list[dict], scores: dict) -> dict:
     }
 
 
-def baseline_rows(baselines: dict) -> list[dict]:
+def baseline_rows(baselines: dict, metrics: tuple[str, ...]) -> list[dict]:
     """Rows of the classical baselines' test scores (no intervals, latency or size)."""
-    return [model_row(name, f"baseline ({baselines['backbone']} features)", scores["test"], None)
+    return [model_row(name, f"baseline ({baselines['backbone']} features)", scores["test"], None, metrics)
             for name, scores in sorted(baselines["models"].items())]
 
 
 def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame], val_losses: dict[str, float],
-              seconds: dict[str, float], baselines: dict | None, params: Params) -> dict:
-    """Every row of the comparison, the ensembles, the paired tests against the best backbone, any-dementia ROC."""
-    classes = tuple(next(iter(evaluations.values()))["classes"])  # the source's, as evaluate read them
-    resamples, seed = params.evaluate.bootstrap, params.seed
+              seconds: dict[str, float], baselines: dict | None, *, classes: tuple[str, ...], ordinal: bool,
+              negative_class: str, resamples: int, seed: int, sensitivity: float) -> dict:
+    """Every row of the comparison, the ensembles, the paired tests against the best backbone, per-class recall,
+    and, when `negative_class` names one, the binary view "any class but it vs it" (its ROC at `sensitivity`)."""
+    negative = negative_index(negative_class, classes)
+    metrics = table_metrics(ordinal)
     backbones = list(evaluations)
     labels, subjects, probabilities = aligned(predictions, classes)
     weights = loss_weights(np.array([val_losses[name] for name in backbones]))
     records = dict(evaluations)
-    rows = [model_row(name, "backbone", evaluations[name], seconds[name]) for name in backbones]
+    rows = [model_row(name, "backbone", evaluations[name], seconds[name], metrics) for name in backbones]
     if len(backbones) > 1:
         members = [probabilities[name] for name in backbones]
         for name, mixed in zip(ENSEMBLES, (ensemble(members), ensemble(members, weights))):
             probabilities[name] = mixed
-            scores = score_predictions(labels, mixed, subjects, classes, resamples, seed)
+            scores = score_predictions(labels, mixed, subjects, classes, resamples, seed, ordinal=ordinal)
             records[name] = ensemble_record(list(evaluations.values()), scores)
-            rows.append(model_row(name, "ensemble", records[name], sum(seconds.values())))
+            rows.append(model_row(name, "ensemble", records[name], sum(seconds.values()), metrics))
     if baselines:
-        rows += baseline_rows(baselines)
+        rows += baseline_rows(baselines, metrics)
     best = max(backbones, key=lambda name: evaluations[name]["balanced_accuracy"])
-    rocs = {name: any_dementia(labels, p, params.compare.sensitivity) for name, p in probabilities.items()}
-    for row in rows:
-        row["any_dementia_auc"] = rocs[row["model"]]["auc"] if row["model"] in rocs else None
-    return {
+    summary = {
         "best": best,
         "classes": list(classes),
+        "ordinal": ordinal,
         "test_images": len(labels),
         "test_subjects": len(np.unique(subjects)),
         "single_subject_classes": single_subject_classes(labels, subjects, classes),
@@ -125,13 +138,53 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
         "val_loss": val_losses,
         "ensemble_weights": dict(zip(backbones, weights.tolist())),
         "tests": paired_tests(best, labels, subjects, probabilities, resamples, seed),
-        "any_dementia": {"sensitivity_target": params.compare.sensitivity,
-                         "models": {name: {k: v for k, v in roc.items() if k not in ("fpr", "tpr")}
-                                    for name, roc in rocs.items()}},
-        "any_dementia_curves": {name: {"fpr": roc["fpr"].tolist(), "tpr": roc["tpr"].tolist()}
-                                for name, roc in rocs.items()},
         "baselines": None if not baselines else {"features": baselines["backbone"], "folds": baselines["folds"]},
+        "per_class_recall": per_class_recall({name: records[name] for name in probabilities}, classes),
+        "best_confusion": evaluations[best]["confusion_matrix"],
     }
+    if negative is not None:
+        summary.update(binary_view(negative_class, negative, labels, probabilities, sensitivity))
+        for row in rows:
+            row["binary_auc"] = summary["binary"]["models"].get(row["model"], {}).get("auc")
+    return summary
+
+
+def negative_index(negative_class: str, classes: tuple[str, ...]) -> int | None:
+    """The index of the binary view's negative class; None for no binary view ("")."""
+    if not negative_class:
+        return None
+    if negative_class not in classes:
+        raise PipelineError(f"data.negative_class: {negative_class!r} is not one of the classes "
+                            f"({', '.join(classes)}); name one of them, or '' for no binary view")
+    return classes.index(negative_class)
+
+
+def binary_view(negative_class: str, negative: int, labels: np.ndarray, probabilities: dict[str, np.ndarray],
+                sensitivity: float) -> dict:
+    """Each model's ROC of "any class but `negative_class` vs it": AUC and operating point, and the curves."""
+    is_negative = labels == negative
+    if is_negative.all() or not is_negative.any():
+        raise PipelineError(f"the test split has {'only' if is_negative.all() else 'no'} images of {negative_class} "
+                            "(data.negative_class): the binary view needs both it and other classes; "
+                            "set data.negative_class: '' for none")
+    rocs = {name: any_class_but(negative, labels, p, sensitivity) for name, p in probabilities.items()}
+    return {
+        "binary": {"negative_class": negative_class, "sensitivity_target": sensitivity,
+                   "models": {name: {k: v for k, v in roc.items() if k not in ("fpr", "tpr")}
+                              for name, roc in rocs.items()}},
+        "binary_curves": {name: {"fpr": roc["fpr"].tolist(), "tpr": roc["tpr"].tolist()}
+                          for name, roc in rocs.items()},
+    }
+
+
+def per_class_recall(records: dict[str, dict], classes: tuple[str, ...]) -> pd.DataFrame:
+    """One row per class: its test images and each model's recall of it (NaN where it has no test images)."""
+    first = next(iter(records.values()))["per_class"]
+    table = pd.DataFrame({"class": list(classes), "test_images": [first[name]["support"] for name in classes]})
+    for model, record in records.items():
+        table[model] = [np.nan if record["per_class"][name]["recall"] is None else record["per_class"][name]["recall"]
+                        for name in classes]
+    return table
 
 
 def paired_tests(best: str, labels: np.ndarray, subjects: np.ndarray, probabilities: dict[str, np.ndarray],
@@ -148,13 +201,13 @@ def paired_tests(best: str, labels: np.ndarray, subjects: np.ndarray, probabilit
     }
 
 
-def provenance(params: Params, lock_path: Path, demo: bool, models: dict[str, Path]) -> dict:
+def provenance(params: Params, archive: str, lock_path: Path, demo: bool, models: dict[str, Path]) -> dict:
     """What produced the figures: the params that matter, the archive's and `models`' hashes as dvc.lock has them."""
     locked = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.is_file() else {}
     return {
-        "archive": params.data.archive,
+        "archive": archive,
         "demo": demo,
-        "archive_md5": _locked_md5(locked, "dedupe", params.data.archive),
+        "archive_md5": _locked_md5(locked, "dedupe", archive),
         "model_md5": {name: _locked_md5(locked, f"evaluate@{name}", path) for name, path in models.items()},
         "params": {"seed": params.seed, "weights": params.weights, "image_size": params.image_size,
                    "batch_size": params.batch_size, "lr": params.lr, "epochs": params.epochs,
@@ -169,13 +222,19 @@ def _locked_md5(locked: dict, stage: str, path: str | Path) -> str | None:
 
 
 def write_outputs(summary: dict, origin: dict, summary_path: Path, plots_dir: Path, report_path: Path) -> None:
-    """The summary JSON (without the curves), the plot tables and PNG charts under plots_dir, the Markdown report."""
-    curves = summary["any_dementia_curves"]
-    write_json(summary_path, {key: value for key, value in summary.items()
-                              if key not in ("any_dementia_curves", "order")})
+    """The summary JSON (without the curves and per-class tables), the plot tables and PNG charts under plots_dir,
+    the Markdown report. Without a binary view, a binary ROC table or chart left by an earlier run is removed."""
+    write_json(summary_path, {key: value for key, value in summary.items() if key not in NOT_IN_JSON})
     table = pd.DataFrame([summary["models"][name] for name in summary["order"]])
     write_csv(plots_dir / "summary.csv", table, float_format="%.6g")
-    roc = pd.concat([pd.DataFrame({"model": name, **curve}) for name, curve in curves.items()], ignore_index=True)
-    write_csv(plots_dir / "any_dementia_roc.csv", roc, float_format="%.6g")
-    figures = charts.draw_all(table, curves, summary, plots_dir)
-    write_text(report_path, report.render(summary, table, origin, figures, report_path.parent))
+    tables = {"per_class_recall": plots_dir / "per_class_recall.csv", "binary_roc": plots_dir / "binary_roc.csv"}
+    write_csv(tables["per_class_recall"], summary["per_class_recall"], float_format="%.6g")
+    if "binary" in summary:
+        curves = summary["binary_curves"]
+        roc = pd.concat([pd.DataFrame({"model": name, **curve}) for name, curve in curves.items()], ignore_index=True)
+        write_csv(tables["binary_roc"], roc, float_format="%.6g")
+    else:
+        for stale in (tables.pop("binary_roc"), plots_dir / "binary_roc.png"):
+            stale.unlink(missing_ok=True)
+    figures = charts.draw_all(table, summary, plots_dir)
+    write_text(report_path, report.render(summary, table, origin, figures, tables, report_path.parent))

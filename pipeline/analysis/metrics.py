@@ -1,8 +1,10 @@
 """Classification metrics over class probabilities: per image, per subject, and subject-bootstrap intervals.
 
-Labels are class indices in `data.classes` order, which is ordinal; probabilities are an
-(n, n_classes) array whose rows sum to 1. A class with no true example leaves its recall,
-F1 and ROC AUC undefined: those are None (or left out of macro averages), never a guess.
+Labels are class indices in the order of the classes; probabilities are an (n, n_classes)
+array whose rows sum to 1. The quadratic weighted kappa (`qwk`) is scored only when the
+classes are ordinal (`ordinal=True`): on unordered classes its distances mean nothing. A
+class with no true example leaves its recall, F1 and ROC AUC undefined: those are None (or
+left out of macro averages), never a guess.
 """
 
 import logging
@@ -24,8 +26,14 @@ from sklearn.metrics import (
 )
 
 ECE_BINS = 15
-CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")
+CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr")
+ORDINAL_METRICS = ("qwk",)
 log = logging.getLogger(__name__)
+
+
+def ci_metrics(ordinal: bool) -> tuple[str, ...]:
+    """The headline metrics that get subject-bootstrap intervals: QWK too when the classes are ordinal."""
+    return CI_METRICS + ORDINAL_METRICS if ordinal else CI_METRICS
 
 
 def present_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -53,8 +61,8 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_
     return float(np.abs(gap).sum() / len(labels))
 
 
-def headline_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy, macro-F1, macro one-vs-rest ROC AUC, quadratic kappa, log loss and ECE.
+def headline_metrics(labels: np.ndarray, probabilities: np.ndarray, *, ordinal: bool) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy, macro-F1, macro one-vs-rest ROC AUC, log loss, ECE (and QWK when `ordinal`).
 
     Balanced accuracy and ROC AUC average over the classes present in `labels`, macro-F1 over
     those present or predicted; a metric that is undefined (ROC AUC with fewer than two classes present) is None.
@@ -66,12 +74,13 @@ def headline_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str,
         "log_loss": log_loss(labels, probabilities, labels=np.arange(n_classes)),
         "ece": expected_calibration_error(labels, probabilities),
     }
-    return {**prediction_metrics(labels, probabilities.argmax(axis=1), n_classes),
+    return {**prediction_metrics(labels, probabilities.argmax(axis=1), n_classes, ordinal=ordinal),
             **{name: _number(value) for name, value in scores.items()}}
 
 
-def prediction_metrics(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float | None]:
-    """Accuracy, balanced accuracy, macro-F1 and quadratic weighted kappa of predicted class indices."""
+def prediction_metrics(labels: np.ndarray, predicted: np.ndarray, n_classes: int, *,
+                       ordinal: bool) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy, macro-F1 (and quadratic weighted kappa when `ordinal`) of predicted indices."""
     everything = np.arange(n_classes)
     with warnings.catch_warnings():  # balanced accuracy averages over the classes in `labels`, as documented
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
@@ -79,8 +88,9 @@ def prediction_metrics(labels: np.ndarray, predicted: np.ndarray, n_classes: int
             "accuracy": accuracy_score(labels, predicted),
             "balanced_accuracy": balanced_accuracy_score(labels, predicted),
             "macro_f1": f1_score(labels, predicted, labels=everything, average="macro", zero_division=np.nan),
-            "qwk": cohen_kappa_score(labels, predicted, labels=everything, weights="quadratic"),
         }
+        if ordinal:
+            scores["qwk"] = cohen_kappa_score(labels, predicted, labels=everything, weights="quadratic")
     return {name: _number(value) for name, value in scores.items()}
 
 
@@ -144,12 +154,16 @@ def single_subject_classes(labels: np.ndarray, subjects: np.ndarray, classes: tu
 
 
 def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, n_resamples: int,
-                      seed: int, metrics: tuple[str, ...] = CI_METRICS) -> tuple[dict[str, dict | None], int]:
+                      seed: int, *, ordinal: bool, metrics: tuple[str, ...] | None = None
+                      ) -> tuple[dict[str, dict | None], int]:
     """95% percentile intervals ({low, high}) of per-image `metrics` over subjects resampled with replacement.
+
+    `metrics` defaults to `ci_metrics(ordinal)`.
 
     A resample is used only if it holds every class the full set holds and every metric is
     defined on it; returns the intervals (None if no resample was used) and how many were used.
     """
+    metrics = ci_metrics(ordinal) if metrics is None else metrics
     _, groups = np.unique(subjects, return_inverse=True)
     members = [np.flatnonzero(groups == group) for group in range(groups.max() + 1)]
     n_present = len(present_classes(labels, probabilities.shape[1]))
@@ -159,7 +173,7 @@ def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: n
         rows = np.concatenate([members[group] for group in rng.integers(len(members), size=len(members))])
         if len(present_classes(labels[rows], probabilities.shape[1])) < n_present:
             continue
-        scores = headline_metrics(labels[rows], probabilities[rows])
+        scores = headline_metrics(labels[rows], probabilities[rows], ordinal=ordinal)
         if all(scores[name] is not None for name in metrics):
             values.append([scores[name] for name in metrics])
     if not values:
@@ -170,19 +184,19 @@ def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: n
 
 
 def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, classes: tuple[str, ...],
-                      n_resamples: int, seed: int) -> dict:
+                      n_resamples: int, seed: int, *, ordinal: bool) -> dict:
     """Metrics per image, per subject, and subject-bootstrap 95% intervals: what evaluate reports for a model."""
     _, subject_labels, subject_probabilities = subject_level(subjects, labels, probabilities)
-    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed)
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed, ordinal=ordinal)
     present = present_classes(labels, len(classes))
     absent = [name for index, name in enumerate(classes) if index not in present]
     single = single_subject_classes(labels, subjects, classes)
     return {
-        **headline_metrics(labels, probabilities),
+        **headline_metrics(labels, probabilities, ordinal=ordinal),
         "per_class": per_class_metrics(labels, probabilities, classes),
         "confusion_matrix": confusion(labels, probabilities),
         "subject": {
-            **headline_metrics(subject_labels, subject_probabilities),
+            **headline_metrics(subject_labels, subject_probabilities, ordinal=ordinal),
             "confusion_matrix": confusion(subject_labels, subject_probabilities),
         },
         "ci95": intervals,
@@ -197,11 +211,12 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     }
 
 
-def evaluate_predictions(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int) -> dict:
+def evaluate_predictions(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int, *,
+                         ordinal: bool) -> dict:
     """`score_predictions` of a table of predictions (label_index, subject, prob_<class>), its caveats logged."""
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
     scores = score_predictions(predictions["label_index"].to_numpy(), probabilities, predictions["subject"].to_numpy(),
-                               classes, n_resamples, seed)
+                               classes, n_resamples, seed, ordinal=ordinal)
     log_caveats(scores)
     return scores
 

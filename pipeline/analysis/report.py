@@ -6,14 +6,17 @@ from pathlib import Path
 import pandas as pd
 
 ALPHA = 0.05
-TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is shown as "value [low, high]"
+LISTED_CLASSES = 12  # up to this many classes the report names them all and the per-class table shows each
+PER_CLASS_ENDS = 5  # beyond, the per-class table shows this many worst and best
+TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is shown as "value [low, high]";
+    # a column the table lacks (qwk with unordered classes, binary_auc with no binary view) is left out
     ("model", "model", "{}"),
     ("kind", "kind", "{}"),
     ("balanced accuracy", "balanced_accuracy", "{:.3f}"),
     ("macro-F1", "macro_f1", "{:.3f}"),
     ("ROC AUC (one-vs-rest)", "roc_auc_ovr", "{:.3f}"),
     ("QWK", "qwk", "{:.3f}"),
-    ("any-dementia AUC", "any_dementia_auc", "{:.3f}"),
+    ("binary AUC", "binary_auc", "{:.3f}"),
     ("parameters", "params", "{:,.0f}"),
     ("size (MB)", "size_mb", "{:.1f}"),
     ("latency (ms/image, batch 1)", "latency_ms", "{:.2f}"),
@@ -21,16 +24,18 @@ TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is show
 )
 
 
-def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, Path], report_dir: Path) -> str:
-    """The whole report as Markdown."""
+def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, Path], tables: dict[str, Path],
+           report_dir: Path) -> str:
+    """The whole report as Markdown; `tables` are the CSV files it names (per_class_recall, binary_roc)."""
     sections = [
         "# Backbone comparison\n",
         warnings(summary, table, origin),
-        setting(summary, origin),
+        setting(summary, tables["per_class_recall"]),
         "## Results\n\n" + markdown_table(table),
-        charts(figures, report_dir),
+        charts(figures, summary, report_dir),
         tests(summary),
-        any_dementia(summary),
+        per_class(summary, tables["per_class_recall"]),
+        binary(summary, tables.get("binary_roc")),
         ensembles(summary),
         baselines(summary),
         produced_by(origin),
@@ -52,10 +57,10 @@ def cell(row: pd.Series, column: str, pattern: str) -> str:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The comparison table, one row per model in the summary's order."""
-    lines = ["| " + " | ".join(header for header, _, _ in TABLE_COLUMNS) + " |",
-             "|" + "---|" * len(TABLE_COLUMNS)]
+    columns = [column for column in TABLE_COLUMNS if column[1] in table.columns]
+    lines = ["| " + " | ".join(header for header, _, _ in columns) + " |", "|" + "---|" * len(columns)]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join(cell(row, column, pattern) for _, column, pattern in TABLE_COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row, column, pattern) for _, column, pattern in columns) + " |")
     return "\n".join(lines) + "\n\nIntervals are 95% percentile intervals over test subjects resampled with " \
         "replacement. Ensembles' parameters, size, latency and training time are their members' added up; " \
         "training time is the features, train and finetune stages' logged seconds.\n"
@@ -83,20 +88,26 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
     return "\n>\n".join(lines) + "\n" if lines else ""
 
 
-def setting(summary: dict, origin: dict) -> str:
+def setting(summary: dict, per_class_csv: Path) -> str:
     """What was tested on, and which model is best."""
     best = summary["models"][summary["best"]]
-    return (f"Test split: {summary['test_images']} images of {summary['test_subjects']} subjects, classes "
-            f"{', '.join(summary['classes'])} (ordinal). Best backbone by balanced accuracy: **{summary['best']}** "
-            f"({best['balanced_accuracy']:.3f}); chance is {1 / len(summary['classes']):.3f}.\n")
+    classes = summary["classes"]
+    kind = "ordinal" if summary["ordinal"] else "unordered"
+    named = (f"classes {', '.join(classes)} ({kind})" if len(classes) <= LISTED_CLASSES
+             else f"{len(classes)} classes ({kind}; named in `{per_class_csv.as_posix()}`)")
+    return (f"Test split: {summary['test_images']} images of {summary['test_subjects']} subjects, {named}. "
+            f"Best backbone by balanced accuracy: **{summary['best']}** ({best['balanced_accuracy']:.3f}); chance is "
+            f"{1 / len(classes):.3f}.\n")
 
 
-def charts(figures: dict[str, Path], report_dir: Path) -> str:
+def charts(figures: dict[str, Path], summary: dict, report_dir: Path) -> str:
     """Links to the PNG charts, relative to the report."""
+    negative = (summary.get("binary") or {}).get("negative_class")
     titles = {"balanced_accuracy": "Balanced accuracy with 95% intervals",
               "accuracy_latency": "Balanced accuracy against latency",
               "accuracy_size": "Balanced accuracy against size",
-              "any_dementia_roc": "Any dementia vs none: ROC"}
+              "binary_roc": f"Any class but {negative} vs {negative}: ROC",
+              "confusion": f"{summary['best']}: confusion matrix on the test split"}
     links = [f"![{titles[name]}]({Path(os.path.relpath(path, report_dir)).as_posix()})"
              for name, path in figures.items()]
     return "## Charts\n\n" + "\n\n".join(links) + "\n"
@@ -126,16 +137,51 @@ def tests(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def any_dementia(summary: dict) -> str:
-    """The binary "any dementia vs none" question: AUC and operating point per model."""
-    target = summary["any_dementia"]["sensitivity_target"]
-    none = summary["classes"][0]
-    lines = ["## Any dementia vs none\n",
-             f"Score 1 - P({none}) from the 4-class probabilities, positive = any class but {none}. The operating "
-             f"point is the highest threshold whose sensitivity reaches {target:.2f} (`compare.sensitivity`), so "
-             "the best specificity at that sensitivity. Curves: `plots/compare/any_dementia_roc.csv`.\n",
+def per_class(summary: dict, per_class_csv: Path) -> str:
+    """Each model's recall per class, worst first by the best backbone's; only the ends when there are many."""
+    recall = summary["per_class_recall"]
+    best = summary["best"]
+    models = [column for column in recall.columns if column not in ("class", "test_images")]
+    tested = recall[recall["test_images"] > 0].sort_values(best, kind="stable")
+    untested = recall.loc[recall["test_images"] == 0, "class"].tolist()
+    shown = len(tested) <= LISTED_CLASSES
+    extent = (f"every class, also in `{per_class_csv.as_posix()}`" if shown else
+              f"the {PER_CLASS_ENDS} worst and {PER_CLASS_ENDS} best of {len(tested)} classes; every class is in "
+              f"`{per_class_csv.as_posix()}`")
+    lines = ["## Per class\n",
+             (f"Recall of each class (the share of its test images a model gets right; balanced accuracy is its mean "
+              f"over the classes), worst first by {best}'s: {extent}.\n"),
+             "| class | test images | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    if shown:
+        rows = [tested]
+    else:
+        rows = [tested.head(PER_CLASS_ENDS), None, tested.tail(PER_CLASS_ENDS)]
+    for part in rows:
+        if part is None:
+            gap = len(tested) - 2 * PER_CLASS_ENDS
+            lines.append(f"| ({gap} classes between) |" + " |" * (len(models) + 1))
+            continue
+        for _, row in part.iterrows():
+            lines.append(f"| {row['class']} | {row['test_images']} | "
+                         + " | ".join(f"{row[model]:.3f}" for model in models) + " |")
+    if untested:
+        lines.append(f"\nNo test images of {', '.join(untested)}: no recall.")
+    return "\n".join(lines) + "\n"
+
+
+def binary(summary: dict, roc_csv: Path | None) -> str:
+    """The binary view "any class but the negative class vs it": AUC and operating point per model."""
+    if "binary" not in summary:
+        return ""
+    target = summary["binary"]["sensitivity_target"]
+    negative = summary["binary"]["negative_class"]
+    lines = [f"## Any class but {negative} vs {negative}\n",
+             (f"The binary view of `data.negative_class`: score 1 - P({negative}) from the "
+              f"{len(summary['classes'])}-class probabilities, positive = any class but {negative}. The operating "
+              f"point is the highest threshold whose sensitivity reaches {target:.2f} (`compare.sensitivity`), so "
+              f"the best specificity at that sensitivity. Curves: `{roc_csv.as_posix()}`.\n"),
              "| model | AUC | threshold | sensitivity | specificity |", "|---|---|---|---|---|"]
-    for name, point in summary["any_dementia"]["models"].items():
+    for name, point in summary["binary"]["models"].items():
         lines.append(f"| {name} | {point['auc']:.3f} | {point['threshold']:.4f} | {point['sensitivity']:.3f} | "
                      f"{point['specificity']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Statistics for comparing models on the same test images: paired tests, ensembles, a binary ROC operating point.
 
-Labels are class indices in `data.classes` order; probabilities are (n, n_classes) arrays whose rows sum to 1.
+Labels are class indices in the order of the classes; probabilities are (n, n_classes) arrays whose rows sum to 1.
 """
 
 import numpy as np
@@ -75,9 +75,10 @@ def loss_weights(val_losses: np.ndarray) -> np.ndarray:
     return raw / raw.sum()
 
 
-def any_dementia(labels: np.ndarray, probabilities: np.ndarray, sensitivity: float) -> dict:
-    """`binary_roc` of "any dementia vs none": positive when the label is not class 0, scored 1 - P(class 0)."""
-    return binary_roc(labels != 0, 1.0 - probabilities[:, 0], sensitivity)
+def any_class_but(negative: int, labels: np.ndarray, probabilities: np.ndarray, sensitivity: float) -> dict:
+    """`binary_roc` of "any class but `negative` (an index) vs it": positive when the label is not `negative`,
+    scored 1 - P(negative)."""
+    return binary_roc(labels != negative, 1.0 - probabilities[:, negative], sensitivity)
 
 
 def binary_roc(truth: np.ndarray, scores: np.ndarray, sensitivity: float) -> dict:

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def main(params: Params) -> None:
     pool = load_pool(paths.features_dir(params.baselines.backbone), paths.INDEX)
     classes = read_features_meta(paths.features_dir(params.baselines.backbone))["classes"]
-    report = run_baselines(pool, len(classes), params.baselines, params.seed)
+    report = run_baselines(pool, len(classes), params.baselines, params.seed, ordinal=params.data.ordinal)
     write_json(paths.BASELINES_METRICS, report)
     for name, scores in report["models"].items():
         log.info("%s: CV balanced accuracy %.3f (std %.3f), test balanced accuracy %.3f", name,

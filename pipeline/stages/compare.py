@@ -2,7 +2,8 @@
 
 Reads metrics/eval/<backbone>.json, plots/eval/<backbone>/predictions.csv, the validation loss and seconds
 the training stages logged, and metrics/baselines.json when present. Writes metrics/summary.json,
-plots/compare/ (summary.csv, any_dementia_roc.csv and PNG charts) and reports/comparison.md.
+plots/compare/ (summary.csv, per_class_recall.csv, binary_roc.csv when `data.negative_class` names one, and
+PNG charts) and reports/comparison.md.
 """
 
 import logging
@@ -25,15 +26,22 @@ log = logging.getLogger(__name__)
 
 def main(params: Params) -> None:
     backbones = params.backbones
+    evaluations = {name: read_json(paths.eval_metrics(name), f"evaluate@{name}") for name in backbones}
+    classes = tuple(evaluations[backbones[0]]["classes"])  # the source's, as evaluate read them from meta.json
     summary = summarize(
-        evaluations={name: read_json(paths.eval_metrics(name), f"evaluate@{name}") for name in backbones},
+        evaluations=evaluations,
         predictions={name: read_predictions(paths.predictions(name), name) for name in backbones},
         val_losses={name: validation_loss(paths.live_metrics("finetune", name), name) for name in backbones},
         seconds={name: training_seconds(seconds_sources(name)) for name in backbones},
         baselines=read_json(paths.BASELINES_METRICS, "baselines") if paths.BASELINES_METRICS.is_file() else None,
-        params=params,
+        classes=classes,
+        ordinal=params.data.ordinal,
+        negative_class=params.data.negative_class,
+        resamples=params.evaluate.bootstrap,
+        seed=params.seed,
+        sensitivity=params.compare.sensitivity,
     )
-    origin = provenance(params, paths.LOCK, demo=Path(params.data.archive) == paths.DEMO_ARCHIVE,
+    origin = provenance(params, params.data.archive, paths.LOCK, demo=Path(params.data.archive) == paths.DEMO_ARCHIVE,
                         models={name: paths.model_files(name).model for name in backbones})
     write_outputs(summary, origin, paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
     log.info("best backbone %s (balanced accuracy %.3f); wrote %s, %s/ and %s", summary["best"],

@@ -29,7 +29,8 @@ def main(params: Params, backbone: str) -> None:
     infer = inference_function(model)
     classes = tuple(read_meta(paths.TFRECORDS)["classes"])  # the source's, as preprocess stored them
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.batch_size, classes)
-    report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed)
+    report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
+                                  ordinal=params.data.ordinal)
     shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
