@@ -344,3 +344,16 @@ def test_the_confusion_chart_counts_few_classes_and_thins_many():
     names = [label.get_text() for label in many.get_yticklabels()]
     assert not many.texts and 10 <= len(names) <= 21 and names[:2] == ["0: flower_000", "6: flower_006"]
     np.testing.assert_array_equal(many.images[0].get_array(), np.eye(102))  # each row's share of its true class
+
+
+def test_a_class_without_test_images_is_named_not_ranked(tmp_path):
+    frames = {name: predictions(name, 1.0 + index).query("label_index < 3").reset_index(drop=True)
+              for index, name in enumerate(BACKBONES[:2])}
+    evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
+    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
+    files = written(summary, tmp_path)
+    recall = pd.read_csv(files["plots/compare/per_class_recall.csv"])
+    assert recall["test_images"].tolist()[3] == 0 and recall.iloc[3, 2:].isna().all()
+    part = section(files["reports/comparison.md"].read_text(), "Per class")
+    assert [row[0] for row in table_rows(part)] != [] and "ModerateDemented" not in {row[0] for row in table_rows(part)}
+    assert "No test images of ModerateDemented: no recall." in part

@@ -152,18 +152,13 @@ def per_class(summary: dict, per_class_csv: Path) -> str:
              (f"Recall of each class (the share of its test images a model gets right; balanced accuracy is its mean "
               f"over the classes), worst first by {best}'s: {extent}.\n"),
              "| class | test images | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
-    if shown:
-        rows = [tested]
-    else:
-        rows = [tested.head(PER_CLASS_ENDS), None, tested.tail(PER_CLASS_ENDS)]
-    for part in rows:
-        if part is None:
-            gap = len(tested) - 2 * PER_CLASS_ENDS
-            lines.append(f"| ({gap} classes between) |" + " |" * (len(models) + 1))
-            continue
-        for _, row in part.iterrows():
-            lines.append(f"| {row['class']} | {row['test_images']} | "
-                         + " | ".join(f"{row[model]:.3f}" for model in models) + " |")
+
+    def rows(part: pd.DataFrame) -> list[str]:
+        return [f"| {row['class']} | {row['test_images']} | " + " | ".join(f"{row[model]:.3f}" for model in models)
+                + " |" for _, row in part.iterrows()]
+
+    gap = f"| ({len(tested) - 2 * PER_CLASS_ENDS} classes between) |" + " |" * (len(models) + 1)
+    lines += rows(tested) if shown else [*rows(tested.head(PER_CLASS_ENDS)), gap, *rows(tested.tail(PER_CLASS_ENDS))]
     if untested:
         lines.append(f"\nNo test images of {', '.join(untested)}: no recall.")
     return "\n".join(lines) + "\n"
