@@ -69,6 +69,8 @@ def write_run(root: Path, **data) -> None:
     raw = tiny_raw()
     raw["data"].update(data)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    (root / "metrics").mkdir(parents=True, exist_ok=True)
+    (root / "metrics/split.json").write_text(json.dumps({"shared_subjects": 0, "shared_sources": 0}))
     for index, name in enumerate(BACKBONES):
         frame = predictions(name, 1.0 + index)
         (root / "plots/eval" / name).mkdir(parents=True, exist_ok=True)
@@ -357,3 +359,17 @@ def test_a_class_without_test_images_is_named_not_ranked(tmp_path):
     part = section(files["reports/comparison.md"].read_text(), "Per class")
     assert [row[0] for row in table_rows(part)] != [] and "ModerateDemented" not in {row[0] for row in table_rows(part)}
     assert "No test images of ModerateDemented: no recall." in part
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_images_shared_by_the_source_s_own_splits_are_named_at_the_top_of_the_report(tmp_path, monkeypatch, dropped):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path)
+    shared = {"images": 2, "dropped": dropped, "examples": ["test/000007.jpg", "validation/000003.jpg"]}
+    Path("metrics/split.json").write_text(json.dumps({"own_splits": True, "shared_images": shared}))
+    assert cli(["compare"]) == 0
+    report = (tmp_path / "reports/comparison.md").read_text()
+    warning = report.split("## ", 1)[0]  # before the first section: the warnings
+    assert "**The source's own splits share 2 image(s)**" in warning
+    assert "`test/000007.jpg`, `validation/000003.jpg`" in warning
+    assert ("left out of the later split" in warning) == dropped and ("partly leaked" in warning) != dropped

@@ -80,6 +80,13 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
     if reverted:
         lines.append(f"> **Fine-tuning not kept** for {', '.join(reverted)}: no epoch lowered the val loss below the "
                      "trained head's, so the finetune stage kept the frozen base and head it started from.")
+    shared = origin.get("shared_images") or {}
+    if shared.get("images"):
+        examples = ", ".join(f"`{path}`" for path in shared["examples"][:5])
+        fate = ("left out of the later split (`split.drop_shared_images`)" if shared["dropped"] else
+                "kept, so the later split's scores are partly leaked (`split.drop_shared_images: true` drops them)")
+        lines.append(f"> **The source's own splits share {shared['images']} image(s)** pixel-identical to one in an "
+                     f"earlier split, e.g. {examples}: {fate}. The first 20: `metrics/split.json`.")
     single = summary["single_subject_classes"]
     if single:
         lines.append(f"> **Intervals understate the uncertainty**: the test split holds one subject of "

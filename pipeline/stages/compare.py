@@ -43,6 +43,7 @@ def main(params: Params) -> None:
     )
     origin = provenance(params, params.data.archive, paths.LOCK, demo=Path(params.data.archive) == paths.DEMO_ARCHIVE,
                         models={name: paths.model_files(name).model for name in backbones})
+    origin["shared_images"] = read_json(paths.SPLIT_METRICS, "split").get("shared_images")  # own splits only
     write_outputs(summary, origin, paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
     log.info("best backbone %s (balanced accuracy %.3f); wrote %s, %s/ and %s", summary["best"],
              summary["models"][summary["best"]]["balanced_accuracy"], paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
