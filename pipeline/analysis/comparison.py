@@ -113,10 +113,11 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
     metrics = table_metrics(ordinal)
     backbones = list(evaluations)
     labels, subjects, probabilities = aligned(predictions, classes)
-    weights = loss_weights(np.array([val_losses[name] for name in backbones]))
     records = dict(evaluations)
     rows = [model_row(name, "backbone", evaluations[name], seconds[name], metrics) for name in backbones]
-    if len(backbones) > 1:
+    weights = np.zeros(0)
+    if len(backbones) > 1:  # ensembles, weighted by the val losses (`val_losses` may be empty for one backbone)
+        weights = loss_weights(np.array([val_losses[name] for name in backbones]))
         members = [probabilities[name] for name in backbones]
         for name, mixed in zip(ENSEMBLES, (ensemble(members), ensemble(members, weights))):
             probabilities[name] = mixed

@@ -31,7 +31,8 @@ def main(params: Params) -> None:
     summary = summarize(
         evaluations=evaluations,
         predictions={name: read_predictions(paths.predictions(name), name) for name in backbones},
-        val_losses={name: validation_loss(paths.live_metrics("finetune", name), name) for name in backbones},
+        val_losses={name: validation_loss(paths.live_metrics("finetune", name), name) for name in backbones
+                    if len(backbones) > 1},  # only ensembles need them
         seconds={name: training_seconds(seconds_sources(name)) for name in backbones},
         baselines=read_json(paths.BASELINES_METRICS, "baselines") if paths.BASELINES_METRICS.is_file() else None,
         classes=classes,
