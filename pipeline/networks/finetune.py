@@ -17,7 +17,14 @@ from pipeline.core.registry import Backbone, describe, is_pretrained
 from pipeline.imaging.augment import augment_dataset, build_augmenter
 from pipeline.imaging.tfrecords import make_dataset, read_meta
 from pipeline.networks.backbones import base_of, build_model
-from pipeline.networks.training import class_weights, open_live, training_callbacks
+from pipeline.networks.training import (
+    chief_outputs,
+    class_weights,
+    cluster_size,
+    multi_worker_strategy,
+    open_live,
+    training_callbacks,
+)
 from pipeline.tables.features import base_weights_file
 
 log = logging.getLogger(__name__)
@@ -29,7 +36,11 @@ def use_mixed_precision(setting: str) -> bool:
 
 
 def pick_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over the GPUs (else the CPUs) when more than one is visible, else the default strategy."""
+    """MultiWorkerMirroredStrategy when TF_CONFIG names more than one worker; else MirroredStrategy over the GPUs
+    (else the CPUs) when more than one is visible; else the default strategy. Call it before TensorFlow lists devices.
+    """
+    if cluster_size() > 1:
+        return multi_worker_strategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     if len(devices) > 1:
         return tf.distribute.MirroredStrategy([device.name for device in devices])
@@ -98,15 +109,17 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
               params: Params) -> dict:
     """Fine-tune the features stage's base under the trained head; save model.keras and meta.json.
 
-    Returns the meta and the seconds it took.
+    On a cluster (TF_CONFIG) only the chief writes them and the dvclive logs. Returns the meta,
+    the seconds it took and where the model went.
     """
     start = time.perf_counter()
+    strategy = pick_strategy()  # first: a cluster's strategy must come before TensorFlow lists its devices
+    files, live_dir = chief_outputs(files, live_dir)
     keras.utils.set_random_seed(params.seed)  # before the head loads: its dropout layers draw their seeds then
     mixed = use_mixed_precision(params.fine_tune.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     data_meta = read_meta(tfrecord_dir)
     counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
-    strategy = pick_strategy()
     with strategy.scope():
         head = load_head(files.head)
         model, unfrozen = build_fine_tune_model(backbone, params, head, base_weights_file(features_dir))
@@ -150,4 +163,4 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     live.summary.update({key: meta[key] for key in ("epochs_run", "pretrained", "trainable_params",
                                                     "fine_tuning_kept", "val_loss")}, seconds=seconds)
     live.make_summary()
-    return {**meta, "seconds": seconds}
+    return {**meta, "seconds": seconds, "saved_to": files.model}

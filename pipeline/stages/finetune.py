@@ -17,4 +17,4 @@ def main(params: Params, backbone_name: str) -> None:
     meta = fine_tune(paths.TFRECORDS, paths.features_dir(backbone.name), files, live_dir, backbone, params)
     log.info("%s fine-tuned: %d of %d parameters trainable, %d epochs in %.0f s on %d replica(s); saved to %s",
              backbone.name, meta["trainable_params"], meta["total_params"], meta["epochs_run"], meta["seconds"],
-             meta["replicas"], files.model)
+             meta["replicas"], meta["saved_to"])
