@@ -1,12 +1,16 @@
 """Shared fixtures: tiny params, a tiny synthetic archive and a tiny DVC project, built once per test session."""
 
+import contextlib
 import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -24,6 +28,8 @@ TINY_SYNTH = {
 TINY_DEDUPE = {"slices_per_subject": 8}
 PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots", ".dvc/config", ".gitignore", ".dvcignore")
 BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+BUCKET = "models"
 TINY_TRAINING = {
     "backbones": BACKBONES,
     "epochs": 1,
@@ -101,6 +107,13 @@ def commit(project: Path, message: str) -> None:
 
 def build_project(project: Path) -> None:
     """A git and DVC repository with the project's pipeline and tiny params, after `dvc repro`, committed."""
+    init_project(project)
+    run(["dvc", "repro"], project)
+    commit(project, "baseline")
+
+
+def init_project(project: Path) -> None:
+    """A git and DVC repository with the project's pipeline and tiny params, committed, nothing run yet."""
     project.mkdir(parents=True)
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
@@ -112,8 +125,6 @@ def build_project(project: Path) -> None:
             shutil.copy(source, project / name)
     write_params(project)
     commit(project, "project")  # dvclive, like any DVC project, needs a commit to stand on
-    run(["dvc", "repro"], project)
-    commit(project, "baseline")
 
 
 def copy_project(source: Path, parent: Path) -> Path:
@@ -127,3 +138,48 @@ def built_project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("built") / "repo"
     build_project(project)
     return project
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on loopback that nothing listens on now."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+def wait_for_port(port: int, server: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    """Return once the server accepts connections; fail with its log if it exits or never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"moto server exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"moto server did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """An S3-protocol server (moto) on loopback with an empty bucket; its URL. Fake credentials in the env."""
+    (port,), log = free_ports(1), tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, log)
+        url = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=url, region_name=S3_ENV["AWS_DEFAULT_REGION"],
+                     aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in S3_ENV.items():
+                patch.setenv(key, value)
+            yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

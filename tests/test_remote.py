@@ -2,20 +2,14 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.conftest import BACKBONES, commit, copy_project, edit_params, ran_stages, run
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-BUCKET = "models"
+from tests.conftest import BACKBONES, BUCKET, commit, copy_project, edit_params, ran_stages, run
 
 
 def outputs(project: Path) -> dict[str, bytes]:
@@ -70,49 +64,6 @@ def test_models_are_registered_artifacts(pushed):
     target = pushed.parent / "from-registry.keras"
     run(["dvc", "artifacts", "get", str(pushed), backbone, "-o", str(target)], pushed.parent)
     assert target.read_bytes() == (pushed / f"models/{backbone}/model.keras").read_bytes()
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, server: subprocess.Popen, log: Path, seconds: float = 30) -> None:
-    """Return once the server accepts connections; fail with its log if it exits or never does."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"moto server exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"moto server did not listen on 127.0.0.1:{port} within {seconds} s")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    """An S3-protocol server (moto) on loopback with an empty bucket; its URL. Fake credentials in the env."""
-    port, log = free_port(), tmp_path_factory.mktemp("moto") / "server.log"
-    with log.open("w") as sink:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, server, log)
-        url = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=url, region_name=S3_ENV["AWS_DEFAULT_REGION"],
-                     aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in S3_ENV.items():
-                patch.setenv(key, value)
-            yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_push_and_pull_through_s3(built_project, tmp_path_factory, s3_endpoint):
