@@ -114,7 +114,7 @@ def build_project(project: Path) -> None:
 
 def init_project(project: Path) -> None:
     """A git and DVC repository with the project's pipeline and tiny params, committed, nothing run yet."""
-    project.mkdir(parents=True)
+    project.mkdir(parents=True, exist_ok=True)
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     for name in PROJECT_FILES:
