@@ -204,6 +204,7 @@ class AugmentParams(_Model):
 class EvaluateParams(_Model):
     bootstrap: _int(10)  # subject-bootstrap resamples for the 95% intervals
     latency_runs: _int(1)  # timed batches per latency figure
+    batch_size: _int(1, 4096)  # images per inference batch in the features and evaluate stages
 
 
 class CompareParams(_Model):

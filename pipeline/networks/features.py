@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbone_name: str, params: Params) -> dict:
     """Write {train,val,test}.npz (train with params.augment.views augmented views), the base's weights
-    and meta.json; return the meta. The base starts from the weights staged in `weights_dir`."""
+    and meta.json; return the meta. The base starts from the weights staged in `weights_dir`; images go
+    through it params.evaluate.batch_size at a time."""
     backbone = get_backbone(backbone_name)
     keras.utils.set_random_seed(params.seed)
     weights_file, source = staged_weights(weights_dir)
@@ -42,7 +43,8 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
     written = {}
     for split in SPLITS:
         views = 1 + params.augment.views if split == "train" else 1
-        arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views, params.batch_size)
+        arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views,
+                               params.evaluate.batch_size)
         with replacing(split_file(out_dir, split)) as partial:
             np.savez(partial, **arrays)
         written[split] = len(arrays["labels"])

@@ -28,7 +28,7 @@ def main(params: Params, backbone: str) -> None:
     meta = read_model_meta(files.meta, backbone)
     infer = inference_function(model)
     classes = tuple(read_meta(paths.TFRECORDS)["classes"])  # the source's, as preprocess stored them
-    predictions = predict_split(infer, paths.TFRECORDS, "test", params.batch_size, classes)
+    predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
     shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
