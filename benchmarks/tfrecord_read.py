@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from pipeline.core.params import ENCODINGS, AugmentParams, load_params
-from pipeline.imaging.augment import augment_dataset, build_augmenter
+from pipeline.imaging.augment import augment_dataset
 from pipeline.imaging.reader import is_image_name, load_image
 from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
 from pipeline.mri.anatomy import load_template, subject_slices
@@ -90,7 +90,7 @@ def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augment:
     """Median images/s through make_dataset as training reads (and augments), after a few warm-up batches."""
     dataset = make_dataset(out, "train", batch_size, shuffle=True, seed=0, channels=None if augment else 3, repeat=True)
     if augment:
-        dataset = augment_dataset(dataset, build_augmenter(augment, seed=0))
+        dataset = augment_dataset(dataset, augment, seed=0)
     batches = iter(dataset)
     for _ in range(WARM_UP_BATCHES):
         next(batches)

@@ -18,7 +18,6 @@ from PIL import Image
 from pipeline.core.params import parse_params
 from pipeline.core.paths import ModelFiles
 from pipeline.core.registry import get_backbone
-from pipeline.imaging.augment import augment_dataset, build_augmenter
 from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
 from pipeline.networks import finetune as finetune_stage
 from pipeline.networks.backbones import base_of
@@ -111,6 +110,21 @@ def test_features_written_twice_are_the_same_bytes(tfrecords, tmp_path):
     assert contents[0] == contents[1]
 
 
+def test_augmented_views_do_not_depend_on_the_inference_batch(tfrecords, tmp_path):
+    """Each image's view comes from (seed + view, its position): a GPU's batch of 256 sees the views a CPU's 32 does."""
+    def train_features(batch_size: int) -> np.ndarray:
+        keras.backend.clear_session()
+        params = tiny_params()
+        params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"batch_size": batch_size})})
+        write_features(tfrecords, no_weights(tmp_path), tmp_path / str(batch_size), BACKBONE, params)
+        return load_features(tmp_path / str(batch_size), "train")["features"]
+
+    by_3, by_32 = train_features(3), train_features(32)
+    scale = np.abs(by_32).max()  # tiny with random weights, so compare relatively
+    assert np.abs(by_32[20:] - by_32[:20]).max() > 0.01 * scale  # view 1 is augmented
+    np.testing.assert_allclose(by_3, by_32, rtol=0, atol=1e-4 * scale)  # the same views, to float error
+
+
 def test_class_weights_are_balanced_over_present_classes():
     weights = class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
     assert weights == pytest.approx({0: 4 / 6, 1: 2.0, 2: 1.0})
@@ -146,43 +160,6 @@ def test_empty_val_split_falls_back_to_the_training_loss(tmp_path, caplog):
     assert "val split is empty" in caplog.text
 
 
-def test_augmenter_keeps_shape_range_and_gray_and_can_be_switched_off():
-    params = tiny_params().augment
-    augmenter = build_augmenter(params, seed=0)
-    assert [type(layer).__name__ for layer in augmenter.layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast", "RandomBrightness"]
-    images = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 1)).repeat(3, axis=-1).astype(np.float32)
-    out = np.asarray(augmenter(images, training=True))
-    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 255 and not np.allclose(out, images)
-    np.testing.assert_allclose(out[..., 0], out[..., 2])
-    off = params.__class__(views=0, flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
-    assert build_augmenter(off, seed=0).layers == []
-
-
-def test_augmented_stream_is_three_gray_channels_and_the_same_for_the_same_seed():
-    images = np.random.default_rng(0).uniform(0, 255, (64, SIZE, SIZE, 1)).astype(np.float32)
-
-    def stream() -> np.ndarray:
-        batches = tf.data.Dataset.from_tensor_slices((images, np.zeros(64, np.int32))).batch(4)
-        augmented = augment_dataset(batches, build_augmenter(tiny_params().augment, seed=0))
-        return np.concatenate([batch for batch, _ in augmented.as_numpy_iterator()])
-
-    first = stream()
-    assert first.shape == (64, SIZE, SIZE, 3) and not np.allclose(first[..., 0], images[..., 0])
-    np.testing.assert_array_equal(first[..., 0], first[..., 2])
-    np.testing.assert_array_equal(first, stream())
-
-
-def test_colour_images_are_augmented_in_colour():
-    colour = np.zeros((4, SIZE, SIZE, 3), np.float32)
-    colour[..., 0] = 200.0
-    batches = tf.data.Dataset.from_tensor_slices((colour, np.zeros(4))).batch(2)
-    images = np.concatenate([batch for batch, _ in augment_dataset(batches, build_augmenter(
-        tiny_params().augment, seed=0)).as_numpy_iterator()])
-    assert images.shape == colour.shape
-    assert images[..., 0].max() > 100 and images[..., 1:].max() < 1  # red stays red: channels are not mixed
-
-
 def test_steps_per_epoch_and_mixed_precision_switch():
     assert steps_per_epoch(100, 0, 32) == 4 and steps_per_epoch(100, 40, 32) == 2 and steps_per_epoch(10, 512, 32) == 1
     assert use_mixed_precision("on") and not use_mixed_precision("off")
@@ -200,6 +177,50 @@ def test_auto_mixed_precision_follows_the_visible_gpus(monkeypatch, devices):
     monkeypatch.setattr(tf.config, "list_logical_devices", list_logical_devices)
     assert use_mixed_precision("auto") is bool(devices) and "GPU" in asked
     assert use_mixed_precision("on") and not use_mixed_precision("off")
+
+
+def fake_devices(monkeypatch, gpus: int, cpus: int = 1) -> None:
+    """Make TensorFlow list `gpus` logical GPUs and `cpus` logical CPUs, whatever this machine has."""
+    names = {"GPU": [f"/device:GPU:{i}" for i in range(gpus)], "CPU": [f"/device:CPU:{i}" for i in range(cpus)]}
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: [tf.config.LogicalDevice(name, kind) for name in names[kind]])
+
+
+@pytest.mark.parametrize(("gpus", "cpus", "mirrored_over"), [
+    (0, 1, None), (1, 1, None), (1, 2, None),
+    (0, 2, ["/device:CPU:0", "/device:CPU:1"]),
+    (2, 1, ["/device:GPU:0", "/device:GPU:1"]), (2, 2, ["/device:GPU:0", "/device:GPU:1"]),
+], ids=["cpu", "gpu", "gpu-and-2-cpus", "2-cpus", "2-gpus", "2-gpus-and-2-cpus"])
+def test_strategy_mirrors_over_the_gpus_else_the_cpus_when_there_are_several(monkeypatch, gpus, cpus, mirrored_over):
+    """One GPU trains alone, even beside several CPUs; several GPUs are mirrored, and CPUs only when there is no GPU."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # one machine
+    fake_devices(monkeypatch, gpus, cpus)
+    made = []
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy", lambda devices: made.append(devices) or "mirrored")
+    strategy = finetune_stage.pick_strategy()
+    if mirrored_over:
+        assert strategy == "mirrored" and made == [mirrored_over]
+    else:
+        assert strategy is tf.distribute.get_strategy() and made == []
+
+
+def test_committed_params_fine_tune_in_mixed_precision_when_a_gpu_is_visible(tfrecords, trained, tmp_path, monkeypatch):
+    """params.yaml's `mixed_precision: auto` needs no change on a GPU: one (faked) GPU in view, the model is float16."""
+    features_dir, model_dir, _ = trained
+    shutil.copytree(model_dir, tmp_path / "models")
+    committed = raw_params()["fine_tune"]["mixed_precision"]
+    params = tiny_params()
+    params = params.model_copy(update={"fine_tune": params.fine_tune.model_copy(update={"mixed_precision": committed})})
+    saved, save_model = [], finetune_stage.save_model
+    monkeypatch.setattr(finetune_stage, "save_model", lambda model, path: saved.append(model) or save_model(model, path))
+    fake_devices(monkeypatch, gpus=1)
+    try:
+        meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
+                         get_backbone(BACKBONE), params)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert meta["mixed_precision"] is True and meta["replicas"] == 1
+    assert {layer.dtype_policy.compute_dtype for layer in base_of(saved[0]).layers if layer.weights} == {"float16"}
 
 
 def test_unfreeze_top_leaves_batch_norm_frozen():

@@ -95,16 +95,17 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
                  channels: int | None = 3, with_ids: bool = False, repeat: bool = False) -> tf.data.Dataset:
     """Batches of (float32 images in [0, 255], int32 labels), plus a dict of ID_FIELDS strings if with_ids.
 
-    `channels` 3: gray images tiled to 3 channels, as the backbones take them; None: as stored (meta.json).
+    `channels`: 3 (gray scans repeated to 3), 1 (gray scans only), or None (as stored).
     Unshuffled, images come in splits.csv order; shuffled, shard order and records are
     reshuffled each pass, reproducibly for a given seed.
     """
-    if channels not in (None, 3):
-        raise ValueError(f"channels must be 3 or None (as stored), got {channels}")
     meta = read_meta(tfrecord_dir)
+    stored = meta["channels"]
+    channels = stored if channels is None else channels
+    if channels not in (1, 3) or channels < stored:
+        raise ValueError(f"channels must be 1 or 3 and at least the {stored} stored, got {channels}")
     files = _shard_paths(tfrecord_dir, meta, split)
-    encoding, size, stored = meta["encoding"], meta["image_size"], meta["channels"]
-    tile = channels == 3 and stored == 1
+    encoding, size = meta["encoding"], meta["image_size"]
 
     def parse(record):
         example = tf.io.parse_single_example(record, FEATURES)
@@ -114,7 +115,7 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
 
     def to_float(image, *rest):
         image = tf.cast(image, tf.float32)
-        return (tf.tile(image, (1, 1, 1, 3)) if tile else image, *rest)
+        return (tf.tile(image, (1, 1, 1, 3)) if channels > stored else image, *rest)
 
     dataset = tf.data.Dataset.from_tensor_slices([str(path) for path in files])
     if shuffle:

@@ -9,9 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.core.files import replacing, write_json
-from pipeline.core.params import SPLITS, Params
+from pipeline.core.params import SPLITS, AugmentParams, Params
 from pipeline.core.registry import describe, get_backbone
-from pipeline.imaging.augment import augment_dataset, build_augmenter
+from pipeline.imaging.augment import augment_dataset
 from pipeline.imaging.tfrecords import make_dataset, read_meta
 from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm
 from pipeline.networks.weights import staged_weights
@@ -34,7 +34,6 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
         calibrated = calibrate_batchnorm(backbone, extractor, images)
         log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
                  backbone.name, calibrated, len(images))
-    augmenter = build_augmenter(params.augment, params.seed)
     data_meta = read_meta(tfrecord_dir)
     counts = data_meta["counts"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +42,7 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
     written = {}
     for split in SPLITS:
         views = 1 + params.augment.views if split == "train" else 1
-        arrays = extract_split(extractor, augmenter, tfrecord_dir, split, counts[split], views,
+        arrays = extract_split(extractor, params.augment, params.seed, tfrecord_dir, split, counts[split], views,
                                params.evaluate.batch_size)
         with replacing(split_file(out_dir, split)) as partial:
             np.savez(partial, **arrays)
@@ -60,9 +59,12 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
     return meta
 
 
-def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_dir: Path, split: str,
+def extract_split(extractor: keras.Model, augment: AugmentParams, seed: int, tfrecord_dir: Path, split: str,
                   count: int, views: int, batch_size: int) -> dict[str, np.ndarray]:
-    """Features, labels, paths, subjects and view numbers of a split's images, view by view (0: as stored)."""
+    """Features, labels, paths, subjects and view numbers of a split's images, view by view (0: as stored).
+
+    View v > 0 is augmented with seed + v, so each view differs, and none depends on the batch size.
+    """
     parts = {name: [] for name in ("features", "labels", "paths", "subjects", "view")}
     dim = extractor.output.shape[-1]
     if count == 0:
@@ -70,7 +72,7 @@ def extract_split(extractor: keras.Model, augmenter: keras.Sequential, tfrecord_
     for view in range(views if count else 0):
         dataset = make_dataset(tfrecord_dir, split, batch_size, channels=None if view else 3, with_ids=True)
         if view:
-            dataset = augment_dataset(dataset, augmenter)  # repeats the augmented channel to 3
+            dataset = augment_dataset(dataset, augment, seed + view)  # returns 3 channels
         batches = tqdm(dataset, total=math.ceil(count / batch_size), unit="batch",
                        desc=f"features {split}" + (f" view {view}" if views > 1 else ""))
         for images, labels, ids in batches:

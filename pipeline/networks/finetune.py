@@ -14,7 +14,7 @@ from pipeline.core.files import save_model, write_json
 from pipeline.core.params import Params
 from pipeline.core.paths import ModelFiles
 from pipeline.core.registry import Backbone, describe, is_pretrained
-from pipeline.imaging.augment import augment_dataset, build_augmenter
+from pipeline.imaging.augment import augment_dataset
 from pipeline.imaging.tfrecords import make_dataset, read_meta
 from pipeline.networks.backbones import base_of, build_model
 from pipeline.networks.training import (
@@ -58,10 +58,10 @@ def unfreeze_top(base: keras.Model, share: float) -> int:
 
 
 def train_stream(tfrecord_dir: Path, params: Params) -> tf.data.Dataset:
-    """Endless shuffled train batches, augmented on the stream (not in the model)."""
+    """Endless shuffled train batches, augmented on the stream (not in the model), in parallel."""
     dataset = make_dataset(tfrecord_dir, "train", params.batch_size, shuffle=True, seed=params.seed, channels=None,
                            repeat=True)
-    return augment_dataset(dataset, build_augmenter(params.augment, params.seed))
+    return augment_dataset(dataset, params.augment, params.seed)
 
 
 def steps_per_epoch(train_count: int, max_train_images: int, batch_size: int) -> int:
