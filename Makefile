@@ -1,24 +1,42 @@
 # `make repro` and `make test` work on a fresh machine: they build .venv from requirements.txt first.
+# With GPU=1 (`make repro GPU=1`) .venv gets the GPU build instead: requirements-gpu.txt's TensorFlow
+# and every other line of requirements.txt. Switching between the two rebuilds .venv from scratch
+# (tensorflow-cpu and tensorflow are one package under two names and must not meet in one venv).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
+GPU ?=
+ifeq ($(GPU),)
+STAMP := $(BIN)/.installed
+OTHER_STAMP := $(BIN)/.installed-gpu
+REQUIREMENTS := requirements.txt
+else
+STAMP := $(BIN)/.installed-gpu
+OTHER_STAMP := $(BIN)/.installed
+REQUIREMENTS := requirements.txt requirements-gpu.txt
+endif
 
 .PHONY: repro test serve mutation
 
-$(BIN)/.installed: requirements.txt
+$(STAMP): $(REQUIREMENTS)
+	if [ -e $(OTHER_STAMP) ]; then rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifeq ($(GPU),)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+else
+	grep -v '^tensorflow-cpu==' requirements.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin -r requirements-gpu.txt
+endif
 	touch $@
 
-repro: $(BIN)/.installed
+repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 
-serve: $(BIN)/.installed
+serve: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" python -m pipeline serve
 
-test: $(BIN)/.installed $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests
 
 # tests/test_plots_page.py and tests/test_web.py render pages in Debian's Chromium (Playwright drives it;
@@ -33,8 +51,8 @@ $(CHROMIUM):
 
 # Mutation testing of pipeline/analysis/metrics.py and stats.py under tests/test_metrics.py and
 # tests/test_stats.py (config: [tool.mutmut] in pyproject.toml); not part of `make test`. Scores: BENCHMARKS.md.
-$(BIN)/.dev-installed: $(BIN)/.installed requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+$(BIN)/.dev-installed: $(STAMP) requirements-dev.txt
+	grep -v '^-r ' requirements-dev.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin  # the rest is in already
 	touch $@
 
 mutation: $(BIN)/.dev-installed
