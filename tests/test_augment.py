@@ -1,4 +1,4 @@
-"""The augmented stream: stateless per-image seeds, parallel and in order, 1 or 3 channels, each op as its param says."""
+"""The augmented stream: stateless seeds per image, parallel and in order, 1 or 3 channels, each op as asked."""
 
 import math
 from pathlib import Path
@@ -9,13 +9,20 @@ import tensorflow as tf
 
 from pipeline.core.params import SPLITS, AugmentParams, parse_params
 from pipeline.imaging.augment import augment_dataset, augment_images, draw
-from pipeline.imaging.tfrecords import ID_FIELDS, encode_image, make_dataset, serialize_example, write_meta, write_shards
+from pipeline.imaging.tfrecords import (
+    ID_FIELDS,
+    encode_image,
+    make_dataset,
+    serialize_example,
+    write_meta,
+    write_shards,
+)
 from pipeline.networks.finetune import train_stream
 from tests.conftest import raw_params
 
 SIZE = 32
-ON = AugmentParams(views=1, flip=True, rotation=10, zoom=0.1, contrast=0.1, brightness=0.1)  # params.yaml's
-OFF = AugmentParams(views=1, flip=False, rotation=0, zoom=0, contrast=0, brightness=0)
+ON = parse_params(raw_params()).augment  # params.yaml's
+OFF = ON.model_copy(update={"flip": False, "rotation": 0, "zoom": 0, "contrast": 0, "brightness": 0})
 
 
 def scans(count: int, channels: int = 1, seed: int = 0) -> np.ndarray:
