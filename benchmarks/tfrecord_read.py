@@ -4,6 +4,8 @@ Writes the same scans with each encoding through the preprocess stage's own writ
 reads them back through `make_dataset` as training does (shuffled, 3 channels), also with
 params.yaml's augmentation as fine-tuning streams it, and prints a markdown table. The scans
 are synthetic brain slices, originals and augmented copies (or the image files of --archive).
+With --channels 3 they are RGB files: three shifted copies of each gray scan as R, G and B
+(so the channels differ).
 """
 
 import argparse
@@ -39,22 +41,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--read", type=int, default=2048, help="images per timed read, after warm-up (default 2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed reads per cell; the median counts (default 3)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=1, help="stored channels (default 1)")
+    parser.add_argument("--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS))
     args = parser.parse_args()
     augment_params = load_params(ROOT / "params.yaml").augment
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.archive or _synthesize(Path(tmp) / "archive", args.images)
+        root = args.archive or _synthesize(Path(tmp) / "archive", args.images, args.channels)
         rows = _rows(root, args.images)
-        print(f"{len(rows)} scans from {root}; batch size {args.batch_size}; "
+        print(f"{len(rows)} scans from {root}, {args.channels} channel(s) stored; batch size {args.batch_size}; "
               f"read images/s: median of {args.repeats} reads of {args.read} images\n")
         print("| size | encoding | KiB/image | write images/s | read images/s | read and augment images/s "
               "| mean abs error |")
         print("|---:|---|---:|---:|---:|---:|---:|")
         for size in args.sizes:
-            expected = np.stack([load_image(root / row.path, size) for row in rows]).astype(np.float32)
-            for encoding in ENCODINGS:
+            expected = np.stack([load_image(root / row.path, size, args.channels) for row in rows])
+            expected = expected[..., None] if args.channels == 1 else expected
+            for encoding in args.encodings:
                 out = Path(tmp) / f"{size}-{encoding}"
                 start = time.perf_counter()
-                write_tfrecords(rows, root, out, (LABEL,), 1, size, encoding, shard_size=64)
+                write_tfrecords(rows, root, out, (LABEL,), args.channels, size, encoding, shard_size=64)
                 write_rate = len(rows) / (time.perf_counter() - start)
                 kib = sum(path.stat().st_size for path in out.glob("*.tfrecord")) / len(rows) / 1024
                 read_rate = _read_rate(out, args.batch_size, args.read, args.repeats)
@@ -64,8 +69,8 @@ def main() -> None:
                       f"| {error:.2f} |")
 
 
-def _synthesize(root: Path, count: int) -> Path:
-    """Half originals (slices of synthetic subjects), half augmented copies of them, as PNG files."""
+def _synthesize(root: Path, count: int, channels: int) -> Path:
+    """Half originals (slices of synthetic subjects), half augmented copies of them, as gray or RGB PNG files."""
     rng = np.random.default_rng(0)
     template = load_template()
     originals = []
@@ -75,8 +80,13 @@ def _synthesize(root: Path, count: int) -> Path:
     copies = [np.asarray(augment(Image.fromarray(pixels), rng).convert("L")) for pixels in originals]
     root.mkdir(parents=True)
     for number, pixels in enumerate((originals + copies)[:count]):
-        Image.fromarray(pixels).save(root / f"{number:05d}.png")
+        Image.fromarray(_coloured(pixels) if channels == 3 else pixels).save(root / f"{number:05d}.png")
     return root
+
+
+def _coloured(pixels: np.ndarray) -> np.ndarray:
+    """A gray scan as RGB whose channels differ: three shifted copies of it as R, G and B."""
+    return np.stack([pixels, np.roll(pixels, 4, axis=0), np.roll(pixels, 4, axis=1)], axis=-1)
 
 
 def _rows(root: Path, count: int) -> list[Row]:
@@ -105,8 +115,8 @@ def _read_rate(out: Path, batch_size: int, n_images: int, repeats: int, augment:
 
 
 def _mean_abs_error(out: Path, expected: np.ndarray) -> float:
-    """Mean absolute pixel difference between what was read back and the resized scans."""
-    images = np.concatenate([images[..., 0] for images, _ in make_dataset(out, "train", 64, channels=None)])
+    """Mean absolute pixel difference between what was read back (as stored) and the resized scans."""
+    images = np.concatenate([images for images, _ in make_dataset(out, "train", 64, channels=None)])
     return float(np.abs(images - expected).mean())
 
 
