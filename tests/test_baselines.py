@@ -1,4 +1,4 @@
-"""Classical baselines: kNN tie rules on hand-made ties, grouped folds, the stage on synthetic features."""
+"""Classical baselines: grouped folds, the models and the stage on synthetic features (kNN tie rules: test_knn.py)."""
 
 import json
 
@@ -7,43 +7,12 @@ import pytest
 
 from pipeline.__main__ import main as cli
 from pipeline.analysis.baselines import check_folds, grouped_folds, run_baselines
-from pipeline.analysis.knn import TieBreakingKNN
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import BaselinesParams, KnnParams
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
 
-# On a line, seen from 0: A at 1, B at 2 and 3, A at 4; C at 10, far away.
-POINTS = np.array([[1.0], [2.0], [3.0], [4.0], [10.0]])
-LABELS = np.array(["A", "B", "B", "A", "C"])
-QUERY = np.zeros((1, 1))
 METRICS = {"cv": {"balanced_accuracy", "balanced_accuracy_std", "macro_f1"},
            "test": {"accuracy", "balanced_accuracy", "macro_f1", "qwk"}}
-
-
-def knn(k: int, ties: str, seed: int = 0) -> TieBreakingKNN:
-    return TieBreakingKNN(k, ties, seed).fit(POINTS, LABELS)
-
-
-def test_tie_rules_on_a_two_two_tie():
-    assert knn(4, "nearest").predict(QUERY)[0] == "A"  # A is closest
-    assert knn(4, "shrink").predict(QUERY)[0] == "B"  # without the farthest A, B leads 2 to 1
-
-
-def test_nearest_rule_ignores_closer_classes_that_are_not_tied():
-    labels = np.array(["C", "A", "B", "A", "B"])  # votes A 2, B 2, C 1; C is nearest
-    assert TieBreakingKNN(5, "nearest").fit(POINTS, labels).predict(QUERY)[0] == "A"
-
-
-def test_random_rule_picks_among_the_tied_classes_reproducibly():
-    queries = np.zeros((200, 1))
-    first = knn(4, "random", seed=3).predict(queries)
-    assert set(first) == {"A", "B"}
-    assert (knn(4, "random", seed=3).predict(queries) == first).all()
-    assert not (knn(4, "random", seed=4).predict(queries) == first).all()
-
-
-def test_rules_agree_without_a_tie():
-    assert {knn(3, ties).predict(QUERY)[0] for ties in ("nearest", "shrink", "random")} == {"B"}
 
 
 def test_grouped_folds_keep_subjects_whole():
@@ -76,17 +45,6 @@ def test_stage_writes_the_shape_compare_reads(tmp_path, monkeypatch):
     for scores in report["models"].values():
         assert {part: set(values) for part, values in scores.items()} == METRICS
         assert scores["test"]["balanced_accuracy"] > 2 / N_CLASSES and scores["test"]["accuracy"] > 2 / N_CLASSES
-
-
-def test_nearest_rule_is_not_the_first_class_in_sort_order():
-    labels = np.array(["B", "A", "A", "B", "C"])  # a 2-2 tie whose nearest neighbour is B, not A
-    assert TieBreakingKNN(4, "nearest").fit(POINTS, labels).predict(QUERY)[0] == "B"
-    assert TieBreakingKNN(4, "shrink").fit(POINTS, labels).predict(QUERY)[0] == "A"  # without the farthest B
-
-
-def test_shrink_rule_drops_the_farthest_neighbour_not_the_nearest():
-    labels = np.array(["A", "B", "A", "B", "C"])  # without the farthest: A 2 to 1; without the nearest: B 2 to 1
-    assert TieBreakingKNN(4, "shrink").fit(POINTS, labels).predict(QUERY)[0] == "A"
 
 
 def test_every_baseline_beats_chance_on_separable_features():

@@ -16,7 +16,7 @@ from pipeline.core.params import KNN_TIES
 class TieBreakingKNN(ClassifierMixin, BaseEstimator):
     """Majority vote of the k nearest training rows; `ties` decides between classes with equal votes."""
 
-    def __init__(self, k: int = 5, ties: str = "nearest", seed: int = 0):
+    def __init__(self, k: int, ties: str, seed: int):
         self.k = k
         self.ties = ties
         self.seed = seed
