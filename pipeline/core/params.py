@@ -254,7 +254,13 @@ class Params(_Model):
     @field_validator("weights")
     @classmethod
     def _weights_exist(cls, weights: str) -> str:
-        if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        if weights in ("imagenet", "none"):
+            return weights
+        try:
+            found = Path(weights).is_file()
+        except OSError:  # a name the file system refuses, such as one too long
+            found = False
+        if not found:
             raise _invalid()
         return weights
 
