@@ -1,5 +1,6 @@
 """params.yaml validation: a wrong value fails at load time with its key named."""
 
+import re
 import time
 
 import pytest
@@ -173,3 +174,87 @@ def test_class_names_must_differ_as_folder_names_are_matched(classes):
     with pytest.raises(PipelineError, match=r"params: data.classes = .* is invalid; allowed: .*at least two class names"):
         parse_params(merge_params(raw_params(data={"classes": classes}), {"synth": {"subjects": subjects}}))
     assert class_key("Mild_Demented") == class_key("mild demented") == "milddemented"
+
+
+def test_a_cross_check_names_its_dotted_key():
+    with pytest.raises(PipelineError, match=r"^params: audit.backbone = 'EfficientNetV2B0' is invalid; "
+                                            r"allowed: one of backbones: MobileNetV2, "):
+        parse_params(raw_params(audit={"backbone": "EfficientNetV2B0"}))
+
+
+def test_an_unknown_key_lists_the_keys_known_at_its_level():
+    with pytest.raises(PipelineError, match=r"^params: unknown key baselines.knn.weights; known keys here: k, ties$"):
+        parse_params(raw_params(baselines={"knn": {"k": 3, "ties": ["random"], "weights": "distance"}}))
+    with pytest.raises(PipelineError, match=r"^params: unknown key colour; known keys here: seed, backbones, weights, "):
+        parse_params(raw_params(colour="blue"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"split": {"copies_in_train": "yes"}}, "split.copies_in_train = 'yes' is invalid; allowed: true or false"),
+    ({"preprocess": {"encoding": "gif"}}, "preprocess.encoding = 'gif' is invalid; allowed: png or jpeg or raw"),
+    ({"fine_tune": {"unfreeze": 2}}, "fine_tune.unfreeze = 2 is invalid; allowed: -1 or a number in [0.0, 1.0]"),
+    ({"fine_tune": {"unfreeze": {"top": 1}}},
+     "fine_tune.unfreeze = {'top': 1} is invalid; allowed: -1 or a number in [0.0, 1.0]"),
+    ({"data": {"archive": "  "}}, "data.archive = '  ' is invalid; allowed: a non-empty string"),
+    ({"synth": {"subjects": {"NonDemented": 0, "VeryMildDemented": 1, "MildDemented": 1, "ModerateDemented": 1}}},
+     "synth.subjects.NonDemented = 0 is invalid; allowed: an integer from 1 up"),
+    ({"synth": {"subjects": ["NonDemented"]}}, "synth.subjects must be a mapping of keys, got ['NonDemented']"),
+    ({"data": 5}, "data must be a mapping of keys, got 5"),
+])
+def test_the_message_says_what_the_key_allows_in_words(overrides, message):
+    with pytest.raises(PipelineError) as raised:
+        parse_params(raw_params(**overrides))
+    assert str(raised.value) == f"params: {message}"
+
+
+def test_a_file_that_is_no_mapping_is_named_with_what_it_holds(tmp_path):
+    with pytest.raises(PipelineError, match=r"^params: params.yaml must be a mapping of keys, got \['a', 'list'\]$"):
+        load_params(_write(tmp_path, yaml.safe_dump(["a", "list"])))
+
+
+def test_a_long_value_is_cut_to_eighty_characters_in_the_message():
+    def shown(value) -> str:
+        with pytest.raises(PipelineError) as raised:
+            parse_params(raw_params(weights=value))
+        return str(raised.value).removeprefix("params: weights = ").split(" is invalid;")[0]
+
+    assert shown("w" * 78) == repr("w" * 78)  # 80 characters with its quotes: shown whole
+    long = shown("w" * 200)
+    assert len(long) == 80 and long.startswith("'www") and long.endswith("ww'")
+    with pytest.raises(PipelineError) as raised:
+        parse_params(raw_params(backbones=["b" * 100] * 3))
+    listed = str(raised.value).removeprefix("params: backbones = ").split(" is invalid;")[0]
+    assert len(listed) == 80 and listed.startswith("['bbb") and listed.endswith("...")
+
+
+def test_yaml_errors_give_the_line_and_column(tmp_path):
+    text = "seed: 1\nsynth:\n  seed: &s 2\n"
+    with pytest.raises(PipelineError, match=r"anchor or alias 's' \(not allowed here\) at line 3, column 9\)$"):
+        load_params(_write(tmp_path, text))
+    with pytest.raises(PipelineError, match=r"duplicate key 'seed' at line 3, column 1\)$"):
+        load_params(_write(tmp_path, "seed: 1\nlr: 2\nseed: 3\n"))
+    with pytest.raises(PipelineError, match=r"nesting deeper than 20 levels at line 1, column 23\)$"):
+        load_params(_write(tmp_path, "a: " + "[" * 20 + "]" * 20 + "\n"))
+
+
+def test_a_value_yaml_cannot_build_is_one_clear_error(tmp_path):
+    path = _write(tmp_path, _committed(**{"seed: 42": "seed: 2026-02-30"}))
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(path))}: not valid YAML \(day is out of range for month\)$"):
+        load_params(path)
+
+
+def test_nesting_is_refused_past_twenty_levels_whatever_comes_before(tmp_path):
+    def units(nested: str):
+        return load_params(_write(tmp_path, _committed(**{"units: [256]": f"units: {nested}"})))
+
+    with pytest.raises(PipelineError, match=r"params: head.units = "):  # 20 levels: read, then refused as params
+        units("[" * 18 + "]" * 18)
+    with pytest.raises(PipelineError, match=r"not valid YAML \(nesting deeper than 20 levels"):
+        units("[" * 19 + "]" * 19)
+    with pytest.raises(PipelineError, match=r"not valid YAML \(nesting deeper than 20 levels"):
+        units("[1, " * 30 + "]" * 30)  # a sibling before each deeper list
+
+
+def test_a_weights_path_too_long_for_the_file_system_is_invalid_not_a_crash():
+    with pytest.raises(PipelineError, match=r"^params: weights = 'www.*' is invalid; allowed: imagenet, none, or the "):
+        parse_params(raw_params(weights="w" * 500))
