@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,15 @@ from pipeline.core.params import load_params, parse_params
 from pipeline.stages.split import main
 from pipeline.tables.index import INDEX_COLUMNS, ROW_COLUMNS
 from pipeline.tables.source import SourceInfo, write_source_info
-from pipeline.tables.split import assign_splits, split_metrics, subject_classes, subject_counts
+from pipeline.tables.split import (
+    SplitRow,
+    assign_splits,
+    own_splits,
+    read_splits,
+    split_metrics,
+    subject_classes,
+    subject_counts,
+)
 from tests.conftest import raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -220,3 +229,84 @@ def test_the_demo_gives_two_val_and_two_test_subjects_to_every_class_but_the_rar
         if label != rarest:
             train, val, test = subject_counts(n, shares)
             assert min(val, test) >= 2, (label, n, train, val, test)
+
+
+def test_labels_outside_data_classes_are_refused_naming_the_first():
+    index = make_index({"NonDemented": 3, "MildDemented": 3})
+    index.loc[index["label"] == "MildDemented", "label"] = "Zeta"
+    index.loc[index.index[:2], "label"] = "Alpha"
+    with pytest.raises(PipelineError, match=r"^index: label 'Alpha' is not in data.classes \['NonDemented', 'VeryMild"):
+        assign_splits(index, CLASSES, RATIOS, 0, copies_in_train=True)
+
+
+def test_rows_with_empty_fields_are_kept_and_numbered_from_zero_in_path_order():
+    index = make_index(DEMO).sample(frac=1, random_state=1)
+    index["reason"] = None  # as pandas reads an empty field without keep_default_na=False
+    index.loc[index["kind"] == "original", "score"] = float("nan")
+    split = assign_splits(index, CLASSES, RATIOS, 0, copies_in_train=True)
+    assert len(split.rows) == (index["status"] == "ok").sum() - sum(split.copies_left_out.values())
+    assert split.rows.index.equals(pd.RangeIndex(len(split.rows)))
+    assert split.rows["path"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("shares", [(0.7, 0.15, 0.15), (0.1, 0.45, 0.45), (0.34, 0.33, 0.33), (0.9, 0.05, 0.05)])
+def test_subject_counts_add_up_to_the_subjects_of_the_class(shares):
+    for n in range(1, 40):
+        train, val, test = subject_counts(n, dict(zip(("train", "val", "test"), shares)))
+        assert train + val + test == n and min(train, val, test) >= 0, (n, train, val, test)
+        assert train >= 1
+
+
+def test_metrics_count_images_per_class_and_report_copies_left_out():
+    split = assign_splits(make_index(DEMO, slices=3, copies=1), CLASSES, RATIOS, 7, copies_in_train=True)
+    metrics = split_metrics(split, CLASSES)
+    table = pd.crosstab(split.rows["split"], split.rows["label"])
+    for name in ("train", "val", "test"):
+        images = metrics["splits"][name]["images"]
+        assert images == {**{label: int(table.loc[name, label]) for label in CLASSES}, "total": int(table.loc[name].sum())}
+    assert metrics["copies_left_out"] == split.copies_left_out and sum(split.copies_left_out.values()) > 0
+
+
+def test_small_class_warnings_say_where_the_subjects_go():
+    index = make_index({"NonDemented": 3, "MildDemented": 1, "ModerateDemented": 2})
+    split = assign_splits(index, CLASSES, RATIOS, 0, copies_in_train=True)
+    needed = "fewer than the 3 needed for train, val and test"
+    assert split.warnings == (
+        f"class VeryMildDemented has 0 subject(s), {needed}: it is in no split",
+        f"class MildDemented has 1 subject(s), {needed}: it goes to train only",
+        f"class ModerateDemented has 2 subject(s), {needed}: one goes to train and one to test, none to val",
+    )
+
+
+SPLITS_HEADER = "path,label,kind,source,subject,score,status,reason,split\n"
+
+
+def test_read_splits_gives_the_rows_in_file_order_with_names_unescaped(tmp_path):
+    path = tmp_path / "splits.csv"
+    path.write_text(SPLITS_HEADER + "b\\x0dc.jpg,MildDemented,original,b\\x0dc.jpg,s\\\\2,,ok,,test\n"
+                    "a.jpg,NonDemented,copy,o.jpg,s1,0.9,ok,,train\n", encoding="utf-8")
+    assert read_splits(path, CLASSES) == [
+        SplitRow(path="b\rc.jpg", label="MildDemented", split="test", subject="s\\2", source="b\rc.jpg",
+                 kind="original"),
+        SplitRow(path="a.jpg", label="NonDemented", split="train", subject="s1", source="o.jpg", kind="copy"),
+    ]
+
+
+def test_read_splits_says_what_is_wrong_and_where(tmp_path):
+    path = tmp_path / "splits.csv"
+    where = re.escape(str(path))
+    with pytest.raises(PipelineError, match=rf"^{where} not found; run the split stage first \(dvc repro split\)$"):
+        read_splits(path, CLASSES)
+    path.write_text("path,label,kind,source,score\na.jpg,NonDemented,original,a.jpg,\n")
+    with pytest.raises(PipelineError, match=rf"^{where}: missing column\(s\) split, subject$"):
+        read_splits(path, CLASSES)
+    path.write_text("")
+    with pytest.raises(PipelineError, match=rf"^{where}: missing column\(s\) path, label, split, subject"):
+        read_splits(path, CLASSES)
+    good = "a.jpg,NonDemented,original,a.jpg,s1,,ok,,train\n"
+    path.write_text(SPLITS_HEADER + good + "b.jpg,Healthy,original,b.jpg,s2,,ok,,train\n")
+    with pytest.raises(PipelineError, match=rf"^{where}, line 3: label 'Healthy' is not one of data.classes$"):
+        read_splits(path, CLASSES)
+    path.write_text(SPLITS_HEADER + good + good + "c.jpg,NonDemented,original,c.jpg,s3,,ok,,holdout\n")
+    with pytest.raises(PipelineError, match=rf"^{where}, line 4: split 'holdout' is not one of train, val, test$"):
+        read_splits(path, CLASSES)
