@@ -1,15 +1,29 @@
 """The one image reader against hostile files: every failure is an InvalidImage with a reason, never a crash."""
 
+import errno
 import io
 import os
+import re
+import socket
 import stat
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from pipeline.core.errors import PipelineError
-from pipeline.imaging.reader import InvalidImage, load_image, read_image
+from pipeline.imaging.reader import (
+    InvalidImage,
+    decode_full_and_reduced,
+    decode_image,
+    is_image_name,
+    load_image,
+    not_a_file,
+    read_image,
+)
 
 FORMATS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "TIFF": "tif", "WEBP": "webp", "PPM": "ppm",
            "SGI": "sgi", "IM": "im"}
@@ -99,3 +113,123 @@ def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
     with pytest.raises(InvalidImage, match="permission denied"):
         read_image(path)
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def saved(path, image: Image.Image, format_name: str = "PNG"):
+    image.save(path, format_name)
+    return path
+
+
+def test_a_scan_reads_as_its_grayscale_pixels(tmp_path):
+    pixels = (np.random.default_rng(1).random((20, 30)) * 255).astype(np.uint8)
+    read = read_image(saved(tmp_path / "gray.png", Image.fromarray(pixels)))
+    assert read.dtype == np.uint8 and np.array_equal(read, pixels)
+    colour = Image.fromarray(np.dstack([pixels, pixels[::-1], 255 - pixels]))
+    assert np.array_equal(read_image(saved(tmp_path / "rgb.png", colour)), np.asarray(colour.convert("L")))
+
+
+@pytest.mark.parametrize("size, accepted", [((16, 16), True), ((15, 40), False), ((40, 15), False)])
+def test_sixteen_pixels_a_side_is_the_smallest_scan(tmp_path, size, accepted):
+    path = saved(tmp_path / "small.png", Image.new("L", size, 7))
+    if accepted:
+        assert read_image(path).shape == size[::-1]
+    else:
+        with pytest.raises(InvalidImage, match=rf"^image too small \({size[0]}x{size[1]}, minimum 16 px a side\)$"):
+            read_image(path)
+
+
+def test_4096_squared_pixels_is_the_largest_scan(tmp_path):
+    assert read_image(saved(tmp_path / "big.png", Image.new("L", (4096, 4096)))).shape == (4096, 4096)
+    path = saved(tmp_path / "bigger.png", Image.new("L", (4097, 4096)))
+    with pytest.raises(InvalidImage, match=r"^image too large \(4097x4096, limit 16777216 pixels\)$"):
+        read_image(path)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height (Pillow checks the size before decoding)."""
+    data = bytearray(encoded("PNG"))
+    header = struct.pack(">II", width, height) + data[24:29]
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # past Pillow's bomb warning, past its bomb error
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_claiming(side, side))
+    with pytest.raises(InvalidImage, match=r"^image too large to decode safely \("):
+        read_image(path)
+
+
+@pytest.mark.parametrize("mode, format_name, found", [
+    ("RGBA", "PNG", "RGBA (with transparency)"),
+    ("I;16", "PNG", "16-bit"),
+    ("P", "GIF", "palette"),
+    ("LAB", "TIFF", "LAB"),  # no name of its own: Pillow's
+])
+def test_other_pixel_kinds_are_named_in_words(tmp_path, mode, format_name, found):
+    path = saved(tmp_path / "scan.img", Image.new(mode, (20, 20)), format_name)
+    with pytest.raises(InvalidImage, match=rf"^{re.escape(found)} pixels; scans must be 8-bit grayscale or RGB$"):
+        read_image(path)
+
+
+def test_empty_and_unknown_files_say_which(tmp_path):
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(InvalidImage, match=r"^empty file \(0 bytes\)$"):
+        read_image(path)
+    path.write_bytes(b"just some text, no image at all")
+    with pytest.raises(InvalidImage, match=r"^not a readable image \(unknown or corrupt format\)$"):
+        read_image(path)
+
+
+def test_not_a_file_names_what_the_path_is(tmp_path):
+    regular = tmp_path / "scan.jpg"
+    regular.write_bytes(encoded("JPEG"))
+    assert not_a_file(regular) == ""
+    assert not_a_file(tmp_path / "gone.jpg") == "no such file (deleted while the stage ran, or a broken symlink)"
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    assert not_a_file(loop) == "a symlink loop, not a file"
+    assert not_a_file(regular / "inside.jpg") == "cannot read the file (Not a directory)"
+    assert not_a_file(tmp_path) == "a folder, not a regular file"
+    assert not_a_file(Path(os.devnull)) == "a character device, not a regular file"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "s.jpg"))
+        assert not_a_file(tmp_path / "s.jpg") == "a socket, not a regular file"
+
+
+def test_a_file_that_fails_to_open_says_why(tmp_path, monkeypatch):
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(encoded("JPEG"))
+    monkeypatch.setattr(type(path), "open", lambda *args, **kwargs: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(InvalidImage, match=r"^cannot read the file \(Input/output error\)$"):
+        read_image(path)
+
+
+def test_image_names_go_by_suffix_in_any_case():
+    assert all(is_image_name(Path(name)) for name in ("a.jpg", "b.JPEG", "c.Png", "d.tif", "e.TIFF", "f.webp"))
+    assert not any(is_image_name(Path(name)) for name in ("a.txt", "jpg", "b.jpg.bak", "c.dcm"))
+
+
+def test_a_jpeg_decodes_at_a_reduced_scale_no_smaller_than_asked(tmp_path):
+    pixels = (np.random.default_rng(2).random((256, 192)) * 255).astype(np.uint8)
+    jpeg = saved(tmp_path / "scan.jpg", Image.fromarray(pixels), "JPEG")
+    assert decode_image(jpeg, (40, 50)).size == (48, 64)  # 1/4 scale: the smallest at least 40 x 50
+    full, reduced = decode_full_and_reduced(jpeg, (40, 50))
+    assert full.size == (192, 256) and reduced.size == (48, 64)
+    assert np.array_equal(np.asarray(full), read_image(jpeg))
+    png = saved(tmp_path / "scan.png", Image.fromarray(pixels))
+    full, reduced = decode_full_and_reduced(png, (40, 50))
+    assert full is reduced and np.array_equal(np.asarray(full), pixels)
+
+
+def test_load_image_stretches_to_a_square_with_antialiasing(tmp_path):
+    checkerboard = (np.indices((64, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)  # 1-pixel squares
+    loaded = load_image(saved(tmp_path / "scan.png", Image.fromarray(checkerboard)), 16)
+    assert loaded.dtype == np.uint8 and loaded.shape == (16, 16)
+    assert np.abs(loaded.astype(int) - 127).max() <= 2  # shrunk 4x and 2x: the squares average to mid-gray
+    bilinear = Image.fromarray(checkerboard).resize((16, 16), Image.Resampling.BILINEAR)
+    assert np.array_equal(loaded, np.asarray(bilinear))
