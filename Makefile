@@ -49,8 +49,9 @@ $(CHROMIUM):
 		echo "$(CHROMIUM) is missing: tests/test_plots_page.py and tests/test_web.py need it (sudo apt-get install chromium)" >&2; \
 	fi
 
-# Mutation testing of pipeline/analysis/metrics.py and stats.py under tests/test_metrics.py and
-# tests/test_stats.py (config: [tool.mutmut] in pyproject.toml); not part of `make test`. Scores: BENCHMARKS.md.
+# Mutation testing of metrics, stats, knn, split, the image reader and params, each mutant under the fast unit
+# tests that call its function (config: [tool.mutmut] in pyproject.toml); not part of `make test`. Scores and the
+# equivalent survivors: BENCHMARKS.md. On a busy shared machine, `mutmut run --max-children 1`.
 $(BIN)/.dev-installed: $(STAMP) requirements-dev.txt
 	grep -v '^-r ' requirements-dev.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin  # the rest is in already
 	touch $@

@@ -310,3 +310,12 @@ def test_read_splits_says_what_is_wrong_and_where(tmp_path):
     path.write_text(SPLITS_HEADER + good + good + "c.jpg,NonDemented,original,c.jpg,s3,,ok,,holdout\n")
     with pytest.raises(PipelineError, match=rf"^{where}, line 4: split 'holdout' is not one of train, val, test$"):
         read_splits(path, CLASSES)
+
+
+@pytest.mark.parametrize("n, shares, counts", [
+    (10, (0.05, 0.55, 0.40), (1, 5, 4)),  # val is the larger: it gives back one subject
+    (10, (0.05, 0.40, 0.55), (1, 4, 5)),  # test is the larger
+    (4, (0.1, 0.45, 0.45), (1, 1, 2)),  # a tie: val gives back first, test keeps its share
+])
+def test_overfull_val_and_test_give_back_one_subject_at_a_time_larger_first(n, shares, counts):
+    assert subject_counts(n, dict(zip(("train", "val", "test"), shares))) == counts
