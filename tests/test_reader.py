@@ -19,6 +19,7 @@ from pipeline.imaging.reader import (
     InvalidImage,
     decode_full_and_reduced,
     decode_image,
+    has_colour,
     is_image_name,
     load_image,
     not_a_file,
@@ -236,3 +237,16 @@ def test_load_image_stretches_to_a_square_with_antialiasing(tmp_path):
     assert np.abs(loaded.astype(int) - 127).max() <= 2  # shrunk 4x and 2x: the squares average to mid-gray
     bilinear = Image.fromarray(checkerboard).resize((16, 16), Image.Resampling.BILINEAR)
     assert np.array_equal(loaded, np.asarray(bilinear))
+
+
+def test_colour_is_told_from_gray_stored_as_rgb_and_read_as_asked(tmp_path):
+    gray = np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8)
+    as_rgb = np.repeat(gray[..., None], 3, axis=2)
+    noisy = as_rgb.astype(np.int16) + np.random.default_rng(1).integers(-2, 3, as_rgb.shape)  # JPEG-like noise
+    tinted = as_rgb.copy()
+    tinted[..., 0] = np.clip(tinted[..., 0].astype(np.int16) + 40, 0, 255)
+    assert not has_colour(as_rgb) and not has_colour(noisy.clip(0, 255).astype(np.uint8)) and has_colour(tinted)
+    Image.fromarray(tinted).save(tmp_path / "tinted.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "tinted.png", channels=3), tinted)
+    assert read_image(tmp_path / "tinted.png").shape == (24, 24)
+    assert load_image(tmp_path / "tinted.png", 16, channels=3).shape == (16, 16, 3)

@@ -319,3 +319,44 @@ def test_read_splits_says_what_is_wrong_and_where(tmp_path):
 ])
 def test_overfull_val_and_test_give_back_one_subject_at_a_time_larger_first(n, shares, counts):
     assert subject_counts(n, dict(zip(("train", "val", "test"), shares))) == counts
+
+
+def own_index(rows: list[tuple[str, str, str, str]], status: dict[str, str] | None = None) -> pd.DataFrame:
+    """An index of a source that ships its splits: (path, label, subject, source_split) per row."""
+    frame = pd.DataFrame([(path, label, "original", path, subject, "", "ok", "", split)
+                          for path, label, subject, split in rows], columns=INDEX_COLUMNS)
+    for path, value in (status or {}).items():
+        frame.loc[frame["path"] == path, ["status", "reason"]] = value, "unreadable"
+    return frame
+
+
+SHIPPED = [("train/a.png", "NonDemented", "g1", "train"), ("validation/a.png", "NonDemented", "g1", "val"),
+           ("test/a.png", "NonDemented", "g1", "test"), ("test/b.png", "MildDemented", "g2", "test"),
+           ("validation/c.png", "MildDemented", "g3", "val"), ("test/c.png", "MildDemented", "g3", "test"),
+           ("train/d.png", "NonDemented", "g4", "train")]
+
+
+def test_own_splits_keep_the_source_s_splits_and_count_images_twinned_in_an_earlier_split():
+    kept = own_splits(own_index(SHIPPED, {"train/d.png": "rejected"}), CLASSES, drop_shared_images=False)
+    assert dict(zip(kept.rows["path"], kept.rows["split"])) == {path: split for path, _, _, split in SHIPPED
+                                                                if path != "train/d.png"}
+    assert list(kept.rows.columns) == [*ROW_COLUMNS, "split"] and kept.rows["path"].is_monotonic_increasing
+    assert kept.shared_images == {"images": 3, "dropped": False,
+                                  "examples": ["test/a.png", "test/c.png", "validation/a.png"]}
+    assert len(kept.warnings) == 1 and kept.warnings[0].startswith("3 image(s) of the source's own val/test splits")
+    assert "kept, so those splits leak" in kept.warnings[0]
+    metrics = split_metrics(kept, CLASSES)
+    assert metrics["own_splits"] and metrics["shared_images"] == kept.shared_images
+    assert metrics["shared_subjects"] == 2  # g1 and g3 span splits: counted, not refused (the stage reports them)
+
+
+def test_own_splits_drop_the_later_twins_when_asked_and_refuse_unknown_labels():
+    dropped = own_splits(own_index(SHIPPED), CLASSES, drop_shared_images=True)
+    assert sorted(dropped.rows["path"]) == ["test/b.png", "train/a.png", "train/d.png", "validation/c.png"]
+    assert dropped.shared_images["images"] == 3 and dropped.shared_images["dropped"]
+    assert "left out (split.drop_shared_images)" in dropped.warnings[0]
+    assert split_metrics(dropped, CLASSES)["shared_subjects"] == 0
+    clean = own_splits(own_index([row for row in SHIPPED if row[2] in ("g2", "g4")]), CLASSES, True)
+    assert clean.warnings == () and clean.shared_images["images"] == 0 and len(clean.rows) == 2
+    with pytest.raises(PipelineError, match="label 'Tulip' is not among the source's classes"):
+        own_splits(own_index([("train/t.png", "Tulip", "t", "train")]), CLASSES, False)

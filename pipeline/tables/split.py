@@ -87,7 +87,7 @@ def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[t
 
 
 def own_splits(index: pd.DataFrame, classes: tuple[str, ...], drop_shared_images: bool) -> Split:
-    """The source's own train/val/test (the index's `split`), for the usable rows.
+    """The source's own train/val/test (the index's `source_split`), for the usable rows.
 
     Images pixel-identical to one in an earlier split (train, then val, then test) share its group: they are
     counted under `shared_images` in the metrics and, with `drop_shared_images`, left out of the later split.
