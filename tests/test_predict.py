@@ -47,11 +47,17 @@ def models(tmp_path) -> dict[str, Path]:
     return files
 
 
-def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_path):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_model_input_equals_what_training_read_from_the_tfrecords(scans, tmp_path, channels):
+    tinted = np.asarray(Image.open(scans[1]).convert("RGB")).copy()
+    tinted[..., 2] //= 3  # real colour, so that gray and RGB reading differ
+    Image.fromarray(tinted).save(scans[1])
     rows = [Row(path.name, CLASSES[0], "test", path.stem, path.name, "original") for path in scans]
-    write_tfrecords(rows, tmp_path, tmp_path / "tfrecords", CLASSES, 1, SIZE, "png", 8)
+    write_tfrecords(rows, tmp_path, tmp_path / "tfrecords", CLASSES, channels, SIZE, "png", 8)
     trained_on = np.concatenate([images for images, _ in make_dataset(tmp_path / "tfrecords", "test", 8)])
-    np.testing.assert_array_equal(model_input(scans, SIZE), trained_on)
+    np.testing.assert_array_equal(model_input(scans, SIZE, channels), trained_on)
+    colour = model_input(scans[1:], SIZE, channels)[0]
+    assert (np.abs(colour[..., 0] - colour[..., 2]).max() > 10) == (channels == 3)
 
 
 def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):

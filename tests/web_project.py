@@ -9,6 +9,7 @@ import yaml
 from PIL import Image
 
 from pipeline.core import paths
+from pipeline.imaging.tfrecords import META_NAME
 from tests.conftest import ROOT, raw_params
 from tests.test_evaluate import SIZE, tiny_model
 
@@ -44,6 +45,8 @@ def write_project(root: Path, backbones: list[str] = BACKBONES) -> Path:
             for step in range(EPOCHS):
                 append_epoch(root, stage, backbone, step)
             (root / paths.live_metrics(stage, backbone)).write_text(json.dumps({"val_loss": 1.0 + 0.1 * index}))
+    (root / paths.TFRECORDS).mkdir(parents=True)  # what the models were trained on: classes and channels
+    (root / paths.TFRECORDS / META_NAME).write_text(json.dumps({"classes": raw["data"]["classes"], "channels": 1}))
     (root / paths.REPORT).parent.mkdir(parents=True)
     shutil.copy(ROOT / paths.REPORT, root / paths.REPORT)
     shutil.copytree(ROOT / paths.COMPARE_PLOTS, root / paths.COMPARE_PLOTS)

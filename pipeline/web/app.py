@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from pipeline.analysis.plots_page import bundle
+from pipeline.core import paths
 from pipeline.core.params import Params
+from pipeline.imaging.tfrecords import read_meta
 from pipeline.networks.inference import read_scans
 from pipeline.web import live, report
 from pipeline.web.models import Batcher, Busy, Models
@@ -51,7 +53,7 @@ def budgeted(receive, budget: int):
     return counted
 
 
-def read_upload(upload: UploadFile, sizes: set[int]) -> dict[int, np.ndarray] | str:
+def read_upload(upload: UploadFile, sizes: set[int], channels: int) -> dict[int, np.ndarray] | str:
     """One upload decoded by the project's reader at each input size, or why it cannot be (the reader's words).
 
     The bytes go to a file of our own naming in a fresh temporary folder: no client-supplied name is opened.
@@ -62,7 +64,7 @@ def read_upload(upload: UploadFile, sizes: set[int]) -> dict[int, np.ndarray] | 
             shutil.copyfileobj(upload.file, file)
         pixels = {}
         for size in sizes:
-            pixels[size], errors = read_scans([path], size)
+            pixels[size], errors = read_scans([path], size, channels)
             if errors:
                 return errors[path]
         return pixels
@@ -70,7 +72,9 @@ def read_upload(upload: UploadFile, sizes: set[int]) -> dict[int, np.ndarray] | 
 
 def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI:
     """The app over the project at `root`, with its trained models loaded once, now."""
-    models = Models(root, params.backbones, params.data.classes)
+    trained_on = read_meta(root / paths.TFRECORDS)  # the source's classes and channels, as the models saw them
+    classes, channels = tuple(trained_on["classes"]), trained_on["channels"]
+    models = Models(root, params.backbones, classes)
     batcher = Batcher(models.predict, limits.waiting, limits.batch)
     vega = f"(() => {{\n{bundle()}\n}})();\n"
 
@@ -116,7 +120,7 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
 
     @app.get("/api/models")
     async def model_names():
-        return {"models": models.names, "classes": list(params.data.classes)}
+        return {"models": models.names, "classes": list(classes)}
 
     @app.post("/api/predict")
     async def predict(request: Request):
@@ -136,7 +140,7 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
             if not uploads:
                 raise HTTPException(400, "send one or more images as multipart/form-data field 'file'")
             sizes = set(models.sizes.values())
-            decoded = [await asyncio.to_thread(read_upload, upload, sizes) for upload in uploads]
+            decoded = [await asyncio.to_thread(read_upload, upload, sizes, channels) for upload in uploads]
         finally:
             await form.close()
         good = [pixels for pixels in decoded if not isinstance(pixels, str)]
@@ -154,7 +158,7 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
                 results.append({"file": upload.filename, "error": pixels})
                 continue
             results.append({"file": upload.filename, "probabilities": {
-                name: dict(zip(params.data.classes, map(float, values[index]))) for name, values in answers.items()}})
+                name: dict(zip(classes, map(float, values[index]))) for name, values in answers.items()}})
             index += 1
         if not good:
             detail = "; ".join(f"{result['file']}: {result['error']}" for result in results)
