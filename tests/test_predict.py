@@ -14,7 +14,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.files import save_model
 from pipeline.core.params import parse_params
 from pipeline.core.registry import get_backbone
-from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
+from pipeline.imaging.tfrecords import make_dataset, write_meta, write_tfrecords
 from pipeline.networks.backbones import base_of, build_model
 from pipeline.networks.head import build_head
 from pipeline.networks.inference import model_input, predict_scans
@@ -87,6 +87,9 @@ def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeyp
     models["first"].parent.rename(models["first"].parents[1] / "MobileNetV3Small")
     raw = raw_params(backbones=["MobileNetV3Small"], image_size=SIZE)
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 1  # nothing says what it was trained on
+    assert "data/tfrecords/meta.json not found; run the preprocess stage first" in capsys.readouterr().err
+    write_meta(Path("data/tfrecords"), {"classes": list(CLASSES), "channels": 1})
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["scan", "backbone", "predicted", *(f"prob_{name}" for name in CLASSES)]
