@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import uvicorn
 import yaml
+from PIL import Image
 
 from pipeline.__main__ import main as cli
 from pipeline.core import paths
 from pipeline.core.params import load_params
-from pipeline.networks.inference import model_input
+from pipeline.networks.inference import model_input, predict_scans
 from pipeline.web import live, report
 from pipeline.web.app import Limits, create_app
 from pipeline.web.models import Batcher, Busy
@@ -231,6 +232,60 @@ def test_a_full_queue_answers_busy():
     with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's event loop
         first, second = thread.submit(asyncio.run, scenario()).result()
     assert first["m"].tolist() == [[1.0]] and second["m"].tolist() == [[2.0], [2.0]]
+
+
+def test_the_batch_after_a_concurrent_one_waits_for_its_clients_and_a_lone_client_never_waits():
+    async def scenario():
+        loop, sizes = asyncio.get_running_loop(), []
+
+        def predict(pixels):
+            sizes.append(len(pixels[1]))
+            time.sleep(0.05)
+            return {"m": pixels[1]}
+
+        batcher = Batcher(predict, max_waiting=8, max_batch=8, window=10, max_wait_s=0.5)
+        worker = asyncio.create_task(batcher.run())
+
+        async def client(index: int, requests: int) -> list[float]:
+            answers = []
+            for step in range(requests):
+                answers.append((await batcher.submit({1: np.full((1, 1), 10.0 * index + step)}))["m"].item())
+                await asyncio.sleep(0.005 * (index + 1))  # answered together, the clients come back one by one
+            return answers
+
+        together = await asyncio.gather(*(client(index, 5) for index in range(4)))
+        alone = []
+        for _ in range(3):
+            start = loop.time()
+            await batcher.submit({1: np.zeros((1, 1))})
+            alone.append(loop.time() - start)
+        worker.cancel()
+        return sizes, together, alone
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's event loop
+        sizes, together, alone = thread.submit(asyncio.run, scenario()).result()
+    assert together == [[10.0 * index + step for step in range(5)] for index in range(4)]
+    assert sizes == [4] * 5 + [1] * 3  # without waiting for the clients, batches of 1 and 3 take turns
+    assert alone[0] >= 0.5 and max(alone[1:]) < 0.5  # the demand of 4 waited max_wait_s once, then none
+
+
+def test_concurrent_uploads_get_the_probabilities_predict_gives_each_scan(server, project, tmp_path):
+    base = Image.open(write_scan(tmp_path / "base.jpg"))
+    scans = []
+    for index, gain in enumerate((0.4, 0.7, 1.0, 1.3, 1.6, 1.9)):  # brightness moves the tiny models' answers
+        scans.append(tmp_path / f"scan{index}.png")
+        base.point(lambda value, gain=gain: min(255, round(value * gain))).save(scans[-1])
+    classes = load_params(project / "params.yaml").data.classes
+    table = predict_scans(scans, {name: project / paths.model_files(name).model for name in BACKBONES}, classes)
+    columns = [f"prob_{name}" for name in classes]
+    with ThreadPoolExecutor(len(scans)) as pool:
+        answers = list(pool.map(lambda scan: post(server, [(scan.name, scan.read_bytes())]), scans * 3))
+    for scan, answer in zip(scans * 3, answers):
+        probabilities = answer.json()["files"][0]["probabilities"]
+        for backbone in BACKBONES:
+            expected = table[(table.scan == str(scan)) & (table.backbone == backbone)][columns].to_numpy()[0]
+            np.testing.assert_allclose([probabilities[backbone][name] for name in classes], expected, rtol=1e-6,
+                                       err_msg=f"{scan.name}, {backbone}")
 
 
 def test_serving_beyond_loopback_needs_allow_remote(project, monkeypatch, capsys):

@@ -54,11 +54,17 @@ class Busy(Exception):
 
 
 class Batcher:
-    """A bounded queue of requests and one worker that runs the waiting ones (up to max_batch) as one model call."""
+    """A bounded queue of requests and one worker that runs the waiting ones (up to max_batch) as one model call.
+
+    Clients that were just answered, or that queued while the models ran, are likely to send again: the next
+    batch waits for as many requests as that (its `demand`), up to `window` times the last call's duration and
+    never over `max_wait_s`. A lone client's demand is 1, so its requests never wait.
+    """
 
     def __init__(self, predict: Callable[[dict[int, np.ndarray]], dict[str, np.ndarray]], max_waiting: int,
-                 max_batch: int):
+                 max_batch: int, window: float = 0.25, max_wait_s: float = 0.1):
         self.predict, self.max_batch = predict, max_batch
+        self.window, self.max_wait_s = window, max_wait_s
         self.queue: asyncio.Queue = asyncio.Queue(max_waiting)
 
     async def submit(self, pixels: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,15 +76,29 @@ class Batcher:
             raise Busy from None
         return await future
 
+    async def gather(self, demand: int, wait_s: float) -> list:
+        """The next batch: the first request, then up to `demand` (or more, already queued) within `wait_s`."""
+        batch = [await self.queue.get()]
+        try:
+            async with asyncio.timeout(wait_s):
+                while len(batch) < min(demand, self.max_batch):
+                    batch.append(await self.queue.get())
+        except TimeoutError:
+            pass
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
     async def run(self) -> None:
         """Serve the queue until cancelled."""
+        loop = asyncio.get_running_loop()
+        demand, wait_s = 1, 0.0
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = await self.gather(demand, wait_s)
             requests = [pixels for pixels, _ in batch]
             counts = [len(next(iter(pixels.values()))) for pixels in requests]
             joined = {size: np.concatenate([pixels[size] for pixels in requests]) for size in requests[0]}
+            started = loop.time()
             try:
                 answers = await asyncio.to_thread(self.predict, joined)
             except Exception as error:  # every waiting request gets it; the worker lives on
@@ -86,6 +106,9 @@ class Batcher:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            finally:
+                demand = len(batch) + self.queue.qsize()
+                wait_s = min(self.window * (loop.time() - started), self.max_wait_s)
             ends = np.cumsum(counts)
             for (_, future), end, count in zip(batch, ends, counts):
                 if not future.done():  # a client that left cancelled its future
