@@ -1,14 +1,18 @@
 """Load on `python -m pipeline serve`: concurrent clients against one client's sequential requests, on loopback.
 
     PYTHONPATH=. python benchmarks/serve_load.py [--project DIR] [--architectures] [--requests 1000] [--clients 8]
+                                                 [--rounds 3]
 
 DIR (default: the current directory) is served when it holds every backbone's models/<b>/model.keras;
 otherwise a throwaway project with tiny models of the same names (tests/web_project.py) is, or with
 --architectures the backbones' real architectures with random weights and a random head, at params.yaml's
 image_size (what `weights: none` starts from; as costly to run as trained models). Each request
-posts one demo-sized scan (a 176x208 grayscale JPEG). Prints a markdown table for BENCHMARKS.md: errors,
-p50 and p95 latency, images per second, the server's CPU time per image, and its resident memory before
-and after the load.
+posts one demo-sized scan (a 176x208 grayscale JPEG). After a warm-up, each round runs one client's
+sequential requests and then the concurrent load, back to back on the same server, so that both see
+the same machine (other work on it moves the figures between rounds). Prints a markdown table for
+BENCHMARKS.md: errors, p50 and p95 latency, images per second, the server's CPU time per image and the
+load average per round and phase, each round's concurrent/sequential ratio and their median, and the
+server's resident memory before and after the rounds.
 """
 
 import argparse
@@ -107,8 +111,19 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 def row(name: str, latencies: list[float], errors: int, seconds: float, cpu: float) -> str:
     p50, p95 = np.percentile(latencies, [50, 95]) * 1000
-    return (f"| {name} | {len(latencies)} | {errors} | {p50:.1f} | {p95:.1f} | {len(latencies) / seconds:.1f} "
-            f"| {1000 * cpu / len(latencies):.1f} |")
+    return (f"{name} | {len(latencies)} | {errors} | {p50:.1f} | {p95:.1f} | {len(latencies) / seconds:.1f} "
+            f"| {1000 * cpu / len(latencies):.1f} | {os.getloadavg()[0]:.1f} |")
+
+
+def round_trip(url: str, scan: bytes, server: psutil.Process, requests: int, clients: int) -> tuple[list[str], float]:
+    """One client's sequential requests, then `clients` concurrent ones: two table rows, and the throughput ratio."""
+    cpu = cpu_seconds(server)
+    sequential, errors = timed_posts(url, scan, SEQUENTIAL)
+    cpu, used = cpu_seconds(server), cpu_seconds(server) - cpu
+    one = row("1 client, sequential", sequential, errors, sum(sequential), used)
+    concurrent, errors, seconds = load(url, scan, requests, clients)
+    many = row(f"{clients} clients, concurrent", concurrent, errors, seconds, cpu_seconds(server) - cpu)
+    return [one, many], (len(concurrent) / seconds) / (len(sequential) / sum(sequential))
 
 
 def main() -> None:
@@ -117,6 +132,7 @@ def main() -> None:
     parser.add_argument("--architectures", action="store_true", help="random-weight real architectures, not tiny models")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="sequential-then-concurrent rounds, back to back")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         project = args.project if has_models(args.project) else write_project(Path(folder) / "repo")
@@ -132,26 +148,24 @@ def main() -> None:
         try:
             memory = psutil.Process(server.pid)
             started_mb = memory.memory_info().rss / 2**20
+            timed_posts(url, scan, 1)  # one image's trace alone: the warm-up's first batch waits for no other
             load(url, scan, WARMUP, args.clients)
             before_mb = memory.memory_info().rss / 2**20
-            cpu = cpu_seconds(memory)
-            sequential, errors = timed_posts(url, scan, SEQUENTIAL)
-            cpu, used = cpu_seconds(memory), cpu_seconds(memory) - cpu
-            one = row("1 client, sequential", sequential, errors, sum(sequential), used)
-            concurrent, errors, seconds = load(url, scan, args.requests, args.clients)
-            many = row(f"{args.clients} clients, concurrent", concurrent, errors, seconds, cpu_seconds(memory) - cpu)
+            rounds = [round_trip(url, scan, memory, args.requests, args.clients) for _ in range(args.rounds)]
             after_mb = memory.memory_info().rss / 2**20
         finally:
             server.terminate()
             server.wait()
-    speedup = (len(concurrent) / seconds) / (len(sequential) / sum(sequential))
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; models: {kind}\n")
-    print("| clients | requests | errors | p50 (ms) | p95 (ms) | images/s | server CPU ms/image |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
-    print(f"{one}\n{many}\n")
-    print(f"concurrent / sequential throughput: {speedup:.2f}x; load took {seconds:.1f} s")
+    print("| round | clients | requests | errors | p50 (ms) | p95 (ms) | images/s | server CPU ms/image | load avg |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for number, (rows, _) in enumerate(rounds, 1):
+        print("\n".join(f"| {number} | {line}" for line in rows))
+    ratios = [ratio for _, ratio in rounds]
+    print(f"\nconcurrent / sequential throughput per round: {', '.join(f'{ratio:.2f}x' for ratio in ratios)}; "
+          f"median {np.median(ratios):.2f}x")
     print(f"server memory (RSS): {started_mb:.0f} MiB started, {before_mb:.0f} MiB after {WARMUP} warm-up requests, "
-          f"{after_mb:.0f} MiB after the load ({100 * (after_mb / before_mb - 1):+.1f}%)")
+          f"{after_mb:.0f} MiB after the rounds ({100 * (after_mb / before_mb - 1):+.1f}%)")
 
 
 if __name__ == "__main__":
