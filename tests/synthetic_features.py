@@ -1,5 +1,7 @@
 """Small synthetic cached features that encode each subject's identity, as a Pool and as a project on disk."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import yaml
@@ -45,6 +47,7 @@ def write_project(root, pool: Pool, **params) -> None:
         np.savez(directory / f"{split}.npz", features=np.tile(pool.features[rows.index], (views, 1)),
                  labels=np.tile(rows["label"], views), paths=np.tile(rows["path"].to_numpy(str), views),
                  subjects=np.tile(rows["subject"].to_numpy(str), views), view=np.repeat(np.arange(views), len(rows)))
+    (directory / "meta.json").write_text(json.dumps({"classes": [f"class{k}" for k in range(N_CLASSES)]}))
     index = pool.rows.assign(label=pool.rows["label"].map(lambda k: f"class{k}"), score="", status="ok", reason="",
                                  source_split="")
     (root / "data/interim").mkdir(parents=True)
