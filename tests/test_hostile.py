@@ -1,6 +1,6 @@
 """A careful user's messy disk: every file found gets one row with a reason, nothing hangs or crashes."""
 
-import io
+import contextlib
 import os
 import shutil
 import socket
@@ -18,6 +18,7 @@ from pipeline.mri import dedupe
 from pipeline.mri.dedupe import build_index
 from pipeline.stages import split as split_stage
 from pipeline.tables.index import read_index, write_index
+from pipeline.tables.source import SourceInfo, write_source_info
 from pipeline.tables.split import read_splits
 from tests.test_dedupe import copy_archive
 from tests.test_reader import encoded, mutants
@@ -119,6 +120,7 @@ def test_odd_file_names_round_trip_through_index_and_splits(messy, tiny_params, 
     assert "\r" not in text and len(pd.read_csv(paths.INDEX, dtype=str)) == len(rows)
     assert set(read_index(paths.INDEX)["path"]) == set(rows)
     params = tiny_params.model_copy(update={"data": tiny_params.data.model_copy(update={"archive": str(root)})})
+    write_source_info(paths.SOURCE_INFO, SourceInfo("archive", str(root), params.data.classes, 1, False))
     split_stage.main(params)
     paths.SPLITS.read_bytes().decode("utf-8")
     assert len(pd.read_csv(paths.SPLITS, dtype=str)) == len(read_splits(paths.SPLITS, params.data.classes))
@@ -129,9 +131,15 @@ def test_odd_file_names_round_trip_through_index_and_splits(messy, tiny_params, 
     assert all((root / path).is_file() for path in in_splits)
 
 
+def bind_socket(path: Path) -> None:
+    """A Unix socket at `path`, bound by its short name (socket paths are limited to about 100 bytes)."""
+    with contextlib.chdir(path.parent):
+        socket.socket(socket.AF_UNIX).bind(path.name)
+
+
 @pytest.mark.parametrize("make, word", [
     (os.mkfifo, "named pipe"),
-    (lambda path: socket.socket(socket.AF_UNIX).bind(str(path)), "socket"),
+    (lambda path: bind_socket(path), "socket"),
 ])
 def test_special_files_get_a_rejected_row_and_are_never_opened(tiny_archive, tiny_params, tmp_path, make, word):
     root = copy_archive(tiny_archive, tmp_path)

@@ -37,10 +37,16 @@ def write_index(path: Path, rows: list[IndexRow]) -> None:
 
 
 def read_index(path: Path) -> pd.DataFrame:
-    """Read the dedupe stage's index as text, so every value is written back unchanged (file names as on disk)."""
+    """Read the dedupe stage's index as text, so every value is written back unchanged (file names as on disk).
+
+    Python strings, not pandas' pyarrow-backed ones (its default once pyarrow is installed, as TFDS brings it):
+    a file name that is not UTF-8 unescapes to surrogates, which pyarrow cannot hold.
+    """
     if not path.is_file():
         raise PipelineError(f"{path} not found; run `dvc repro dedupe` first")
-    index = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8").map(unescape)
+    text = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
+    index = pd.DataFrame({column: pd.Series([unescape(value) for value in text[column]], dtype=object)
+                          for column in text.columns})
     missing = [column for column in INDEX_COLUMNS if column not in index.columns]
     if missing:
         raise PipelineError(f"{path}: missing columns {', '.join(missing)}; run `dvc repro dedupe` again")
