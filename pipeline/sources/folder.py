@@ -11,7 +11,7 @@ from pipeline.imaging.reader import decode_image, is_image_name, not_a_file
 from pipeline.mri.fingerprint import fingerprints, frame_shape, reduce
 from pipeline.mri.layout import find_files
 from pipeline.mri.subjects import subjects_from_pixels
-from pipeline.sources.pixels import group_identical, read_pixels
+from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
 from pipeline.tables.index import IndexRow
 from pipeline.tables.source import SourceInfo
 
@@ -68,8 +68,8 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
     if by_pixels:
         groups_file = None
     groups = read_groups(groups_file) if groups_file else None
-    skip = groups_file.resolve().relative_to(root.resolve()).as_posix() if groups_file and groups_file.resolve(
-    ).is_relative_to(root.resolve()) else None
+    inside = groups_file is not None and groups_file.resolve().is_relative_to(root.resolve())
+    skip = groups_file.resolve().relative_to(root.resolve()).as_posix() if inside else None  # the CSV is no image
     rows, candidates = [], []
     for file in found:
         if file.path == skip:
@@ -88,8 +88,7 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
         if not problem:
             candidates.append(file.path)
     pixels = dict(zip(candidates, read_pixels(root, candidates)))
-    rows = [IndexRow(path=row.path, label=row.label, kind=row.kind, status="rejected", reason=pixels[row.path].reason)
-            if row.path in pixels and pixels[row.path].reason else row for row in rows]
+    rows = set_aside_unreadable(rows, pixels)
     if by_pixels:
         usable = [row for row in rows if row.status == "ok"]
         subjects = slice_subjects(root, [row.path for row in usable], [row.label for row in usable],

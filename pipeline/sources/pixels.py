@@ -37,6 +37,12 @@ def _read(path: Path) -> Pixels:
     return Pixels(digest=digest, colour=has_colour(pixels))
 
 
+def set_aside_unreadable(rows: list[IndexRow], pixels: dict[str, Pixels]) -> list[IndexRow]:
+    """The rows whose file the reader refused, `rejected` with its reason (and no source or subject)."""
+    return [replace(row, status="rejected", reason=pixels[row.path].reason, source="", subject="")
+            if row.path in pixels and pixels[row.path].reason else row for row in rows]
+
+
 def group_identical(rows: list[IndexRow], pixels: dict[str, Pixels]) -> tuple[list[IndexRow], dict]:
     """Merge the groups (subjects) of pixel-identical images; identical images under two labels are conflicts.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError
-from pipeline.sources.pixels import group_identical, read_pixels
+from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
 from pipeline.tables.index import IndexRow
 from pipeline.tables.source import SourceInfo
 
@@ -84,8 +84,7 @@ def index_tfds(source: str, data_dir: str, classes: tuple[str, ...], out_dir: Pa
             rows.append(IndexRow(path=path, label=names[int(example[label_key])], kind="original", source=path,
                                  subject=path, source_split=own.get(split, "") if own_splits else ""))
     pixels = dict(zip([row.path for row in rows], read_pixels(out_dir, [row.path for row in rows])))
-    rows = [IndexRow(path=row.path, label=row.label, kind=row.kind, status="rejected", reason=pixels[row.path].reason,
-                     source_split=row.source_split) if pixels[row.path].reason else row for row in rows]
+    rows = set_aside_unreadable(rows, pixels)
     rows, identical = group_identical(rows, pixels)
     channels = builder.info.features[image_key].shape[-1]
     if channels not in (1, 3):  # not declared: as the pixels are
