@@ -26,7 +26,7 @@ TINY_SYNTH = {
     "duplicates": 3,
 }
 TINY_DEDUPE = {"slices_per_subject": 8}
-PROJECT_FILES = ("dvc.yaml", "pipeline", ".dvc/plots", ".dvc/config", ".gitignore", ".dvcignore")
+PROJECT_FILES = ("dvc.yaml", "pipeline", "pretrained", ".dvc/plots", ".dvc/config", ".gitignore", ".dvcignore")
 BACKBONES = ["MobileNetV3Small", "MobileNetV2"]
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 BUCKET = "models"

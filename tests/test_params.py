@@ -156,15 +156,22 @@ def test_a_rotation_step_too_fine_for_the_range_is_refused():
     assert parse_params(raw_params(dedupe={"max_rotation": 45, "rotation_step": 0.5})).dedupe.rotation_step == 0.5
 
 
-def test_weights_are_imagenet_none_or_an_existing_file(tmp_path, monkeypatch):
-    allowed = "allowed: imagenet, none, or the path of an existing weights file"
+def test_weights_are_imagenet_none_or_an_existing_file_in_pretrained(tmp_path, monkeypatch):
+    allowed = r"allowed: imagenet, none, or the path of an existing weights file in pretrained/ \(where DVC sees it"
     with pytest.raises(PipelineError, match=rf"params: weights = 'imagnet' is invalid; {allowed}"):
         parse_params(raw_params(weights="imagnet"))
-    with pytest.raises(PipelineError, match="params: weights = "):
-        parse_params(raw_params(weights=str(tmp_path / "missing.weights.h5")))
-    (tmp_path / "base.weights.h5").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert parse_params(raw_params(weights="base.weights.h5")).weights == "base.weights.h5"
+    (tmp_path / "pretrained").mkdir()
+    with pytest.raises(PipelineError, match=rf"params: weights = 'pretrained/missing.weights.h5' is invalid; {allowed}"):
+        parse_params(raw_params(weights="pretrained/missing.weights.h5"))
+    for outside in ("base.weights.h5", "pretrained/../base.weights.h5"):  # a file DVC would not see change
+        (tmp_path / "base.weights.h5").write_bytes(b"")
+        with pytest.raises(PipelineError, match=rf"params: weights = '{re.escape(outside)}' is invalid; {allowed}"):
+            parse_params(raw_params(weights=outside))
+    (tmp_path / "pretrained/base.weights.h5").write_bytes(b"")
+    assert parse_params(raw_params(weights="pretrained/base.weights.h5")).weights == "pretrained/base.weights.h5"
+    assert parse_params(raw_params(weights=str(tmp_path / "pretrained/base.weights.h5"))).weights == str(
+        tmp_path / "pretrained/base.weights.h5")
     assert parse_params(raw_params(weights="imagenet")).weights == "imagenet"
 
 

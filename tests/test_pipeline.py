@@ -1,9 +1,12 @@
 """`dvc repro` end to end on a tiny demo, in a temporary copy of the project."""
 
+import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +20,8 @@ from sklearn.metrics import (
     log_loss,
 )
 
+from pipeline.core.registry import get_backbone
+from pipeline.networks.backbones import build_base
 from tests.conftest import (
     BACKBONES,
     copy_project,
@@ -144,3 +149,30 @@ def test_params_set_back_restore_training_from_the_run_cache(built_project, tmp_
     assert ran_stages(output) == [], output
     assert all(f"Stage '{stage}' is cached - skipping run, checking out outputs" in output for stage in stages), output
     assert [path.read_bytes() for path in files] == before
+
+
+def test_a_weights_file_changed_under_its_name_reruns_weights_and_features(built_project, tmp_path):
+    """README: a file of one's own in pretrained/ is a dependency; new bytes under the same name rerun the
+    weights and features stages, a touch with the same bytes reruns nothing."""
+    project = copy_project(built_project, tmp_path)
+    backbone = BACKBONES[0]
+    stages = [f"weights@{backbone}", f"features@{backbone}"]
+    file = project / "pretrained/base.weights.h5"
+
+    def save_weights(seed: int) -> None:  # random weights, where a user's file holds trained ones
+        keras.utils.set_random_seed(seed)
+        build_base(get_backbone(backbone), "none", 32).save_weights(file)
+
+    save_weights(1)
+    edit_params(project, weights="pretrained/base.weights.h5")
+    assert ran_stages(run(["dvc", "repro", stages[1]], project)) == stages
+    staged = json.loads((project / f"data/weights/{backbone}/source.json").read_text())["sha256"]
+    os.utime(file)
+    assert ran_stages(run(["dvc", "repro", stages[1]], project)) == []
+    save_weights(2)
+    output = run(["dvc", "repro", stages[1]], project)
+    assert ran_stages(output) == stages, output
+    record = json.loads((project / f"data/weights/{backbone}/source.json").read_text())
+    assert record["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest() != staged
+    assert json.loads((project / f"data/features/{backbone}/meta.json").read_text())["weights_sha256"] == record[
+        "sha256"]

@@ -1,5 +1,6 @@
 """params.yaml, read once, validated, and handed on as frozen pydantic models."""
 
+import os
 import re
 import reprlib
 from collections.abc import Callable, Hashable
@@ -231,7 +232,8 @@ class BaselinesParams(_Model):
 class Params(_Model):
     seed: Seed
     backbones: _list(BackboneName, f"a non-empty list of distinct names from {', '.join(BACKBONES)}", 1, _distinct())
-    weights: Annotated[Text, Field(description="imagenet, none, or the path of an existing weights file")]
+    weights: Annotated[Text, Field(description=f"imagenet, none, or the path of an existing weights file in "
+                                               f"{paths.PRETRAINED}/ (where DVC sees it change)")]
     image_size: _int(32, 1024)
     batch_size: _int(1, 4096)
     lr: Share
@@ -260,7 +262,7 @@ class Params(_Model):
             found = Path(weights).is_file()
         except OSError:  # a name the file system refuses, such as one too long
             found = False
-        if not found:
+        if not found or not Path(os.path.abspath(weights)).is_relative_to(paths.PRETRAINED.absolute()):
             raise _invalid()
         return weights
 

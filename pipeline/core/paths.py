@@ -15,6 +15,7 @@ DEDUPE_METRICS = Path("metrics/dedupe.json")
 SPLITS = Path("data/splits.csv")
 SPLIT_METRICS = Path("metrics/split.json")
 TFRECORDS = Path("data/tfrecords")
+PRETRAINED = Path("pretrained")  # the user's own weights files (`weights: pretrained/<file>`), a weights-stage dep
 WEIGHTS = Path("data/weights")
 FEATURES = Path("data/features")
 FEATURE_METRICS = Path("metrics/features")
