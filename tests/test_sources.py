@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.core.errors import PipelineError
 from pipeline.mri.dedupe import build_index
-from pipeline.sources.folder import index_folder
+from pipeline.sources.folder import PIXELS, index_folder
 from pipeline.sources.tfds import index_tfds, open_builder
 from pipeline.tables.split import assign_splits, own_splits, split_metrics
 from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params, run
@@ -78,6 +78,7 @@ def test_folder_source_accounts_for_every_file_and_keeps_groups_and_twins_togeth
     assert {by_path["cat/00.png"].status, by_path["dog/cat-copy.png"].status} == {"conflict"}
     assert by_path["fish/twin.png"].subject == by_path["fish/01.png"].subject == "fish-patient0"
     assert by_path["dog/00.png"].subject == by_path["cat/01.png"].subject == "cat-patient0"
+    assert report["groups"]["file"] == "groups.csv"  # the one file found that has no row
     assert report["groups"]["listed_but_missing"] == 1 and report["groups"]["missing_examples"] == ["cat/99.png"]
     assert report["groups"]["groups_in_two_or_more_classes"] == 1
     assert report["identical"]["identical_sets"] == 2 and report["identical"]["conflicts"] == 2
@@ -107,6 +108,23 @@ def test_a_group_file_without_its_columns_is_refused_with_the_fix(tmp_path):
     (root / "groups.csv").write_text("file,patient\ncat/00.png,p1\n")
     with pytest.raises(PipelineError, match=r"missing column\(s\) path, group"):
         index_folder(root, (), root / "groups.csv", 0.95)
+
+
+def test_a_group_file_outside_the_folder_is_refused_as_dvc_would_not_see_it_change(tmp_path):
+    root = tmp_path / "photos"
+    write_groups(tmp_path / "groups.csv", colour_folder(root))
+    with pytest.raises(PipelineError, match=r"^data.groups \S+/groups.csv is outside data.archive \S+/photos: move it "
+                                            r"into that folder, which dedupe depends on"):
+        index_folder(root, (), tmp_path / "groups.csv", 0.95)
+
+
+def test_grouping_by_pixels_with_no_readable_image_sets_every_file_aside(tmp_path):
+    for name in ("benign", "malignant"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scan.png").write_bytes(b"no png")
+    rows, _, _ = index_folder(tmp_path, (), Path(PIXELS), 0.95)
+    assert [(row.path, row.status) for row in rows] == [("benign/scan.png", "rejected"), ("malignant/scan.png", "rejected")]
+    assert all(row.reason.startswith("not a readable image") for row in rows)
 
 
 def write_flowers_metadata(data_dir: Path) -> None:

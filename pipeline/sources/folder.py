@@ -52,6 +52,8 @@ def read_groups(path: Path) -> dict[str, str]:
 
 def slice_subjects(root: Path, paths: list[str], labels: list[str], threshold: float) -> dict[str, str]:
     """{path: subject} for MRI slices with no group file: chains of neighbouring slices (`subjects_from_pixels`)."""
+    if not paths:
+        return {}
     images = [decode_image(root / path) for path in paths]
     frame = frame_shape(Counter(image.size[::-1] for image in images).most_common(1)[0][0])
     views = fingerprints(np.stack([reduce(image, frame) for image in images]), np.zeros(1)).views[:, 0]
@@ -68,11 +70,10 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
     if by_pixels:
         groups_file = None
     groups = read_groups(groups_file) if groups_file else None
-    inside = groups_file is not None and groups_file.resolve().is_relative_to(root.resolve())
-    skip = groups_file.resolve().relative_to(root.resolve()).as_posix() if inside else None  # the CSV is no image
+    csv_path = groups_file and _inside(groups_file, root)  # the CSV is no image: reported, not indexed
     rows, candidates = [], []
     for file in found:
-        if file.path == skip:
+        if file.path == csv_path:
             continue
         problem = file.problem or not_a_file(root / file.path)
         if not problem and not file.label:
@@ -100,12 +101,21 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
     report = {
         "identical": identical,
         "empty_class_folders": empty_folders,
-        "groups": _group_report(groups, usable, {file.path for file in found}) if groups is not None else None,
+        "groups": {"file": csv_path, **_group_report(groups, usable, {file.path for file in found})}
+        if groups is not None else None,
     }
     colour = any(pixels[row.path].colour for row in usable)
     info = SourceInfo(source="folder", root=root.as_posix(), classes=classes, channels=3 if colour else 1,
                       own_splits=False)
     return sorted(rows, key=lambda row: row.path), report, info
+
+
+def _inside(groups_file: Path, root: Path) -> str:
+    """The group CSV's path inside the folder; outside it, DVC would not see it change, so it is refused."""
+    if not groups_file.resolve().is_relative_to(root.resolve()):
+        raise PipelineError(f"data.groups {groups_file} is outside data.archive {root}: move it into that folder, "
+                            "which dedupe depends on, so that a changed CSV reruns dedupe")
+    return groups_file.resolve().relative_to(root.resolve()).as_posix()
 
 
 def _group_report(groups: dict[str, str], usable: list[IndexRow], found: set[str]) -> dict:
