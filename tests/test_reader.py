@@ -16,6 +16,7 @@ from PIL import Image
 
 from pipeline.core.errors import PipelineError
 from pipeline.imaging.reader import (
+    COLOUR_SPREAD,
     InvalidImage,
     decode_full_and_reduced,
     decode_image,
@@ -250,3 +251,29 @@ def test_colour_is_told_from_gray_stored_as_rgb_and_read_as_asked(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "tinted.png", channels=3), tinted)
     assert read_image(tmp_path / "tinted.png").shape == (24, 24)
     assert load_image(tmp_path / "tinted.png", 16, channels=3).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("pixel, colour", [
+    ((100, 100, 100), False),
+    ((100, 100 + COLOUR_SPREAD // 2, 100), False),  # a spread of COLOUR_SPREAD exactly: still gray
+    ((100, 101 + COLOUR_SPREAD // 2, 100), True),  # green off red and off blue: twice, just past the line
+    ((100, 100, 101 + COLOUR_SPREAD), True),  # blue alone
+    ((101 + COLOUR_SPREAD, 100, 100), True),  # red alone
+])
+def test_colour_is_a_mean_channel_spread_above_the_line(pixel, colour):
+    assert has_colour(np.full((4, 4, 3), pixel, np.uint8)) is colour
+
+
+def test_a_grayscale_source_refuses_colour_and_reads_gray_stored_as_rgb_as_gray(tmp_path):
+    gray = (np.random.default_rng(3).random((128, 96)) * 255).astype(np.uint8)
+    tinted = np.repeat(gray[..., None], 3, axis=2)
+    tinted[..., 2] = 255 - tinted[..., 2]
+    colour = saved(tmp_path / "colour.png", Image.fromarray(tinted))
+    with pytest.raises(InvalidImage) as refused:
+        decode_full_and_reduced(colour, (20, 20))
+    assert str(refused.value) == ("colour pixels in a grayscale source (the archive source reads gray MRI slices; "
+                                  "data.source: folder takes colour images)")
+    as_rgb = saved(tmp_path / "gray.jpg", Image.fromarray(np.repeat(gray[..., None], 3, axis=2)), "JPEG")
+    full, reduced = decode_full_and_reduced(as_rgb, (20, 20))
+    assert (full.mode, full.size, reduced.mode, reduced.size) == ("L", (96, 128), "L", (24, 32))
+    np.testing.assert_array_equal(np.asarray(full), read_image(as_rgb))

@@ -64,6 +64,7 @@ def test_no_subject_or_source_in_two_splits(seed):
     assert (split.rows.groupby("source")["split"].nunique() == 1).all()
     metrics = split_metrics(split, CLASSES)
     assert metrics["shared_subjects"] == 0 and metrics["shared_sources"] == 0
+    assert "own_splits" not in metrics and "shared_images" not in metrics  # only a source's own splits have them
 
 
 def test_only_usable_rows_with_index_columns_sorted_by_path():
@@ -343,8 +344,10 @@ def test_own_splits_keep_the_source_s_splits_and_count_images_twinned_in_an_earl
     assert list(kept.rows.columns) == [*ROW_COLUMNS, "split"] and kept.rows["path"].is_monotonic_increasing
     assert kept.shared_images == {"images": 3, "dropped": False,
                                   "examples": ["test/a.png", "test/c.png", "validation/a.png"]}
-    assert len(kept.warnings) == 1 and kept.warnings[0].startswith("3 image(s) of the source's own val/test splits")
-    assert "kept, so those splits leak" in kept.warnings[0]
+    assert kept.rows.index.equals(pd.RangeIndex(len(SHIPPED) - 1))
+    assert kept.warnings == (("3 image(s) of the source's own val/test splits are pixel-identical to one in an earlier "
+                              "split, e.g. test/a.png; kept, so those splits leak (set split.drop_shared_images: true "
+                              "to drop them)"),)
     metrics = split_metrics(kept, CLASSES)
     assert metrics["own_splits"] and metrics["shared_images"] == kept.shared_images
     assert metrics["shared_subjects"] == 2  # g1 and g3 span splits: counted, not refused (the stage reports them)
@@ -354,9 +357,20 @@ def test_own_splits_drop_the_later_twins_when_asked_and_refuse_unknown_labels():
     dropped = own_splits(own_index(SHIPPED), CLASSES, drop_shared_images=True)
     assert sorted(dropped.rows["path"]) == ["test/b.png", "train/a.png", "train/d.png", "validation/c.png"]
     assert dropped.shared_images["images"] == 3 and dropped.shared_images["dropped"]
-    assert "left out (split.drop_shared_images)" in dropped.warnings[0]
+    assert dropped.warnings[0].endswith("pixel-identical to one in an earlier split, e.g. test/a.png; left out "
+                                        "(split.drop_shared_images)")
+    assert dropped.rows.index.equals(pd.RangeIndex(4))
     assert split_metrics(dropped, CLASSES)["shared_subjects"] == 0
     clean = own_splits(own_index([row for row in SHIPPED if row[2] in ("g2", "g4")]), CLASSES, True)
     assert clean.warnings == () and clean.shared_images["images"] == 0 and len(clean.rows) == 2
     with pytest.raises(PipelineError, match="label 'Tulip' is not among the source's classes"):
         own_splits(own_index([("train/t.png", "Tulip", "t", "train")]), CLASSES, False)
+
+
+def test_own_splits_name_the_first_twenty_shared_images_in_path_order():
+    twins = [(f"test/{number:02d}.png", "NonDemented", "g1", "test") for number in range(25, -1, -1)]
+    shared = own_splits(own_index([("train/a.png", "NonDemented", "g1", "train"), *twins]), CLASSES, False)
+    assert shared.shared_images["examples"] == [f"test/{number:02d}.png" for number in range(20)]
+    assert shared.warnings[0].startswith("26 image(s) of the source's own val/test splits") and "e.g. test/00.png;" in \
+        shared.warnings[0]
+

@@ -99,16 +99,16 @@ def own_splits(index: pd.DataFrame, classes: tuple[str, ...], drop_shared_images
     order = usable["split"].map({name: rank for rank, name in enumerate(SPLITS)})
     first = order.groupby(usable["subject"]).transform("min")
     later = order > first
+    shared = {"images": int(later.sum()), "dropped": drop_shared_images,
+              "examples": sorted(usable.loc[later, "path"])[:20]}
     warnings = []
     if later.any():
-        warnings.append(f"{int(later.sum())} image(s) of the source's own val/test splits are pixel-identical to one "
-                        f"in an earlier split, e.g. {usable.loc[later, 'path'].iloc[0]}"
+        warnings.append(f"{shared['images']} image(s) of the source's own val/test splits are pixel-identical to one "
+                        f"in an earlier split, e.g. {shared['examples'][0]}"
                         + ("; left out (split.drop_shared_images)" if drop_shared_images else
                            "; kept, so those splits leak (set split.drop_shared_images: true to drop them)"))
     rows = usable[~later] if drop_shared_images else usable
     rows = rows.sort_values("path", kind="mergesort", ignore_index=True)
-    shared = {"images": int(later.sum()), "dropped": drop_shared_images,
-              "examples": sorted(usable.loc[later, "path"])[:20]}
     return Split(rows=rows, warnings=tuple(warnings), copies_left_out={}, shared_images=shared)
 
 
