@@ -157,3 +157,16 @@ def test_artifacts_are_the_backbones_models():
     assert {name: {key: entry.get(key) for key in ("path", "type")} for name, entry in artifacts.items()} == \
         {name: {key: entry[key] for key in ("path", "type")} for name, entry in expected.items()}, \
         "dvc.yaml's artifacts: should be\n" + yaml.safe_dump({"artifacts": expected}, sort_keys=False)
+
+
+def test_the_gpu_benchmark_imports_only_what_the_gpu_machine_has():
+    """benchmarks/gpu_finetune.py runs on the lent GPU machine: JAX and NumPy there, Keras carried, no TensorFlow."""
+    imported = set()
+    for path in closure(ROOT / "benchmarks/gpu_finetune.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    assert "pipeline" in imported and "keras" in imported
+    assert imported - set(sys.stdlib_module_names) <= {"pipeline", "keras", "numpy", "jax"}, imported
