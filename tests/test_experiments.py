@@ -54,7 +54,7 @@ def experiments(built_project, tmp_path_factory) -> Iterator[tuple[Path, list[st
     run(["git", "push", "-q", "origin", "HEAD"], project)
     names = queued_names(run(["dvc", "exp", "run", "--queue", "-S", f"fine_tune_lr={','.join(GRID)}"], project))
     assert len(names) == len(GRID)
-    run(["dvc", "queue", "start"], project)
+    run(["dvc", "queue", "start", "--jobs", str(len(GRID))], project)  # both at once
     try:
         status = wait_for_queue(project)
         assert all(re.search(rf"{name}\s.*Success", status) for name in names), status

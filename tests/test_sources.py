@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -220,17 +221,36 @@ def check_outputs(project: Path, n_classes: int, channels: int) -> None:
     assert (project / "reports/comparison.md").read_text().startswith("#")
 
 
-def test_dvc_repro_on_a_colour_folder_with_a_group_file(tmp_path):
-    project = tmp_path / "project"
+@pytest.fixture(scope="module")
+def reproduced(flowers_dir, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The two end-to-end runs, {name: (project, DVC's output)}, run at once: a colour folder with a group CSV, and
+    the mocked Flowers. TFDS' mock repeats the same examples in train, validation and test: used as they come,
+    those splits would leak (the unit test above counts it), so that run re-splits them, keeping twins together."""
+    folder = tmp_path_factory.mktemp("folder") / "project"
     groups = {}
     for rank, name in enumerate(("cat", "dog", "fish")):
         for number in range(12):
             path = f"{name}/{number:02d}.png"
-            save(project / "photos" / path, colour_image(100 * rank + number, size=48))
+            save(folder / "photos" / path, colour_image(100 * rank + number, size=48))
             groups[path] = f"{name}-patient{number // 2}"
-    write_groups(project / "photos/groups.csv", groups)
-    output = repro(project, {"source": "folder", "archive": "photos", "groups": "photos/groups.csv", "classes": [],
-                             "ordinal": False, "negative_class": ""})
+    write_groups(folder / "photos/groups.csv", groups)
+    flowers = tmp_path_factory.mktemp("flowers") / "project"
+    mock = {"PIPELINE_TFDS_MOCK": str(flowers_dir), "PIPELINE_TFDS_EXAMPLES": "40",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/tfds_mock"), os.environ.get("PYTHONPATH", "")])}
+    runs = {
+        "folder": (folder, {"source": "folder", "archive": "photos", "groups": "photos/groups.csv", "classes": [],
+                            "ordinal": False, "negative_class": ""}, None, {}),
+        "flowers": (flowers, {"source": f"tfds:{FLOWERS}", "tfds_dir": str(flowers_dir), "classes": [],
+                              "ordinal": False, "negative_class": ""}, mock, {"split": {"source_splits": False}}),
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:  # two cores: the stages' start-up and DVC's own work overlap
+        outputs = {name: pool.submit(repro, project, data, env, **sections)
+                   for name, (project, data, env, sections) in runs.items()}
+        return {name: (runs[name][0], output.result()) for name, output in outputs.items()}
+
+
+def test_dvc_repro_on_a_colour_folder_with_a_group_file(reproduced):
+    project, output = reproduced["folder"]
     assert "Running stage 'finetune@MobileNetV3Small'" in output
     index = pd.read_csv(project / "data/interim/index.csv", keep_default_na=False)
     assert set(index["path"]) == files_on_disk(project / "photos") - {"groups.csv"}
@@ -239,14 +259,8 @@ def test_dvc_repro_on_a_colour_folder_with_a_group_file(tmp_path):
     check_outputs(project, n_classes=3, channels=3)
 
 
-def test_dvc_repro_on_mocked_oxford_flowers(flowers_dir, tmp_path):
-    """TFDS' mock repeats the same examples in train, validation and test: used as they come, those splits would
-    leak (the unit test above counts it), so this run re-splits them, keeping each image and its twins together."""
-    project = tmp_path / "project"
-    env = {"PIPELINE_TFDS_MOCK": str(flowers_dir), "PIPELINE_TFDS_EXAMPLES": "40",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/tfds_mock"), os.environ.get("PYTHONPATH", "")])}
-    repro(project, {"source": f"tfds:{FLOWERS}", "tfds_dir": str(flowers_dir), "classes": [], "ordinal": False,
-                    "negative_class": ""}, env, split={"source_splits": False})
+def test_dvc_repro_on_mocked_oxford_flowers(reproduced):
+    project, _ = reproduced["flowers"]
     index = pd.read_csv(project / "data/interim/index.csv", keep_default_na=False)
     assert len(index) == 3 * 40 and set(index["path"]) == files_on_disk(project / "data/interim/images")
     assert set(index["source_split"]) == {"train", "val", "test"}

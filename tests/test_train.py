@@ -204,25 +204,6 @@ def test_strategy_mirrors_over_the_gpus_else_the_cpus_when_there_are_several(mon
         assert strategy is tf.distribute.get_strategy() and made == []
 
 
-def test_committed_params_fine_tune_in_mixed_precision_when_a_gpu_is_visible(tfrecords, trained, tmp_path, monkeypatch):
-    """params.yaml's `mixed_precision: auto` needs no change on a GPU: one (faked) GPU in view, the model is float16."""
-    features_dir, model_dir, _ = trained
-    shutil.copytree(model_dir, tmp_path / "models")
-    committed = raw_params()["fine_tune"]["mixed_precision"]
-    params = tiny_params()
-    params = params.model_copy(update={"fine_tune": params.fine_tune.model_copy(update={"mixed_precision": committed})})
-    saved, save_model = [], finetune_stage.save_model
-    monkeypatch.setattr(finetune_stage, "save_model", lambda model, path: saved.append(model) or save_model(model, path))
-    fake_devices(monkeypatch, gpus=1)
-    try:
-        meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
-                         get_backbone(BACKBONE), params)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert meta["mixed_precision"] is True and meta["replicas"] == 1
-    assert {layer.dtype_policy.compute_dtype for layer in base_of(saved[0]).layers if layer.weights} == {"float16"}
-
-
 def test_unfreeze_top_leaves_batch_norm_frozen():
     keras.utils.set_random_seed(0)
     base = get_backbone(BACKBONE).constructor(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
@@ -347,9 +328,12 @@ def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("switch", [{"mixed_precision": "on"}, {"xla": True}], ids=["mixed_float16", "xla"])
-def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, tmp_path, monkeypatch, switch):
-    """One tiny `fit` with the switch on (on the CPU here): the model it saves computes as asked and predicts."""
+@pytest.mark.parametrize("switch, gpus", [({"mixed_precision": raw_params()["fine_tune"]["mixed_precision"]}, 1),
+                                          ({"xla": True}, 0)], ids=["committed-params-on-a-gpu", "xla"])
+def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, tmp_path, monkeypatch, switch, gpus):
+    """One tiny `fit` with the switch on (on the CPU here): the model it saves computes as asked and predicts.
+    params.yaml's `mixed_precision` needs no change on a GPU: with one (faked) GPU in view, it is float16."""
+    fake_devices(monkeypatch, gpus=gpus)
     features_dir, model_dir, _ = trained
     shutil.copytree(model_dir, tmp_path / "models")
     saved, save_model = [], finetune_stage.save_model
@@ -366,8 +350,8 @@ def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, 
                          get_backbone(BACKBONE), params)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    mixed, xla = switch.get("mixed_precision") == "on", switch.get("xla", False)
-    assert (meta["mixed_precision"], meta["xla"], meta["epochs_run"]) == (mixed, xla, 1)
+    mixed, xla = gpus > 0, switch.get("xla", False)
+    assert (meta["mixed_precision"], meta["xla"], meta["epochs_run"], meta["replicas"]) == (mixed, xla, 1, 1)
     model = saved[0]
     assert model.jit_compile is xla
     compute = {layer.dtype_policy.compute_dtype for layer in base_of(model).layers if layer.weights}
