@@ -91,7 +91,17 @@ def test_sigterm_to_the_process_group_mid_scan_exits_143_promptly(tmp_path):
     assert status in (143, -signal.SIGTERM)
 
 
-def test_ctrl_c_mid_scan_exits_130_with_one_line(tmp_path):
+@pytest.fixture
+def sigint_reaches_children():
+    """SIGINT for the stages this test starts as a terminal's Ctrl-C finds it, also when the tests run in the
+    background: a non-interactive shell starts background jobs with SIGINT ignored, and an ignored signal stays
+    ignored in every child, whereas a handler is reset to the default when a child starts a program."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_scan_exits_130_with_one_line(tmp_path, sigint_reaches_children):
     status, stderr = signal_mid_scan(tmp_path, signal.SIGINT)
     assert status == 130 and "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].endswith("interrupted")
