@@ -81,7 +81,7 @@ def weights_path(backbone: Backbone, weights: str, size: int) -> Path | None:
         return imagenet_weights(backbone, size)
     path = Path(weights)
     if not path.is_file():
-        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path in pretrained/")
+        raise PipelineError(f"weights file {weights} not found; params.yaml weights takes imagenet, none or a path")
     return path
 
 
