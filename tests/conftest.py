@@ -7,10 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 import yaml
 
@@ -38,6 +41,18 @@ TINY_TRAINING = {
     "augment": {"views": 1},
     "evaluate": {"bootstrap": 20, "latency_runs": 2},
 }
+
+SCRATCH_NEEDED = 2**30  # the most the suite holds in the temporary folder at once, measured: BENCHMARKS.md
+
+
+def pytest_sessionstart(session):
+    """One line first on the space and memory the suite has, so that a CI log shows them whatever happens next."""
+    scratch, memory = Path(tempfile.gettempdir()), psutil.virtual_memory().available
+    free = shutil.disk_usage(scratch).free
+    line = f"scratch space: {free / 2**30:.1f} GiB free in {scratch}; memory: {memory / 2**30:.1f} GiB available"
+    if free < SCRATCH_NEEDED:
+        line += f"; the suite holds up to {SCRATCH_NEEDED / 2**30:.0f} GiB there at once: expect 'No space left on device'"
+    session.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
 
 
 def raw_params(**sections) -> dict:
@@ -125,6 +140,17 @@ def init_project(project: Path) -> None:
             shutil.copy(source, project / name)
     write_params(project)
     commit(project, "project")  # dvclive, like any DVC project, needs a commit to stand on
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory) -> Iterator[Path]:
+    """A folder for one module's shared projects, removed after its last test unless one of them failed: with
+    pyproject's tmp_path_retention_policy for each test's own tmp_path, the suite's scratch space stays near what
+    the largest module needs rather than the sum of them all (a CI machine's disk may be small)."""
+    folder, failed = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]), request.session.testsfailed
+    yield folder
+    if request.session.testsfailed == failed:
+        shutil.rmtree(folder, ignore_errors=True)  # as pytest removes a passed test's tmp_path
 
 
 def copy_project(source: Path, parent: Path) -> Path:

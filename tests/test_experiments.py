@@ -43,9 +43,9 @@ def wait_for_queue(project: Path, seconds: float = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def experiments(built_project, tmp_path_factory) -> Iterator[tuple[Path, list[str]]]:
+def experiments(built_project, module_tmp) -> Iterator[tuple[Path, list[str]]]:
     """A one-backbone copy of the project pushed to a bare git origin, with a fine_tune_lr grid queued and run."""
-    project = copy_project(built_project, tmp_path_factory.mktemp("experiments"))
+    project = copy_project(built_project, module_tmp)
     edit_params(project, backbones=[BACKBONE])
     run(["dvc", "repro"], project)
     commit(project, "one backbone")

@@ -33,8 +33,8 @@ from tests.conftest import (
 
 
 @pytest.fixture(scope="module")
-def project(built_project, tmp_path_factory) -> Path:
-    return copy_project(built_project, tmp_path_factory.mktemp("project"))
+def project(built_project, module_tmp) -> Path:
+    return copy_project(built_project, module_tmp)
 
 
 def test_repro_writes_every_output(project):

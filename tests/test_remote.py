@@ -34,9 +34,9 @@ def clone(project: Path, name: str = "clone") -> Path:
 
 
 @pytest.fixture(scope="module")
-def pushed(built_project, tmp_path_factory) -> Path:
+def pushed(built_project, module_tmp) -> Path:
     """A copy of the built project whose outputs and run-cache were pushed to its default remote."""
-    project = copy_project(built_project, tmp_path_factory.mktemp("local-remote"))
+    project = copy_project(built_project, module_tmp)
     output = run(["dvc", "push", "--run-cache"], project)
     assert "pushed" in output, output
     return project
@@ -66,8 +66,8 @@ def test_models_are_registered_artifacts(pushed):
     assert target.read_bytes() == (pushed / f"models/{backbone}/model.keras").read_bytes()
 
 
-def test_push_and_pull_through_s3(built_project, tmp_path_factory, s3_endpoint):
-    project = copy_project(built_project, tmp_path_factory.mktemp("s3-remote"))
+def test_push_and_pull_through_s3(built_project, tmp_path, s3_endpoint):
+    project = copy_project(built_project, tmp_path)
     run(["dvc", "remote", "add", "--default", "s3", f"s3://{BUCKET}/demo"], project)
     run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3_endpoint], project)
     commit(project, "s3 remote")
@@ -102,10 +102,9 @@ def partial_files(project: Path) -> list[Path]:
     return sorted((project / "models").rglob(".partial-*"))
 
 
-def test_sigterm_while_a_model_is_saved_keeps_the_older_model_and_leaves_nothing_partial(built_project,
-                                                                                         tmp_path_factory):
+def test_sigterm_while_a_model_is_saved_keeps_the_older_model_and_leaves_nothing_partial(built_project, tmp_path):
     """A real `train` process, killed while save_model writes its head over an older one: the older head stays."""
-    project = copy_project(built_project, tmp_path_factory.mktemp("kill"))
+    project = copy_project(built_project, tmp_path)
     backbone = BACKBONES[0]
     head = project / f"models/{backbone}/head.keras"
     edit_params(project, lr=0.0005)  # the run would write another head than the one in place

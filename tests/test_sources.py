@@ -222,11 +222,11 @@ def check_outputs(project: Path, n_classes: int, channels: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def reproduced(flowers_dir, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
     """The two end-to-end runs, {name: (project, DVC's output)}, run at once: a colour folder with a group CSV, and
     the mocked Flowers. TFDS' mock repeats the same examples in train, validation and test: used as they come,
     those splits would leak (the unit test above counts it), so that run re-splits them, keeping twins together."""
-    folder = tmp_path_factory.mktemp("folder") / "project"
+    folder = module_tmp / "folder"
     groups = {}
     for rank, name in enumerate(("cat", "dog", "fish")):
         for number in range(12):
@@ -234,7 +234,7 @@ def reproduced(flowers_dir, tmp_path_factory) -> dict[str, tuple[Path, str]]:
             save(folder / "photos" / path, colour_image(100 * rank + number, size=48))
             groups[path] = f"{name}-patient{number // 2}"
     write_groups(folder / "photos/groups.csv", groups)
-    flowers = tmp_path_factory.mktemp("flowers") / "project"
+    flowers = module_tmp / "flowers"
     mock = {"PIPELINE_TFDS_MOCK": str(flowers_dir), "PIPELINE_TFDS_EXAMPLES": "40",
             "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/tfds_mock"), os.environ.get("PYTHONPATH", "")])}
     runs = {
