@@ -1,7 +1,6 @@
 """Account for every file of an MRI archive and trace copies to their sources and subjects."""
 
 import functools
-import hashlib
 import itertools
 import logging
 import mmap
@@ -11,8 +10,8 @@ import signal
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
-from multiprocessing.connection import wait
 from dataclasses import dataclass, replace
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import DedupeParams
 from pipeline.imaging.reader import InvalidImage, decode_full_and_reduced, is_image_name, not_a_file
-from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, reduce
+from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, pixel_digest, reduce
 from pipeline.mri.layout import FoundFile, count_on_disk, find_files
 from pipeline.mri.matching import match_copies
 from pipeline.mri.subjects import fits_a_name_rule, group_subjects
@@ -244,7 +243,7 @@ def _scan_batch(number: int) -> list[tuple[str, str]]:
             results.append(("", str(error)))
             continue
         reduced[position] = reduce(scaled, frame)
-        results.append((_digest(np.asarray(full)), ""))
+        results.append((pixel_digest(np.asarray(full)), ""))
     if reduced:
         prints = fingerprints(np.stack(list(reduced.values())), angles)
         rows = start + np.fromiter(reduced, int, len(reduced))
@@ -254,10 +253,6 @@ def _scan_batch(number: int) -> list[tuple[str, str]]:
             if blank:
                 results[position] = ("", blank)
     return results
-
-
-def _digest(pixels: np.ndarray) -> str:
-    return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 
 def reference_shape(originals: list[Path]) -> tuple[int, int]:

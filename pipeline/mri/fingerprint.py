@@ -15,9 +15,11 @@ Two things are read in that frame:
   changes the signs of its parts (FLIP_SIGNS), so all four flips cost one dot product.
 
 Scans are fingerprinted in batches of one frame, each step one array operation over the batch;
-no scan's result depends on the others in its batch.
+no scan's result depends on the others in its batch. Exact copies need none of this: their decoded
+pixels are the same (`pixel_digest`), whichever source they come from.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,11 @@ class Fingerprints:
     keys: np.ndarray  # float32 (n, KEY_SIZE), each unit norm
     views: np.ndarray  # float32 (n, n_angles, VIEW_SIZE) in mirror parts, each zero-mean and unit norm
     blank: list[str]  # per scan, why no brain was found in it; '' when one was
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """Equal for two decoded images exactly when they are pixel-identical: a digest of the pixels and their shape."""
+    return hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
 
 
 def frame_shape(reference: tuple[int, int]) -> tuple[int, int]:

@@ -112,10 +112,11 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
 
 def _inside(groups_file: Path, root: Path) -> str:
     """The group CSV's path inside the folder; outside it, DVC would not see it change, so it is refused."""
-    if not groups_file.resolve().is_relative_to(root.resolve()):
+    path, folder = groups_file.resolve(), root.resolve()
+    if not path.is_relative_to(folder):
         raise PipelineError(f"data.groups {groups_file} is outside data.archive {root}: move it into that folder, "
                             "which dedupe depends on, so that a changed CSV reruns dedupe")
-    return groups_file.resolve().relative_to(root.resolve()).as_posix()
+    return path.relative_to(folder).as_posix()
 
 
 def _group_report(groups: dict[str, str], usable: list[IndexRow], found: set[str]) -> dict:

@@ -1,6 +1,5 @@
 """Reading a source's images once: what each file is, and which ones are pixel-identical."""
 
-import hashlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -9,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.imaging.reader import InvalidImage, has_colour, read_image
+from pipeline.mri.fingerprint import pixel_digest
 from pipeline.tables.index import IndexRow
 
 READERS = 2  # threads decoding images (Pillow releases the GIL while it decodes)
@@ -33,9 +33,7 @@ def _read(path: Path) -> Pixels:
         pixels = read_image(path, channels=3)
     except InvalidImage as error:
         return Pixels(reason=str(error))
-    digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-    return Pixels(digest=digest, colour=has_colour(pixels))
-
+    return Pixels(digest=pixel_digest(pixels), colour=has_colour(pixels))
 
 def set_aside_unreadable(rows: list[IndexRow], pixels: dict[str, Pixels]) -> list[IndexRow]:
     """The rows whose file the reader refused, `rejected` with its reason (and no source or subject)."""
