@@ -51,7 +51,7 @@ def pytest_sessionstart(session):
     free = shutil.disk_usage(scratch).free
     line = f"scratch space: {free / 2**30:.1f} GiB free in {scratch}; memory: {memory / 2**30:.1f} GiB available"
     if free < SCRATCH_NEEDED:
-        line += f"; the suite holds up to {SCRATCH_NEEDED / 2**30:.0f} GiB there at once: expect 'No space left on device'"
+        line += f"; the suite holds up to {SCRATCH_NEEDED / 2**30:.0f} GiB there: expect 'No space left on device'"
     session.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
 
 
