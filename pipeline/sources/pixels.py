@@ -35,6 +35,7 @@ def _read(path: Path) -> Pixels:
         return Pixels(reason=str(error))
     return Pixels(digest=pixel_digest(pixels), colour=has_colour(pixels))
 
+
 def set_aside_unreadable(rows: list[IndexRow], pixels: dict[str, Pixels]) -> list[IndexRow]:
     """The rows whose file the reader refused, `rejected` with its reason (and no source or subject)."""
     return [replace(row, status="rejected", reason=pixels[row.path].reason, source="", subject="")
