@@ -19,6 +19,7 @@ from PIL import Image
 import pipeline.__main__ as cli
 from pipeline.__main__ import exit_on_sigterm
 from pipeline.core import paths
+from pipeline.mri.forking import frozen_for_fork
 from tests.conftest import ROOT, raw_params
 
 
@@ -38,7 +39,7 @@ def test_sigterm_raises_system_exit_in_the_stage_process(stage_handler):
 
 
 def test_forked_workers_get_the_default_sigterm_back(stage_handler):
-    with multiprocessing.get_context("fork").Pool(2) as pool:  # a pool stops its workers with SIGTERM
+    with frozen_for_fork(), multiprocessing.get_context("fork").Pool(2) as pool:  # it stops its workers by SIGTERM
         dispositions = pool.map(signal.getsignal, [signal.SIGTERM] * 4)
     assert dispositions == [signal.SIG_DFL] * 4
 

@@ -23,6 +23,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.params import DedupeParams
 from pipeline.imaging.reader import InvalidImage, decode_full_and_reduced, is_image_name, not_a_file
 from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, pixel_digest, reduce
+from pipeline.mri.forking import frozen_for_fork
 from pipeline.mri.layout import FoundFile, count_on_disk, find_files
 from pipeline.mri.matching import match_copies
 from pipeline.mri.subjects import fits_a_name_rule, group_subjects
@@ -136,12 +137,13 @@ def _forked(count: int):
     context = multiprocessing.get_context("fork")
     links, processes = [], []
     try:
-        for _ in range(count):
-            link, worker_end = context.Pipe()
-            processes.append(context.Process(target=_work, args=(worker_end, [*links, link]), daemon=True))
-            processes[-1].start()
-            worker_end.close()
-            links.append(link)
+        with frozen_for_fork():
+            for _ in range(count):
+                link, worker_end = context.Pipe()
+                processes.append(context.Process(target=_work, args=(worker_end, [*links, link]), daemon=True))
+                processes[-1].start()
+                worker_end.close()
+                links.append(link)
         yield links
     finally:
         for process in processes:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from pipeline.core.files import replacing
 from pipeline.core.params import SynthParams
 from pipeline.mri.anatomy import atrophy_range, load_template, subject_slices
+from pipeline.mri.forking import frozen_for_fork
 from pipeline.mri.layout import ORIGINAL_PREFIXES, archive_folders
 
 TRUTH_COLUMNS = ("path", "kind", "label", "source", "subject")
@@ -39,7 +40,7 @@ def write_archive(root: Path, classes: tuple[str, ...], synth: SynthParams) -> l
     streams = np.random.SeedSequence(synth.seed).spawn(len(classes))
     jobs = [(root, rank, len(classes), synth, stream) for rank, stream in enumerate(streams)]
     jobs.sort(key=lambda job: -synth.subjects[job[1]][1])  # the largest classes start first
-    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+    with frozen_for_fork(), ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
         by_rank = dict(zip((job[1] for job in jobs), pool.map(_write_class, *zip(*jobs))))
     truth = [row for rank in sorted(by_rank) for row in by_rank[rank]]
     truth += _write_duplicates(root, [row for row in truth if row.kind == "copy"], synth.duplicates, synth.seed)
