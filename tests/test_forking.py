@@ -1,8 +1,14 @@
 """The mri stages' worker processes, forked from a process that has run TensorFlow (a test, a notebook)."""
 
+import os
+import signal
 import subprocess
 import sys
 
+import pytest
+
+from pipeline.core.errors import PipelineError
+from pipeline.mri.dedupe import _mapper
 from tests.conftest import ROOT, files_on_disk
 
 AFTER_KERAS = """
@@ -36,3 +42,15 @@ def test_synth_and_dedupe_workers_fork_from_a_process_that_trained_a_keras_model
     found = len(files_on_disk(tmp_path / "archive"))
     assert done.stdout.split() == [str(found), str(found)], done.stdout
 
+
+def killed_at_three(number: int) -> int:
+    if number == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return number
+
+
+def test_a_dedupe_worker_that_dies_is_one_error_saying_what_to_do():
+    """Killed with jobs still in its pipe, a worker's end is a reset connection to the stage, not an end of file."""
+    with _mapper(2) as mapper, pytest.raises(PipelineError, match=r"^a dedupe worker process died \(out of memory\?\); "
+                                                                  "rerun with dedupe.workers: 1"):
+        list(mapper(killed_at_three, range(40)))

@@ -179,28 +179,28 @@ def _ordered_map(links: list, function, numbers: Iterable[int]):
     numbers = list(numbers)
     upcoming = iter(numbers)
     busy = Counter()
-    for link in links:
-        for number in itertools.islice(upcoming, IN_FLIGHT):
-            link.send((function, number))
-            busy[link] += 1
-    done, position = {}, 0
-    while position < len(numbers):
-        for link in wait([link for link in links if busy[link]]):
-            try:
-                number, result, error = link.recv()
-            except EOFError:
-                raise PipelineError("a dedupe worker process died (out of memory?); "
-                                    "rerun with dedupe.workers: 1 to see the file it stopped at") from None
-            if error is not None:
-                raise error
-            done[number] = result
-            busy[link] -= 1
-            for following in itertools.islice(upcoming, 1):
-                link.send((function, following))
+    try:
+        for link in links:
+            for number in itertools.islice(upcoming, IN_FLIGHT):
+                link.send((function, number))
                 busy[link] += 1
-        while position in done:
-            yield done.pop(position)
-            position += 1
+        done, position = {}, 0
+        while position < len(numbers):
+            for link in wait([link for link in links if busy[link]]):
+                number, result, error = link.recv()
+                if error is not None:
+                    raise error
+                done[number] = result
+                busy[link] -= 1
+                for following in itertools.islice(upcoming, 1):
+                    link.send((function, following))
+                    busy[link] += 1
+            while position in done:
+                yield done.pop(position)
+                position += 1
+    except (EOFError, ConnectionError):  # its pipe ended, was reset or broke: the worker is gone
+        raise PipelineError("a dedupe worker process died (out of memory?); "
+                            "rerun with dedupe.workers: 1 to see the file it stopped at") from None
 
 
 def _keep_freed_memory() -> None:
