@@ -36,8 +36,10 @@ repro: $(STAMP)
 serve: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" python -m pipeline serve
 
+# Two pytest-xdist workers, a test file each at a time (a file's tests share its fixtures); conftest builds the
+# shared DVC project once for both. Measured on 2 cores: BENCHMARKS.md, "The test suite".
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 # tests/test_plots_page.py and tests/test_web.py render pages in Debian's Chromium (Playwright drives it;
 # `playwright install` is never needed). Installing it needs root:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import filelock
 import psutil
 import pytest
 import yaml
@@ -42,16 +43,18 @@ TINY_TRAINING = {
     "evaluate": {"bootstrap": 20, "latency_runs": 2},
 }
 
-SCRATCH_NEEDED = 2**30  # the most the suite holds in the temporary folder at once, measured: BENCHMARKS.md
+SCRATCH_NEEDED = 1.2 * 2**30  # the most the suite holds in the temporary folder at once, measured: BENCHMARKS.md
 
 
 def pytest_sessionstart(session):
     """One line first on the space and memory the suite has, so that a CI log shows them whatever happens next."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller writes the line
     scratch, memory = Path(tempfile.gettempdir()), psutil.virtual_memory().available
     free = shutil.disk_usage(scratch).free
     line = f"scratch space: {free / 2**30:.1f} GiB free in {scratch}; memory: {memory / 2**30:.1f} GiB available"
     if free < SCRATCH_NEEDED:
-        line += f"; the suite holds up to {SCRATCH_NEEDED / 2**30:.0f} GiB there: expect 'No space left on device'"
+        line += f"; the suite holds up to {SCRATCH_NEEDED / 2**30:.1f} GiB there: expect 'No space left on device'"
     session.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
 
 
@@ -159,10 +162,16 @@ def copy_project(source: Path, parent: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory) -> Path:
-    """The tiny project after `dvc repro`; tests that change it work on a copy_project of it."""
-    project = tmp_path_factory.mktemp("built") / "repo"
-    build_project(project)
+def built_project(tmp_path_factory, worker_id) -> Path:
+    """The tiny project after `dvc repro`, built once for all xdist workers (the first to ask builds it, under a
+    file lock; the others wait); tests that change it work on a copy_project of it."""
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    project, built = shared / "built" / "repo", shared / "built" / "done"
+    with filelock.FileLock(shared / "built.lock"):
+        if not built.exists():
+            shutil.rmtree(project, ignore_errors=True)  # what a failed build in another worker left
+            build_project(project)
+            built.touch()
     return project
 
 
