@@ -1,7 +1,6 @@
 """Signals: SIGTERM and Ctrl-C stop a stage promptly through its cleanup, whatever its workers are doing."""
 
 import importlib
-import multiprocessing
 import os
 import shutil
 import signal
@@ -19,7 +18,6 @@ from PIL import Image
 import pipeline.__main__ as cli
 from pipeline.__main__ import exit_on_sigterm
 from pipeline.core import paths
-from pipeline.mri.forking import frozen_for_fork
 from tests.conftest import ROOT, raw_params
 
 
@@ -38,10 +36,27 @@ def test_sigterm_raises_system_exit_in_the_stage_process(stage_handler):
     assert stop.value.code == 128 + signal.SIGTERM
 
 
-def test_forked_workers_get_the_default_sigterm_back(stage_handler):
-    with frozen_for_fork(), multiprocessing.get_context("fork").Pool(2) as pool:  # it stops its workers by SIGTERM
-        dispositions = pool.map(signal.getsignal, [signal.SIGTERM] * 4)
-    assert dispositions == [signal.SIG_DFL] * 4
+FORKED_POOL = """
+import multiprocessing, signal
+from pipeline.__main__ import exit_on_sigterm
+def sigterm_handler(_):
+    handler = signal.getsignal(signal.SIGTERM)
+    return "default" if handler is signal.SIG_DFL else handler.__qualname__
+exit_on_sigterm()
+with multiprocessing.get_context("fork").Pool(2) as pool:  # a pool stops its workers with SIGTERM
+    print(*pool.map(sigterm_handler, range(4)), "stage:", sigterm_handler(None))
+"""
+
+
+def test_forked_workers_get_the_default_sigterm_back():
+    """In a process of its own, as a stage is. Forked from a pytest-xdist worker that had run TensorFlow, one of
+    this pool's two workers was lost (twice, the garbage fix in place the second time), and the pool waited forever."""
+    done = subprocess.run([sys.executable, "-c", FORKED_POOL], check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    workers, stage = done.stdout.split(" stage: ")
+    assert workers.split() == ["default"] * 4
+    assert stage.split() == ["exit_on_sigterm.<locals>.<lambda>"]
 
 
 def slow_archive(root: Path) -> Path:
