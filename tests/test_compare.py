@@ -417,7 +417,7 @@ def test_an_evaluation_without_val_scores_stops_the_comparison():
     frames = {name: predictions(name, 1.0) for name in BACKBONES[:2]}
     evaluations = {name: evaluation(frame, 0) for name, frame in frames.items()}
     del evaluations[BACKBONES[1]]["val"]
-    with pytest.raises(PipelineError, match=f"no val balanced accuracy.*evaluate@{BACKBONES[1]}"):
+    with pytest.raises(PipelineError, match=f"no val balanced accuracy for {BACKBONES[1]}.*compare.reference"):
         summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
 
 

@@ -40,14 +40,16 @@ def tiny_model(centre: float = 32) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def write_test_split(root: Path, classes_present: tuple[str, ...]) -> None:
-    """Two subjects of three noisy flat slices per class in test, and one in val, as TFRecords under data/tfrecords."""
+def write_test_split(root: Path, classes_present: tuple[str, ...], splits: tuple[str, ...] = ("test", "test", "val")
+                     ) -> None:
+    """Two subjects of three noisy flat slices per class in test, and one in val (by default), as TFRecords under
+    data/tfrecords."""
     rng = np.random.default_rng(0)
     rows = []
     for k, label in enumerate(CLASSES):
         if label not in classes_present:
             continue
-        for subject, split in enumerate(("test", "test", "val")):
+        for subject, split in enumerate(splits):
             for slice_ in range(3):
                 path = f"{label}/s{subject}_{slice_}.png"
                 pixels = np.clip(64 * k + 32 + rng.normal(0, 30) + rng.normal(0, 5, (SIZE, SIZE)), 0, 255)
@@ -173,3 +175,10 @@ def test_unordered_classes_get_no_qwk(project):
     report = read_report("tiny")
     assert set(report) == KEYS - {"qwk"} and set(report["subject"]) == HEADLINE - {"qwk"} | {"confusion_matrix"}
     assert set(report["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr"}
+
+
+def test_an_empty_val_split_gets_no_val_scores_and_an_empty_table(project):
+    write_test_split(project, CLASSES, splits=("test", "test"))
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    assert read_report("tiny")["val"] is None
+    assert pd.read_csv("plots/eval/tiny/val_predictions.csv").empty

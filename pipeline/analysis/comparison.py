@@ -113,19 +113,22 @@ def baseline_rows(baselines: dict, metrics: tuple[str, ...]) -> list[dict]:
 
 def pick_reference(evaluations: dict[str, dict], named: str) -> dict:
     """The model every other is tested against, chosen without reading a test score: the backbone `named` in
-    compare.reference, else the highest val balanced accuracy (ties: the first in `backbones`' order)."""
-    val = {}
-    for name, record in evaluations.items():
-        score = (record.get("val") or {}).get("balanced_accuracy")
-        if score is None:
-            raise PipelineError(f"metrics/eval/{name}.json has no val balanced accuracy, which the reference model is "
-                                f"chosen on; rerun dvc repro evaluate@{name}")
-        val[name] = score
-    model = named or max(val, key=val.get)
-    rule = ("named in `compare.reference` before the run" if named else
-            "the highest val balanced accuracy among the backbones (ties: the first in `backbones`)")
-    return {"model": model, "rule": rule, "val_balanced_accuracy": val[model],
-            "val_images": evaluations[model]["val"]["images"], "val_subjects": evaluations[model]["val"]["subjects"]}
+    compare.reference, the only backbone, else the highest val balanced accuracy (ties: the first in `backbones`)."""
+    val = {name: (record.get("val") or {}).get("balanced_accuracy") for name, record in evaluations.items()}
+    if named or len(val) == 1:
+        model = named or next(iter(val))
+        rule = "named in `compare.reference` before the run" if named else "the only backbone compared"
+    else:
+        unscored = [name for name, score in val.items() if score is None]
+        if unscored:
+            raise PipelineError(f"no val balanced accuracy for {', '.join(unscored)} (metrics/eval/<backbone>.json), "
+                                "which the reference model is chosen on: rerun dvc repro evaluate@"
+                                f"{unscored[0]}, or, when the val split is empty, name it in compare.reference")
+        model = max(val, key=val.get)
+        rule = "the highest val balanced accuracy among the backbones (ties: the first in `backbones`)"
+    scored = evaluations[model].get("val") or {}
+    return {"model": model, "rule": rule, "val_balanced_accuracy": val[model], "val_images": scored.get("images", 0),
+            "val_subjects": scored.get("subjects", 0)}
 
 
 def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame],
@@ -152,7 +155,8 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
                                        ordinal=ordinal)
             val_mixed = ensemble([val_probabilities[member] for member in backbones], mix)
             records[name] = {**ensemble_record(list(evaluations.values()), scores),
-                             "val": headline_metrics(val_labels, val_mixed, ordinal=ordinal)}
+                             "val": headline_metrics(val_labels, val_mixed, ordinal=ordinal) if len(val_labels)
+                             else None}
             rows.append(model_row(name, "ensemble", records[name], sum(seconds.values()), metrics))
     if baselines:
         rows += baseline_rows(baselines, metrics)

@@ -101,9 +101,11 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
 def pick(summary: dict) -> str:
     """The reference model and the rule that chose it, which never reads a test score."""
     reference = summary["reference"]
+    score = ("" if reference["val_balanced_accuracy"] is None else
+             f" ({reference['val_balanced_accuracy']:.3f} on {reference['val_images']} val images of "
+             f"{reference['val_subjects']} subjects)")
     return (f"**Reference model: {reference['model']}**, chosen before the test split was read: "
-            f"{reference['rule']} ({reference['val_balanced_accuracy']:.3f} on {reference['val_images']} val images "
-            f"of {reference['val_subjects']} subjects). Every other model is tested against it below; no model is "
+            f"{reference['rule']}{score}. Every other model is tested against it below; no model is "
             "called best for its test score, which would favour whichever one the test split's luck favours.\n")
 
 

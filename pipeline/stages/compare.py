@@ -50,8 +50,8 @@ def main(params: Params) -> None:
     origin["shared_images"] = read_json(paths.SPLIT_METRICS, "split").get("shared_images")  # own splits only
     write_outputs(summary, origin, paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
     reference = summary["reference"]
-    log.info("reference model %s (%s: val balanced accuracy %.3f); wrote %s, %s/ and %s", reference["model"],
-             reference["rule"], reference["val_balanced_accuracy"], paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)
+    log.info("reference model %s (%s); wrote %s, %s/ and %s", reference["model"], reference["rule"], paths.SUMMARY,
+             paths.COMPARE_PLOTS, paths.REPORT)
 
 
 def seconds_sources(backbone: str) -> dict[str, Path]:

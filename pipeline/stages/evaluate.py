@@ -33,9 +33,14 @@ def main(params: Params, backbone: str) -> None:
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
-    val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
-    report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
-                                      ordinal=params.data.ordinal)
+    val_predictions, report["val"] = predictions.iloc[:0], None
+    if read_meta(paths.TFRECORDS)["counts"]["val"]:
+        val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
+        report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
+                                          ordinal=params.data.ordinal)
+    else:
+        log.warning("the val split has no images: no val scores, so compare needs compare.reference to name "
+                    "the reference model when it compares several backbones")
     shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
@@ -53,8 +58,9 @@ def main(params: Params, backbone: str) -> None:
     write_csv(paths.confusion(backbone), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
     write_csv(paths.roc(backbone), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
-    log.info("%s on %d val images of %d subjects: balanced accuracy %.3f", backbone, report["val"]["images"],
-             report["val"]["subjects"], report["val"]["balanced_accuracy"])
+    if report["val"]:
+        log.info("%s on %d val images of %d subjects: balanced accuracy %.3f", backbone, report["val"]["images"],
+                 report["val"]["subjects"], report["val"]["balanced_accuracy"])
     log.info("%s on %d test images of %d subjects: accuracy %.3f, balanced accuracy %.3f, macro-F1 %.3f",
              backbone, report["test_images"], report["test_subjects"], report["accuracy"],
              report["balanced_accuracy"], report["macro_f1"])
