@@ -154,7 +154,7 @@ def test_bootstrap_resamples_whole_subjects_within_their_class_and_uses_every_re
     assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and used == 100
     # One class only: ROC AUC (and QWK) are undefined on every resample, so none is used.
     assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0, ordinal=True) \
-        == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")), 0)
+        == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "ece", "qwk")), 0)
 
 
 def test_classes_with_one_test_subject_are_named():

@@ -30,7 +30,7 @@ from sklearn.metrics import (
 
 ECE_BINS = 15
 CHUNK_CELLS = 2**22  # the subject bootstrap scores resamples in chunks of at most this many floats per array (32 MB)
-CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr")
+CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "ece")
 ORDINAL_METRICS = ("qwk",)
 log = logging.getLogger(__name__)
 
