@@ -245,6 +245,16 @@ def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
     assert np.percentile(values, 3.5) != np.percentile(values, 2.5)  # the interval's ends are pinned
 
 
+def test_subject_bootstrap_in_small_chunks_gives_the_same_intervals(monkeypatch):
+    labels, probabilities, subjects = synthetic(12, seed=4)
+    whole = subject_bootstrap(labels, probabilities, subjects, 50, seed=2, ordinal=True)
+    monkeypatch.setattr("pipeline.analysis.metrics.CHUNK_CELLS", 7 * 96)  # 96 rank columns: 7 resamples a chunk
+    chunked = subject_bootstrap(labels, probabilities, subjects, 50, seed=2, ordinal=True)
+    assert chunked[1] == whole[1] == 50
+    for name, interval in whole[0].items():
+        assert chunked[0][name] == pytest.approx(interval, abs=1e-12), name
+
+
 def test_stratified_draws_keep_every_class_and_its_number_of_subjects():
     strata = np.array([2, 0, 2, 2, 5, 0, 2])  # class 5 has one subject, classes 1, 3 and 4 none
     draws = stratified_draws(strata, 200, seed=1)
