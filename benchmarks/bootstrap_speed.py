@@ -105,7 +105,7 @@ def main() -> None:
             call = partial(function, labels, probabilities, subjects, resamples, 42, ordinal=ordinal)
             taken, (_, used) = timed(call, 1 if code == "before" and name == "Flowers" else args.repeats)
             scaled = "" if resamples == args.resamples else " (scaled)"
-            print(f"| {name} | {code} | {resamples} | {taken:.2f} | {taken * 1000 / resamples:.2f}{scaled} | "
+            print(f"| {name} | {code} | {resamples} | {taken:.3f} | {taken * 1000 / resamples:.3f}{scaled} | "
                   f"{peak_mb(call):.1f} | {used} of {resamples} |")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
