@@ -11,6 +11,8 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.stats.multitest import multipletests
 
+from pipeline.analysis.metrics import balanced_accuracies, per_subject, stratified_draws, subject_classes
+
 EXACT_SUBJECTS = 16  # up to this many subjects the permutation test enumerates every swap (2**16 rows)
 
 
@@ -29,30 +31,22 @@ def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: n
                      n_resamples: int, seed: int) -> dict:
     """Balanced accuracy of a minus b, and its 95% percentile interval over subjects resampled for both at once.
 
-    Resamples are drawn as the eval intervals' are (same seed, same draws), and one is used only if it
-    holds every class the full set holds; `share_not_better` is the share of used resamples where a does
-    not beat b.
+    Resamples are the eval intervals' (same seed, same draws: subjects drawn within their class), and all are
+    used; `share_not_better` is the share of resamples where a does not beat b.
     """
     _, groups = np.unique(subjects, return_inverse=True)
-    n_groups = groups.max() + 1
-    totals, hits_a, hits_b = (_per_subject_class(groups, labels, weights)
+    totals, hits_a, hits_b = (per_subject(groups, labels, labels.max() + 1, weights)
                               for weights in (None, predicted_a == labels, predicted_b == labels))
-    present = totals.sum(axis=0) > 0
-    rng = np.random.default_rng(seed)
-    draws = np.array([np.bincount(rng.integers(n_groups, size=n_groups), minlength=n_groups)
-                      for _ in range(n_resamples)]).reshape(n_resamples, n_groups)
-    draws = draws[(draws @ totals > 0)[:, present].all(axis=1)]
-    differences = (_balanced_accuracy(draws, totals, hits_a, present)
-                   - _balanced_accuracy(draws, totals, hits_b, present))
-    everyone = np.ones((1, n_groups))
-    point = (_balanced_accuracy(everyone, totals, hits_a, present)
-             - _balanced_accuracy(everyone, totals, hits_b, present))
-    result = {"difference": float(point[0]), "low": None, "high": None, "share_not_better": None,
-              "resamples_used": len(draws)}
-    if len(draws):
-        low, high = np.percentile(differences, [2.5, 97.5])
-        result.update(low=float(low), high=float(high), share_not_better=float(np.mean(differences <= 0)))
-    return result
+
+    def difference(draws: np.ndarray) -> np.ndarray:
+        truths = draws @ totals
+        return balanced_accuracies(truths, draws @ hits_a) - balanced_accuracies(truths, draws @ hits_b)
+
+    differences = difference(stratified_draws(subject_classes(groups, labels), n_resamples, seed))
+    point = difference(np.ones((1, len(totals))))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"difference": float(point[0]), "low": float(low), "high": float(high),
+            "share_not_better": float(np.mean(differences <= 0)), "resamples_used": n_resamples}
 
 
 def subject_permutation_test(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray,
@@ -66,7 +60,7 @@ def subject_permutation_test(labels: np.ndarray, predicted_a: np.ndarray, predic
     ones are drawn, and p = (1 + hits) / (1 + draws).
     """
     _, groups = np.unique(subjects, return_inverse=True)
-    totals, hits_a, hits_b = (_per_subject_class(groups, labels, weights)
+    totals, hits_a, hits_b = (per_subject(groups, labels, labels.max() + 1, weights)
                               for weights in (None, predicted_a == labels, predicted_b == labels))
     present = totals.sum(axis=0) > 0
     terms = ((hits_a - hits_b)[:, present] / totals.sum(axis=0)[present]).sum(axis=1) / present.sum()
@@ -86,18 +80,6 @@ def subject_permutation_test(labels: np.ndarray, predicted_a: np.ndarray, predic
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment of p-values for several comparisons (statsmodels' `multipletests`)."""
     return multipletests(p_values, method="holm")[1].tolist() if p_values else []
-
-
-def _per_subject_class(groups: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """(subjects, classes) sums of `weights` (counts without them) over each subject's images of each class."""
-    n_groups, n_classes = groups.max() + 1, labels.max() + 1
-    flat = np.bincount(groups * n_classes + labels, weights=weights, minlength=n_groups * n_classes)
-    return flat.reshape(n_groups, n_classes)
-
-
-def _balanced_accuracy(draws: np.ndarray, totals: np.ndarray, hits: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Balanced accuracy per resample, a resample being how often each subject is drawn (one row of `draws`)."""
-    return ((draws @ hits)[:, present] / (draws @ totals)[:, present]).mean(axis=1)
 
 
 def ensemble(probabilities: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
