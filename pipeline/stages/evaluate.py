@@ -29,19 +29,20 @@ def main(params: Params, backbone: str) -> None:
     model = load_model(files.model, backbone)
     meta = read_model_meta(files.meta, backbone)
     infer = inference_function(model)
-    classes = tuple(read_meta(paths.TFRECORDS)["classes"])  # the source's, as preprocess stored them
+    tfrecords_meta = read_meta(paths.TFRECORDS)
+    classes = tuple(tfrecords_meta["classes"])  # the source's, as preprocess stored them
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
     val_predictions, report["val"] = predictions.iloc[:0], None
-    if read_meta(paths.TFRECORDS)["counts"]["val"]:
+    if tfrecords_meta["counts"]["val"]:
         val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
         report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
                                           ordinal=params.data.ordinal)
     else:
         log.warning("the val split has no images: no val scores, so compare needs compare.reference to name "
                     "the reference model when it compares several backbones")
-    shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
+    shape = (tfrecords_meta["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
         pretrained=bool(meta["pretrained"]),
