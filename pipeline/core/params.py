@@ -16,6 +16,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,9 @@ SWITCHES = ("auto", "on", "off")
 KNN_TIES = ("nearest", "shrink", "random")
 MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rotation / rotation_step)
 MAX_DEPTH = 20  # deepest nesting of the YAML file
+# the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
+TUNABLE = ("lr", "epochs", "batch_size", "fine_tune_lr", "fine_tune_epochs", "head.units", "head.dropout", "head.l2",
+           "fine_tune.unfreeze")
 REPR_CHARS = 80  # longest value repr in an error message
 
 
@@ -252,6 +256,11 @@ class Params(_Model):
     compare: CompareParams
     audit: AuditParams
     baselines: BaselinesParams
+    tune: "TuneParams"  # per-backbone overrides of the TUNABLE keys, and how `select` chose them
+
+    def for_backbone(self, name: str) -> "Params":
+        """These params with tune.<name>'s overrides in place: what the backbone's train and finetune stages read."""
+        return _overridden(self, getattr(self.tune, name, None))
 
     @field_validator("weights")
     @classmethod
@@ -282,6 +291,77 @@ class Params(_Model):
             if name not in self.backbones:
                 raise _invalid(f"one of backbones: {', '.join(self.backbones)}", key)
         return self
+
+    @model_validator(mode="after")
+    def _tune_entries(self) -> "Params":
+        for name in self.backbones:  # DVC's train@<name> and finetune@<name> read tune.<name>: it must exist
+            if getattr(self.tune, name) is None:
+                raise _invalid(f"an entry for each of backbones; add `{name}: {{}}` (no overrides) under tune",
+                               f"tune.{name}")
+        return self
+
+
+def _optional(model: type[BaseModel], keys: tuple[str, ...], name: str) -> type[BaseModel]:
+    """A model of `model`'s fields named by dotted `keys`, each optional (absent: not overridden), checked alike."""
+    fields, nested = {}, {}
+    for key in keys:
+        field, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(field, []).append(rest)
+        else:
+            info = model.model_fields[field]
+            fields[field] = (Annotated[(info.annotation, *info.metadata)], Field(None, description=info.description))
+    for field, rests in nested.items():
+        inner = model.model_fields[field].annotation
+        fields[field] = (_optional(inner, tuple(rests), f"{inner.__name__}Tune"), None)
+    return create_model(name, __base__=_Model, **fields)
+
+
+def _overridden(model: BaseModel, overrides: BaseModel | None) -> BaseModel:
+    """`model` with each value `overrides` sets (recursively) in place of its own."""
+    if overrides is None:
+        return model
+    update = {key: _overridden(getattr(model, key), value) if isinstance(value, BaseModel) else value
+              for key, value in overrides if value is not None}
+    return model.model_copy(update=update)
+
+
+class Selection(_Model):
+    at: Text  # when `python -m pipeline select` wrote the entries (UTC)
+    metric: Text  # the val metric it ranked on
+    experiments: _int(1)  # how many runs (the baseline commit and its experiments) it chose among
+
+
+TuneEntry = _optional(Params, TUNABLE, "TuneEntry")
+TuneParams = create_model("TuneParams", __base__=_Model, selected=(Union[Selection, None], ...),
+                          **{name: (TuneEntry, None) for name in BACKBONES})
+Params.model_rebuild()
+
+
+def tuned_values(raw: dict, backbone: str) -> dict[str, Any]:
+    """A backbone's value of each TUNABLE key in a params mapping as loaded: its tune entry's, else the top-level one."""
+    entry = ((raw.get("tune") or {}).get(backbone)) or {}
+    return {key: _get(entry, key, _get(raw, key)) for key in TUNABLE}
+
+
+def nested(values: dict[str, Any]) -> dict:
+    """Dotted keys and their values as the nested mapping params.yaml writes them."""
+    tree: dict = {}
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = value
+    return tree
+
+
+def _get(mapping: dict, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(mapping, dict) or part not in mapping:
+            return default
+        mapping = mapping[part]
+    return mapping
 
 
 class _Loader(yaml.SafeLoader):
