@@ -494,3 +494,31 @@ def _short(value: Any) -> str:
     shortener.maxstring = shortener.maxother = REPR_CHARS
     text = shortener.repr(value)
     return text if len(text) <= REPR_CHARS else text[:REPR_CHARS - 3] + "..."
+
+
+def write_tune(path: Path, entries: dict[str, dict], selected: dict) -> None:
+    """Put tune.<backbone> for each of `entries` and tune.selected into params.yaml, each as one flow mapping in place
+    of its old value; every other byte of the file (comments, other keys, their layout) stays as it was."""
+    text = path.read_text(encoding="utf-8")
+    root = yaml.compose(text, Loader=_Loader)
+    tune = next((value for key, value in root.value if key.value == "tune"), None)
+    if not isinstance(tune, yaml.MappingNode):
+        raise PipelineError(f"{path}: no tune: mapping to write into; add one (see the committed params.yaml)")
+    spans = {key.value: (key.end_mark.index, _text_end(value)) for key, value in tune.value}
+    updates = {**entries, "selected": selected}
+    missing = sorted(set(updates) - set(spans))
+    if missing:
+        raise PipelineError(f"{path}: tune has no entry for {', '.join(missing)}; add `{missing[0]}: {{}}` under tune")
+    for name in sorted(updates, key=lambda name: spans[name][0], reverse=True):  # from the end: earlier spans hold
+        start, end = spans[name]
+        flow = yaml.safe_dump(updates[name], default_flow_style=True, sort_keys=False, width=2**16).strip()
+        text = f"{text[:start]}: {flow}{text[end:]}"
+    path.write_text(text, encoding="utf-8")
+
+
+def _text_end(node: yaml.Node) -> int:
+    """Where a node's own text ends: a block collection's last item, not the comments and indent after it."""
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style and node.value:
+        last = node.value[-1]
+        return _text_end(last[1] if isinstance(node, yaml.MappingNode) else last)
+    return node.end_mark.index
