@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.__main__ import main as cli
-from pipeline.analysis.selection import choose, describe_selection, ranking_text, runs_of, select, scores_on_test
+from pipeline.analysis.selection import choose, describe_selection, ranking_text, runs_of, scores_on_test, select
 from pipeline.core.params import load_params, nested, parse_params, tuned_values, write_tune
 from pipeline.stages import select as select_command
 from tests.conftest import ROOT, raw_params
@@ -58,7 +58,7 @@ def test_ranking_shows_test_for_the_chosen_only():
     base = params_with()
     shown = table(base, revision("main", base, {A: (0.5, 0.123)}), [revision("high-lr", params_with(lr=0.01),
                                                                              {A: (0.8, 0.456)})])
-    runs, (choice, _) = select(shown, (A, B), "balanced_accuracy")
+    _, (choice, _) = select(shown, (A, B), "balanced_accuracy")
     text = ranking_text(choice, "balanced_accuracy", scores_on_test(choice.ranking[0].run, A))
     assert "0.456" in text and "0.123" not in text and "high-lr" in text.splitlines()[2]
 

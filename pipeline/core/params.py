@@ -190,7 +190,7 @@ class HeadParams(_Model):
 
 class FineTuneParams(_Model):
     # share of the base's layers unfrozen from the top; -1: the backbone's default
-    unfreeze: Annotated[Union[Literal[-1], _num(0.0, 1.0)], AfterValidator(float)]
+    unfreeze: Annotated[Literal[-1] | _num(0.0, 1.0), AfterValidator(float)]
     patience: _int(1)
     mixed_precision: Literal[SWITCHES]  # 'auto' (on a GPU), 'on' or 'off'
     xla: bool
@@ -333,7 +333,7 @@ class Selection(_Model):
 
 
 TuneEntry = _optional(Params, TUNABLE, "TuneEntry")
-TuneParams = create_model("TuneParams", __base__=_Model, selected=(Union[Selection, None], ...),
+TuneParams = create_model("TuneParams", __base__=_Model, selected=(Selection | None, ...),
                           **{name: (TuneEntry, None) for name in BACKBONES})
 Params.model_rebuild()
 

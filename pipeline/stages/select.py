@@ -7,7 +7,7 @@ from pathlib import Path
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
-from pipeline.analysis.selection import METRICS, ranking_text, select, scores_on_test
+from pipeline.analysis.selection import METRICS, ranking_text, scores_on_test, select
 from pipeline.core import paths
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import Params, nested, write_tune
