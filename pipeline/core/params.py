@@ -190,7 +190,7 @@ class HeadParams(_Model):
 
 class FineTuneParams(_Model):
     # share of the base's layers unfrozen from the top; -1: the backbone's default
-    unfreeze: Annotated[Literal[-1] | _num(0.0, 1.0), AfterValidator(float)]
+    unfreeze: Annotated[Union[Literal[-1], _num(0.0, 1.0)], AfterValidator(float)]
     patience: _int(1)
     mixed_precision: Literal[SWITCHES]  # 'auto' (on a GPU), 'on' or 'off'
     xla: bool
