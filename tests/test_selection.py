@@ -99,7 +99,7 @@ def test_same_setting_is_ranked_once():
     shown = table(base, revision("main", base, {A: (0.5, 0.5), B: (0.5, 0.5)}), [
         revision("tune-b", {**params_with(), "tune": {**base["tune"], B: {"lr": 0.01}}}, {A: (0.5, 0.5), B: (0.6, 0.5)})])
     _, (choice_a, choice_b) = select(shown, (A, B), "balanced_accuracy")
-    assert [c.run.name for c in choice_a.ranking] == ["main"] and choice_a.entry == {}
+    assert [c.run.name for c in choice_a.ranking] == ["main"] and choice_a.entry is None
     assert choice_b.entry == {"lr": 0.01}
 
 
@@ -184,3 +184,11 @@ def test_select_command_refuses_a_bad_metric_and_no_runs(tmp_path, monkeypatch, 
     assert cli(["select"]) == 1 and "no run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["train", "VGG19", "--metric", "accuracy"])
+
+
+def test_an_override_that_loses_goes_back_to_the_shared_value():
+    shared = params_with()
+    overridden = {**shared, "tune": {**shared["tune"], A: {"lr": 0.01}}}
+    shown = table(overridden, revision("main", overridden, {A: (0.5, 0.5)}), [revision("shared", shared, {A: (0.6, 0.5)})])
+    _, (choice,) = select(shown, (A,), "balanced_accuracy")
+    assert choice.entry == {}

@@ -39,7 +39,8 @@ class Choice:
     backbone: str
     ranking: list[Candidate]
     varied: tuple[str, ...]  # the TUNABLE keys that differ among the ranked settings
-    entry: dict[str, Any]  # dotted key -> value for tune.<backbone>; None: no run has val metrics, entry left alone
+    entry: dict[str, Any] | None  # tune.<backbone>'s new dotted keys and values; None: left alone (no val metrics
+    # in any run, or the best setting already in force)
 
 
 def runs_of(shown: list[dict]) -> list[Run]:
@@ -106,8 +107,8 @@ def select(shown: list[dict], backbones: tuple[str, ...], metric: str) -> tuple[
 
 
 def choose(runs: list[Run], reference: dict, backbone: str, metric: str) -> Choice:
-    """Rank on val the distinct settings of a backbone's training params among the runs; the tune entry pins the
-    best one's values of the keys varied among them and of those that differ from `reference`'s top-level ones."""
+    """Rank on val the distinct settings of a backbone's training params among the runs; the new tune entry holds the
+    best one's values that differ from `reference`'s (the workspace's) top-level ones."""
     candidates, seen = [], set()
     for run in sorted(runs, key=lambda run: (not run.baseline, run.name)):
         values, val = tuned_values(run.params, backbone), val_metrics(run, backbone)
@@ -120,10 +121,11 @@ def choose(runs: list[Run], reference: dict, backbone: str, metric: str) -> Choi
     varied = tuple(key for key in TUNABLE if len({repr(c.values[key]) for c in ranking}) > 1)
     if not ranking:
         return Choice(backbone, [], (), None)
-    top_level = tuned_values({key: value for key, value in reference.items() if key != "tune"}, backbone)
     best = ranking[0].values
-    entry = {key: best[key] for key in TUNABLE if key in varied or best[key] != top_level[key]}
-    return Choice(backbone, ranking, varied, entry)
+    if best == tuned_values(reference, backbone):
+        return Choice(backbone, ranking, varied, None)  # already in force: the entry stays, nothing reruns
+    top_level = tuned_values({key: value for key, value in reference.items() if key != "tune"}, backbone)
+    return Choice(backbone, ranking, varied, {key: best[key] for key in TUNABLE if best[key] != top_level[key]})
 
 
 def ranking_text(choice: Choice, metric: str, test: dict[str, Any] | None) -> str:
@@ -139,8 +141,12 @@ def ranking_text(choice: Choice, metric: str, test: dict[str, Any] | None) -> st
     lines = [f"{choice.backbone}: {len(choice.ranking)} setting(s) ranked on val {metric}"
              + (f" (ties: lower val {TIE_BREAK})" if metric != TIE_BREAK else "")]
     lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    entry = ", ".join(f"{key} {_number(value)}" for key, value in choice.entry.items()) or "{} (the top-level values)"
-    lines.append(f"  chosen: {choice.ranking[0].run.name} -> tune.{choice.backbone}: {entry}")
+    chosen = choice.ranking[0].run.name
+    if choice.entry is None:
+        lines.append(f"  chosen: {chosen}, whose params are in force already: tune.{choice.backbone} left as it is")
+    else:
+        entry = ", ".join(f"{key} {_number(value)}" for key, value in choice.entry.items()) or "{} (the shared values)"
+        lines.append(f"  chosen: {chosen} -> tune.{choice.backbone}: {entry}")
     if test:
         lines.append(f"  its test {metric} (read after choosing, never to choose): {_number(test.get(metric))}")
     return "\n".join(lines)
