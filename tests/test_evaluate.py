@@ -25,7 +25,7 @@ KEYS = {
     "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece", "per_class",
     "confusion_matrix", "subject", "ci95", "ci95_resamples", "params", "trainable_params", "size_mb", "latency_ms",
     "pretrained", "fine_tuning_kept", "backbone", "test_images", "test_subjects", "chance_balanced_accuracy",
-    "majority_balanced_accuracy", "classes", "absent_classes", "ci95_single_subject_classes",
+    "majority_balanced_accuracy", "classes", "absent_classes", "ci95_single_subject_classes", "val",
 }
 HEADLINE = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece"}
 
@@ -41,19 +41,19 @@ def tiny_model(centre: float = 32) -> keras.Model:
 
 
 def write_test_split(root: Path, classes_present: tuple[str, ...]) -> None:
-    """Two subjects of three noisy flat slices per class in test, as TFRecords under data/tfrecords."""
+    """Two subjects of three noisy flat slices per class in test, and one in val, as TFRecords under data/tfrecords."""
     rng = np.random.default_rng(0)
     rows = []
     for k, label in enumerate(CLASSES):
         if label not in classes_present:
             continue
-        for subject in range(2):
+        for subject, split in enumerate(("test", "test", "val")):
             for slice_ in range(3):
                 path = f"{label}/s{subject}_{slice_}.png"
                 pixels = np.clip(64 * k + 32 + rng.normal(0, 30) + rng.normal(0, 5, (SIZE, SIZE)), 0, 255)
                 (root / "archive" / label).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels.astype(np.uint8)).save(root / "archive" / path)
-                rows.append(Row(path, label, "test", f"{label}-{subject}", path, "original"))
+                rows.append(Row(path, label, split, f"{label}-{subject}", path, "original"))
     write_tfrecords(rows, root / "archive", root / "data/tfrecords", CLASSES, 1, SIZE, "png", 8)
 
 
@@ -114,6 +114,19 @@ def test_evaluate_writes_every_metric_and_its_tables_agree(project):
     assert confusion.to_dict("list") == {"actual": truth.tolist(), "predicted": predicted.tolist()}
     roc = pd.read_csv("plots/eval/tiny/roc.csv")
     assert list(roc.columns) == ["class", "fpr", "tpr"] and set(roc["class"]) == set(CLASSES)
+
+
+def test_evaluate_scores_the_val_split_apart_from_test(project):
+    write_test_split(project, CLASSES)
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    val = read_report("tiny")["val"]
+    assert set(val) == HEADLINE | {"ci95", "ci95_resamples", "images", "subjects"}
+    assert (val["images"], val["subjects"]) == (12, 4) and set(val["ci95"]) == set(read_report("tiny")["ci95"])
+    predictions = pd.read_csv("plots/eval/tiny/val_predictions.csv")
+    assert set(predictions["path"]) == {f"{label}/s2_{slice_}.png" for label in CLASSES for slice_ in range(3)}
+    assert val["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(predictions["label"],
+                                                                             predictions["predicted"]))
+    assert val["balanced_accuracy"] != read_report("tiny")["balanced_accuracy"]
 
 
 def declared_outputs(stage: str, backbone: str) -> set[str]:

@@ -5,13 +5,17 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from pipeline.analysis.stats import (
+    EXACT_SUBJECTS,
     any_class_but,
     binary_roc,
     ensemble,
+    holm,
     loss_weights,
     mcnemar_exact,
     paired_bootstrap,
+    subject_permutation_test,
 )
+from tests.correlated_predictions import correlated_predictions
 
 
 def discordant(a_only: int, b_only: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -150,3 +154,53 @@ def test_any_class_but_a_negative_class_other_than_0_is_the_same_hand_case():
     point = any_class_but(2, labels, probabilities, 0.8)
     assert point["auc"] == pytest.approx(13 / 20)
     assert (point["threshold"], point["sensitivity"], point["specificity"]) == pytest.approx((0.4, 0.8, 0.5))
+
+
+def test_the_subject_permutation_test_is_the_balanced_accuracy_difference_and_exact_on_few_subjects():
+    labels, subjects = every_class_per_subject(6)
+    half_right = np.where(labels < 2, labels, 0)
+    result = subject_permutation_test(labels, labels, half_right, subjects, 1000, seed=0)
+    assert result["difference"] == pytest.approx(balanced_accuracy_score(labels, labels)
+                                                 - balanced_accuracy_score(labels, half_right))
+    # every subject favours a alike: only "no swap" and "swap all" are as extreme, of 2**6 sign vectors
+    assert result == {**result, "p_value": pytest.approx(2 / 64), "permutations": 64, "exact": True, "subjects": 6}
+
+
+def test_the_subject_permutation_test_draws_at_random_beyond_the_exact_size_and_never_reaches_zero():
+    labels, subjects = every_class_per_subject(EXACT_SUBJECTS + 4)
+    half_right = np.where(labels < 2, labels, 0)
+    result = subject_permutation_test(labels, labels, half_right, subjects, 500, seed=3)
+    assert not result["exact"] and result["permutations"] == 500
+    assert result["p_value"] == pytest.approx(1 / 501)  # no random sign vector but all-ones is as extreme
+
+
+def test_identical_models_have_p_one():
+    labels, subjects = every_class_per_subject(5)
+    assert subject_permutation_test(labels, labels, labels, subjects, 100, seed=0)["p_value"] == 1.0
+
+
+def test_holm_adjusts_step_down():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([]) == []
+
+
+def rejection_rates(gap: float, draws: int, seed: int) -> tuple[float, float]:
+    """Shares of simulated test splits on which the subject permutation test and image-level McNemar reject at 5%."""
+    rng = np.random.default_rng(seed)
+    permutation = mcnemar = 0
+    for draw in range(draws):
+        labels, subjects, predicted_a, predicted_b = correlated_predictions(rng, gap=gap)
+        permutation += subject_permutation_test(labels, predicted_a, predicted_b, subjects, 1000, draw)["p_value"] < 0.05
+        mcnemar += mcnemar_exact(predicted_a == labels, predicted_b == labels)["p_value"] < 0.05
+    return permutation / draws, mcnemar / draws
+
+
+def test_with_no_true_difference_the_subject_test_keeps_its_level_where_image_level_mcnemar_does_not():
+    permutation, mcnemar = rejection_rates(gap=0.0, draws=300, seed=2026)
+    assert permutation <= 0.07  # 0.043 here; benchmarks/paired_tests.py runs 4,000 draws
+    assert mcnemar >= 0.3  # 0.55: slices of one subject are counted as independent evidence
+
+
+def test_the_subject_test_finds_a_planted_gap():
+    permutation, _ = rejection_rates(gap=2.0, draws=50, seed=7)
+    assert permutation >= 0.8

@@ -211,6 +211,18 @@ def score_predictions(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     }
 
 
+def validation_scores(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int, *,
+                      ordinal: bool) -> dict:
+    """The headline metrics of the val split's predictions, with their subject-bootstrap intervals: what a model
+    is chosen and tuned on, so that the test split is looked at once."""
+    labels, subjects = predictions["label_index"].to_numpy(), predictions["subject"].to_numpy()
+    probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
+    intervals, used = subject_bootstrap(labels, probabilities, subjects, n_resamples, seed, ordinal=ordinal)
+    return {**headline_metrics(labels, probabilities, ordinal=ordinal), "ci95": intervals,
+            "ci95_resamples": {"drawn": n_resamples, "used": used}, "images": len(labels),
+            "subjects": len(np.unique(subjects))}
+
+
 def evaluate_predictions(predictions: pd.DataFrame, classes: tuple[str, ...], n_resamples: int, seed: int, *,
                          ordinal: bool) -> dict:
     """`score_predictions` of a table of predictions (label_index, subject, prob_<class>), its caveats logged."""

@@ -1,11 +1,17 @@
 """Statistics for comparing models on the same test images: paired tests, ensembles, a binary ROC operating point.
 
 Labels are class indices in the order of the classes; probabilities are (n, n_classes) arrays whose rows sum to 1.
+The unit of every paired test's resampling is the subject: its images are not independent of each other.
 """
+
+import itertools
 
 import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
+from statsmodels.stats.multitest import multipletests
+
+EXACT_SUBJECTS = 16  # up to this many subjects the permutation test enumerates every swap (2**16 rows)
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -47,6 +53,39 @@ def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: n
         low, high = np.percentile(differences, [2.5, 97.5])
         result.update(low=float(low), high=float(high), share_not_better=float(np.mean(differences <= 0)))
     return result
+
+
+def subject_permutation_test(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray,
+                             subjects: np.ndarray, n_permutations: int, seed: int) -> dict:
+    """Two-sided paired permutation test of balanced accuracy a minus b, swapping the two models' predictions
+    subject by subject.
+
+    Balanced accuracy's difference is a sum of per-subject terms (a subject's hits minus the other model's, each
+    over its class's image count), and a swap flips one term's sign; so every permutation is a sign vector. All
+    2**subjects are enumerated when there are at most EXACT_SUBJECTS subjects; otherwise `n_permutations` random
+    ones are drawn, and p = (1 + hits) / (1 + draws).
+    """
+    _, groups = np.unique(subjects, return_inverse=True)
+    totals, hits_a, hits_b = (_per_subject_class(groups, labels, weights)
+                              for weights in (None, predicted_a == labels, predicted_b == labels))
+    present = totals.sum(axis=0) > 0
+    terms = ((hits_a - hits_b)[:, present] / totals.sum(axis=0)[present]).sum(axis=1) / present.sum()
+    observed = terms.sum()
+    n_subjects = len(terms)
+    exact = n_subjects <= EXACT_SUBJECTS
+    if exact:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n_subjects)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_permutations, n_subjects))
+    as_extreme = int(np.sum(np.abs(signs @ terms) >= abs(observed) - 1e-12))
+    p_value = as_extreme / len(signs) if exact else (1 + as_extreme) / (1 + len(signs))
+    return {"difference": float(observed), "p_value": float(p_value), "permutations": len(signs), "exact": exact,
+            "subjects": n_subjects}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values for several comparisons (statsmodels' `multipletests`)."""
+    return multipletests(p_values, method="holm")[1].tolist() if p_values else []
 
 
 def _per_subject_class(groups: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

@@ -214,6 +214,7 @@ class EvaluateParams(_Model):
 
 class CompareParams(_Model):
     sensitivity: Share  # sensitivity target of the "any dementia" operating point
+    reference: str  # the model the others are tested against, named before seeing test; "": highest val balanced acc.
 
 
 class AuditParams(_Model):
@@ -290,6 +291,9 @@ class Params(_Model):
         for key, name in (("audit.backbone", self.audit.backbone), ("baselines.backbone", self.baselines.backbone)):
             if name not in self.backbones:
                 raise _invalid(f"one of backbones: {', '.join(self.backbones)}", key)
+        if self.compare.reference and self.compare.reference not in self.backbones:
+            raise _invalid(f"'' (the highest val balanced accuracy) or one of backbones: {', '.join(self.backbones)}",
+                           "compare.reference")
         return self
 
     @model_validator(mode="after")

@@ -100,6 +100,11 @@ def predictions(backbone: str) -> Path:
     return eval_plots(backbone) / "predictions.csv"
 
 
+def val_predictions(backbone: str) -> Path:
+    """One row per val image, written by evaluate; compare scores the ensembles' val figures from it."""
+    return eval_plots(backbone) / "val_predictions.csv"
+
+
 def confusion(backbone: str) -> Path:
     """(actual, predicted) per test image, for DVC's confusion-matrix plot."""
     return eval_plots(backbone) / "confusion.csv"

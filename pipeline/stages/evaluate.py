@@ -1,8 +1,10 @@
-"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject.
+"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject, and on val.
 
 Writes metrics/eval/<backbone>.json (headline metrics, per class and per subject, 95% intervals
-by subject bootstrap, model size and CPU latency) and, under plots/eval/<backbone>/, one row
-per test image (predictions.csv, confusion.csv) and one-vs-rest ROC curves (roc.csv).
+by subject bootstrap, model size and CPU latency; under `val`, the val split's headline metrics and
+intervals, which models are chosen and tuned on) and, under plots/eval/<backbone>/, one row per test
+image (predictions.csv, confusion.csv), one per val image (val_predictions.csv) and one-vs-rest ROC
+curves (roc.csv).
 """
 
 import json
@@ -10,7 +12,7 @@ import logging
 import math
 from pathlib import Path
 
-from pipeline.analysis.metrics import evaluate_predictions, roc_curves
+from pipeline.analysis.metrics import evaluate_predictions, roc_curves, validation_scores
 from pipeline.core import paths
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import write_csv, write_json
@@ -31,6 +33,9 @@ def main(params: Params, backbone: str) -> None:
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
+    val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
+    report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
+                                      ordinal=params.data.ordinal)
     shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
@@ -44,9 +49,12 @@ def main(params: Params, backbone: str) -> None:
     )
     write_json(paths.eval_metrics(backbone), report)
     write_csv(paths.predictions(backbone), predictions)
+    write_csv(paths.val_predictions(backbone), val_predictions)
     write_csv(paths.confusion(backbone), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
     write_csv(paths.roc(backbone), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
+    log.info("%s on %d val images of %d subjects: balanced accuracy %.3f", backbone, report["val"]["images"],
+             report["val"]["subjects"], report["val"]["balanced_accuracy"])
     log.info("%s on %d test images of %d subjects: accuracy %.3f, balanced accuracy %.3f, macro-F1 %.3f",
              backbone, report["test_images"], report["test_subjects"], report["accuracy"],
              report["balanced_accuracy"], report["macro_f1"])
