@@ -1,5 +1,5 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`, or
-`python -m pipeline serve [--host H] [--port P] [--allow-remote]`.
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`,
+`python -m pipeline serve [--host H] [--port P] [--allow-remote]`, or `python -m pipeline select [--metric M]`.
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -26,7 +26,7 @@ from pipeline.core.params import load_params  # noqa: E402
 STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
           "plots_page", "audit", "baselines")
 BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
-COMMANDS = (*STAGES, "predict", "serve")  # predict takes scans' paths; serve takes --host, --port, --allow-remote
+COMMANDS = (*STAGES, "predict", "serve", "select")  # predict: scans' paths; serve: --host, --port...; select: --metric
 
 
 def exit_on_sigterm() -> None:
@@ -72,18 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serving.add_argument("--allow-remote", action="store_true", help="allow a --host beyond this machine")
+    parser.add_argument_group("select").add_argument("--metric", help="the val metric to maximise (log_loss and "
+                                                     "ece: minimise); default balanced_accuracy")
     args = parser.parse_intermixed_args(argv)  # --params before, between or after the names
     options = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     if args.allow_remote:
         options["allow_remote"] = True
     if options and args.stage != "serve":
         parser.error("--host, --port and --allow-remote are for serve")
+    if args.metric is not None:
+        if args.stage != "select":
+            parser.error("--metric is for select")
+        options["metric"] = args.metric
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
-    if args.stage not in ("predict", "serve") and len(args.names) != (args.stage in BACKBONE_STAGES):
+    if args.stage not in ("predict", "serve", "select") and len(args.names) != (args.stage in BACKBONE_STAGES):
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
-    if args.stage == "serve" and args.names:
-        parser.error("serve takes no names")
+    if args.stage in ("serve", "select") and args.names:
+        parser.error(f"{args.stage} takes no names")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
     name = f"pipeline.stages.{args.stage}"

@@ -216,7 +216,7 @@ def many_class_predictions(backbone: str, strength: float, classes: tuple[str, .
 def written(summary: dict, root: Path) -> dict[str, Path]:
     """write_outputs of `summary` under `root`: the paths it wrote, by name relative to root."""
     origin = {"demo": False, "archive": "data/raw/x", "archive_md5": None, "params": {"weights": "none"},
-              "model_md5": {}}
+              "model_md5": {}, "tune": {}, "selection": ""}
     write_outputs(summary, origin, root / "metrics/summary.json", root / "plots/compare", root / "reports/comparison.md")
     return {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*")) if path.is_file()}
 

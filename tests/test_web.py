@@ -308,12 +308,13 @@ def test_predict_reports_an_unreadable_scan_on_its_row_without_tensorflow_noise(
     assert done.stderr == ""
 
 
-def test_experiments_are_read_from_dvc_exp_show_or_say_why_not(project):
+def test_experiments_are_read_from_dvc_exp_show_on_val_or_say_why_not(project):
     failed = report.experiments(project, tuple(BACKBONES))  # not a git repository: dvc exp show fails
     assert failed["rows"] == [] and "dvc exp show failed" in failed["note"]
     revision = {"rev": "a" * 40, "name": "sunny-lark", "data": {
         "params": {"params.yaml": {"data": {"lr": 0.01, "seed": 7}}},
-        "metrics": {"metrics/eval/VGG19.json": {"data": {"balanced_accuracy": 0.41}}}}}
+        "metrics": {"metrics/eval/VGG19.json": {"data": {"balanced_accuracy": 0.99, "val": {"balanced_accuracy": 0.41}}},
+                    "metrics/eval/ResNet101.json": {"data": {"balanced_accuracy": 0.5, "val": None}}}}}
     row = report.experiment_row(revision, ("VGG19", "ResNet101"))
     assert row["name"] == "sunny-lark" and row["values"]["lr"] == 0.01
     assert row["values"]["VGG19"] == 0.41 and row["values"]["ResNet101"] is None

@@ -14,6 +14,7 @@ import yaml
 
 from pipeline.analysis import charts, report
 from pipeline.analysis.metrics import headline_metrics, score_predictions, single_subject_classes
+from pipeline.analysis.selection import describe_selection, overrides
 from pipeline.analysis.stats import (
     any_class_but,
     ensemble,
@@ -255,6 +256,8 @@ def provenance(params: Params, archive: str, lock_path: Path, demo: bool, models
                    "fine_tune_lr": params.fine_tune_lr, "fine_tune_epochs": params.fine_tune_epochs,
                    "evaluate.bootstrap": params.evaluate.bootstrap, "compare.sensitivity": params.compare.sensitivity,
                    "compare.reference": params.compare.reference or "(val)"},
+        "tune": {name: values for name in params.backbones if (values := overrides(params, name))},
+        "selection": describe_selection(params),
     }
 
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.analysis.selection import overrides_text
+
 ALPHA = 0.05
 LISTED_CLASSES = 12  # up to this many classes the report names them all and the per-class table shows each
 PER_CLASS_ENDS = 5  # beyond, the per-class table shows this many worst and best
@@ -31,6 +33,7 @@ def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, 
     sections = [
         "# Backbone comparison\n",
         pick(summary),
+        tuning(origin),
         warnings(summary, table, origin),
         setting(summary, tables["per_class_recall"]),
         "## Results\n\n" + markdown_table(table),
@@ -107,6 +110,17 @@ def pick(summary: dict) -> str:
     return (f"**Reference model: {reference['model']}**, chosen before the test split was read: "
             f"{reference['rule']}{score}. Every other model is tested against it below; no model is "
             "called best for its test score, which would favour whichever one the test split's luck favours.\n")
+
+
+def tuning(origin: dict) -> str:
+    """How the backbones' training params were chosen: by `select` on val, by hand, or shared by all."""
+    if origin["selection"]:
+        return origin["selection"] + "\n"
+    if origin["tune"]:
+        entries = "; ".join(f"{name} {overrides_text(values)}" for name, values in origin["tune"].items())
+        return ("Training params were set per backbone by hand (tune entries not written by `python -m pipeline "
+                f"select`, so not known to be chosen on val): {entries}; the other backbones use the shared values.\n")
+    return ""
 
 
 def setting(summary: dict, per_class_csv: Path) -> str:
@@ -249,6 +263,7 @@ def produced_by(origin: dict) -> str:
     lines = ["## What produced these figures\n",
              f"- archive: `{origin['archive']}`, md5 `{origin['archive_md5'] or 'not in dvc.lock'}` (dvc.lock)"]
     lines += [f"- `{key}`: {value}" for key, value in origin["params"].items()]
+    lines += [f"- `tune.{name}`: {overrides_text(values)}" for name, values in origin["tune"].items()]
     lines += [f"- model `{name}`: md5 `{md5 or 'not in dvc.lock'}`" for name, md5 in origin["model_md5"].items()]
     lines.append("- inputs: `metrics/eval/<backbone>.json`, `plots/eval/<backbone>/predictions.csv`, the seconds and "
                  "validation losses under `dvclive/` and `metrics/features/<backbone>.json`; regenerate with "

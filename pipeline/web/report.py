@@ -48,13 +48,14 @@ def experiments(root: Path, backbones: tuple[str, ...]) -> dict:
 
 
 def experiment_row(revision: dict, backbones: tuple[str, ...]) -> dict:
-    """One experiment: its name, rev, params and each backbone's balanced accuracy (None where absent)."""
+    """One experiment: its name, rev, params and each backbone's val balanced accuracy (None where absent): experiments
+    are compared on val, never on test."""
     data = revision["data"]
     params = ((data.get("params") or {}).get(str(paths.PARAMS)) or {}).get("data") or {}
     metrics = data.get("metrics") or {}
     values = {key: params.get(key) for key in EXP_PARAMS}
     for backbone in backbones:
-        values[backbone] = ((metrics.get(str(paths.eval_metrics(backbone))) or {}).get("data") or {}).get(
-            "balanced_accuracy")
+        scores = ((metrics.get(str(paths.eval_metrics(backbone))) or {}).get("data") or {}).get("val") or {}
+        values[backbone] = scores.get("balanced_accuracy")
     return {"name": revision.get("name") or str(revision.get("rev", ""))[:7], "rev": revision.get("rev"),
             "values": values}
