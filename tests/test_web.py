@@ -512,3 +512,76 @@ def test_the_first_prediction_after_start_is_as_fast_as_the_next(project):
     with serving(create_app(project, load_params(project / "params.yaml"))) as url:
         took = [latency(url, scan) for _ in range(4)]
     assert took[0] <= 2 * statistics.median(took[1:]), took  # the next ones' median: one request's noise is large
+
+
+def wide_page(browser, server: str, width: int, height: int):
+    """A page on the app in a window of `width` x `height`, once its report, charts and comparison are drawn."""
+    page = browser.new_context(base_url=server, viewport={"width": width, "height": height}).new_page()
+    page.goto("/")
+    page.wait_for_selector("#report table")
+    page.wait_for_selector("div.curve svg .mark-line path", state="attached")
+    return page
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (420, 900)])
+def test_after_an_upload_each_models_answer_is_on_the_first_screen_and_nothing_scrolls_sideways(
+        browser, server, tmp_path, width, height):
+    scan = {"name": f"scan{'0' * 400}.jpg", "mimeType": "image/jpeg",  # one long word: no place to break it
+            "buffer": write_scan(tmp_path / "scan.jpg").read_bytes()}
+    page = wide_page(browser, server, width, height)
+    for _ in range(2):  # the same file twice: sent twice
+        with page.expect_response(lambda response: response.request.method == "POST", timeout=10000):
+            page.set_input_files("#files", scan)
+        page.wait_for_selector(".busy", state="detached")
+        page.wait_for_selector(".prediction .bars svg", state="attached")
+    assert page.locator(".prediction img.scan").evaluate("(image) => image.complete && image.naturalWidth") == 176
+    assert page.locator(".prediction .headline").inner_text().startswith("Most likely: ")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    if width == 1280:
+        assert page.evaluate("scrollY") == 0
+        for model in MODELS:
+            box = page.locator(f".model-answer[data-model='{model}'] .top-class").bounding_box()
+            probability = page.locator(f".model-answer[data-model='{model}'] .probability").bounding_box()
+            assert box["y"] + box["height"] <= height and probability["x"] + probability["width"] <= width, model
+    page.context.close()
+
+
+def test_a_failed_prediction_says_why_and_can_be_retried(page, tmp_path):
+    scan = write_scan(tmp_path / "scan.jpg")
+    page.goto("/")
+    page.wait_for_selector("#report table")
+    page.route("**/api/predict", lambda route: route.abort("connectionrefused"))  # the server stopped
+    page.set_input_files("#files", str(scan))
+    assert "cannot reach the server" in page.wait_for_selector(".failure .error").inner_text()
+    assert page.locator(".busy").count() == 0
+    page.unroute("**/api/predict")
+    page.route("**/api/predict", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>",
+                                                             content_type="text/html"))
+    page.click(".failure button")
+    page.wait_for_selector(".failure .error:has-text('502')")
+    page.unroute("**/api/predict")
+    page.click(".failure button")
+    page.wait_for_selector(".prediction .top-class")
+
+
+def test_a_comparison_that_fails_to_load_says_so_and_can_be_retried(page):
+    page.route("**/api/comparison", lambda route: route.fulfill(status=500, json={"detail": "internal error"}))
+    page.goto("/")
+    assert "500: internal error" in page.wait_for_selector("#report .failure .error").inner_text()
+    page.unroute("**/api/comparison")
+    page.click("#report .failure button")
+    page.wait_for_selector("#report table")
+
+
+def test_training_charts_name_every_backbone_in_full_and_tell_train_from_val_on_whole_epochs(page):
+    page.goto("/")
+    page.wait_for_selector("div.curve svg .mark-line path", state="attached")
+    chart = "div.curve[data-stage='fine-tuning'][data-metric='loss']"
+    labels = page.locator(f"{chart} .role-legend-label text").all_text_contents()
+    assert labels == [*sorted(BACKBONES), "train", "val"]
+    dashes = page.locator(f"{chart} .role-legend-symbol path").evaluate_all(
+        "(paths) => paths.map((path) => [path.getAttribute('stroke'), path.getAttribute('stroke-dasharray')])")
+    assert dashes[-2][1] != dashes[-1][1] and "transparent" not in {dashes[-2][0], dashes[-1][0]}
+    epochs = page.locator(f"{chart} .role-axis[aria-label^='X-axis'] .role-axis-label text").all_text_contents()
+    assert [label for label in epochs if label] == [str(step) for step in range(EPOCHS)]
+    assert page.evaluate("views['fine-tuning loss'].view.scale('y').type") == "log"  # a diverging run stays apart
