@@ -534,6 +534,7 @@ def test_after_an_upload_each_models_answer_is_on_the_first_screen_and_nothing_s
             page.set_input_files("#files", scan)
         page.wait_for_selector(".busy", state="detached")
         page.wait_for_selector(".prediction .bars svg", state="attached")
+        assert page.eval_on_selector("#files", "(input) => input.files.length") == 0  # a browser's next pick: a change
     assert page.locator(".prediction img.scan").evaluate("(image) => image.complete && image.naturalWidth") == 176
     assert page.locator(".prediction .headline").inner_text().startswith("Most likely: ")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
