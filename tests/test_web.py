@@ -6,8 +6,8 @@ import http.server
 import json
 import logging
 import os
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -502,8 +502,8 @@ def test_a_client_that_hangs_up_mid_upload_leaves_one_log_line(server, caplog):
         time.sleep(0.3)  # anything logged after the first line
     finally:
         uvicorn_log.removeHandler(caplog.handler)
-    assert [record.getMessage() for record in caplog.records] == ["upload cut short: 127.0.0.1:"
-                                                                  f"{caplog.records[0].args[0].split(':')[1]} hung up"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("upload cut short: 127.0.0.1:") and "hung up" in messages[0]
     assert caplog.records[0].exc_info is None and "Traceback" not in caplog.text
 
 
