@@ -1,5 +1,6 @@
 """Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`,
-`python -m pipeline serve [--host H] [--port P] [--allow-remote]`, or `python -m pipeline select [--metric M]`.
+`python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`, or `python -m pipeline select
+[--metric M]`.
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -71,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     serving = parser.add_argument_group("serve")
     serving.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serving.add_argument("--allow-remote", action="store_true", help="allow a --host beyond this machine")
+    serving.add_argument("--allow-remote", nargs="*", metavar="NAME",
+                         help="allow a --host beyond this machine, answering requests named for NAME (none: any name)")
     parser.add_argument_group("select").add_argument("--metric", help="the val metric to maximise (log_loss and "
                                                      "ece: minimise); default balanced_accuracy")
     args = parser.parse_intermixed_args(argv)  # --params before, between or after the names
     options = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    if args.allow_remote:
-        options["allow_remote"] = True
+    if args.allow_remote is not None:
+        options["allow_remote"] = args.allow_remote
     if options and args.stage != "serve":
         parser.error("--host, --port and --allow-remote are for serve")
     if args.metric is not None:
