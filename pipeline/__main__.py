@@ -1,5 +1,6 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`, or
-`python -m pipeline serve [--host H] [--port P] [--allow-remote]`.
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`,
+`python -m pipeline serve [--host H] [--port P] [--allow-remote]`, or `python -m pipeline sync-dvc-yaml` (dvc.yaml's
+training plots and artifacts rewritten for params.yaml's backbones).
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -27,7 +28,7 @@ from pipeline.core.params import load_params  # noqa: E402
 STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
           "plots_page", "audit", "baselines")
 BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
-COMMANDS = (*STAGES, "predict", "serve")  # predict takes scans' paths; serve takes --host, --port, --allow-remote
+COMMANDS = (*STAGES, "predict", "serve", "sync-dvc-yaml")  # predict takes scans; serve --host, --port, --allow-remote
 
 
 def exit_on_sigterm() -> None:
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(command: str, names: list[str], params: Path, options: dict) -> int:
     """Import the command's module and run it: its exit status, with a PipelineError or Ctrl-C as one line."""
     try:
-        module = importlib.import_module(f"pipeline.stages.{command}")
+        module = importlib.import_module(f"pipeline.stages.{command.replace('-', '_')}")
         module.main(load_params(params), *names, **options)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
