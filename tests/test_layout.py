@@ -176,8 +176,11 @@ def assert_dvc_yaml_follows_backbones(project: Path) -> None:
 
 
 def test_dvc_yaml_overlays_every_backbone_on_one_training_chart_per_metric_and_registers_its_model():
-    assert set(yaml.safe_load((ROOT / "params.yaml").read_text())["backbones"]) <= set(BACKBONES)
+    backbones = yaml.safe_load((ROOT / "params.yaml").read_text())["backbones"]
+    assert set(backbones) <= set(BACKBONES)
     assert_dvc_yaml_follows_backbones(ROOT)
+    committed = (ROOT / "dvc.yaml").read_text()
+    assert synced(committed, backbones) == committed, "run `python -m pipeline sync-dvc-yaml`"  # labels, desc too
 
 
 def outside_generated_blocks(text: str) -> str:
