@@ -221,6 +221,27 @@ def check_outputs(project: Path, n_classes: int, channels: int) -> None:
     assert (project / "reports/comparison.md").read_text().startswith("#")
 
 
+def tfds_mock_env(data_dir: Path, examples: int, *on_path: Path) -> dict[str, str]:
+    """The variables under which `python -m pipeline dedupe` reads TFDS' mock of the Flowers in data_dir."""
+    return {"PIPELINE_TFDS_MOCK": str(data_dir), "PIPELINE_TFDS_EXAMPLES": str(examples),
+            "PYTHONPATH": os.pathsep.join([*map(str, (ROOT / "tests/tfds_mock", *on_path)),
+                                           os.environ.get("PYTHONPATH", "")])}
+
+
+def test_tfds_dedupe_prints_no_tensorflow_start_up_line(flowers_dir, tmp_path):
+    """TFDS, and TensorFlow with it, is imported when the stage opens the dataset: after the stage's module."""
+    data = {"source": f"tfds:{FLOWERS}", "tfds_dir": str(flowers_dir), "classes": [], "ordinal": False,
+            "negative_class": ""}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(data=data)))
+    env = {key: value for key, value in os.environ.items() if key != "PIPELINE_TF_LOGS"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "dedupe"], check=False, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={**env, **tfds_mock_env(flowers_dir, 12, ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "data/interim/index.csv")) == 3 * 12
+    assert "INFO pipeline" in done.stderr
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
+
+
 @pytest.fixture(scope="module")
 def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
     """The two end-to-end runs, {name: (project, DVC's output)}, run at once: a colour folder with a group CSV, and
@@ -235,8 +256,7 @@ def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
             groups[path] = f"{name}-patient{number // 2}"
     write_groups(folder / "photos/groups.csv", groups)
     flowers = module_tmp / "flowers"
-    mock = {"PIPELINE_TFDS_MOCK": str(flowers_dir), "PIPELINE_TFDS_EXAMPLES": "40",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/tfds_mock"), os.environ.get("PYTHONPATH", "")])}
+    mock = tfds_mock_env(flowers_dir, 40)
     runs = {
         "folder": (folder, {"source": "folder", "archive": "photos", "groups": "photos/groups.csv", "classes": [],
                             "ordinal": False, "negative_class": ""}, None, {}),
@@ -260,7 +280,8 @@ def test_dvc_repro_on_a_colour_folder_with_a_group_file(reproduced):
 
 
 def test_dvc_repro_on_mocked_oxford_flowers(reproduced):
-    project, _ = reproduced["flowers"]
+    project, output = reproduced["flowers"]
+    assert "oneDNN" not in output and "absl::InitializeLog" not in output  # no stage prints TensorFlow's start-up
     index = pd.read_csv(project / "data/interim/index.csv", keep_default_na=False)
     assert len(index) == 3 * 40 and set(index["path"]) == files_on_disk(project / "data/interim/images")
     assert set(index["source_split"]) == {"train", "val", "test"}

@@ -45,24 +45,6 @@ FOREIGN = "evil.example"  # a site whose name the browser resolves to 127.0.0.1,
 MODELS = [*BACKBONES, "ensemble_mean", "ensemble_val_loss"]
 
 
-def training_plot(stage: str, label: str, split: str, split_label: str, metric: str) -> dict:
-    """dvc.yaml's top-level plot of one stage, split and metric, every backbone of params.yaml on it."""
-    files = {str(paths.live_plot(stage, backbone, split, metric)): metric for backbone in BACKBONES}
-    return {f"{label}, {split_label} {metric}": {"x": "step", "y": files}}
-
-
-def test_dvc_yaml_overlays_every_backbone_on_one_training_chart_per_metric():
-    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    expected = [training_plot(stage, label, split, split_label, metric)
-                for stage, label in (("train", "Head"), ("finetune", "Fine-tuning"))
-                for split, split_label in (("train", "train"), ("eval", "val"))
-                for metric in ("loss", "accuracy")]
-    found = [plot for plot in declared["plots"] if next(iter(plot)).startswith(("Head,", "Fine-tuning,"))]
-    assert found == expected, "dvc.yaml's training plots should be\n" + yaml.safe_dump(expected, sort_keys=False)
-    for stage in ("train", "finetune"):
-        assert "plots" not in declared["stages"][stage]
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     return write_project(tmp_path_factory.mktemp("web") / "repo")
