@@ -17,9 +17,13 @@ import yaml
 from PIL import Image
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.params import parse_params
 from pipeline.mri.dedupe import build_index
 from pipeline.sources.folder import PIXELS, index_folder
 from pipeline.sources.tfds import index_tfds, open_builder
+from pipeline.stages import dedupe as dedupe_stage
+from pipeline.stages import split as split_stage
+from pipeline.stages import synth as synth_stage
 from pipeline.tables.split import assign_splits, own_splits, split_metrics
 from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params, run
 
@@ -279,3 +283,25 @@ def test_a_colour_image_in_the_gray_archive_is_set_aside_with_the_reason(tiny_ar
     photo = by_path["OriginalDataset/NonDemented/photo.png"]
     assert photo.status == "rejected" and "colour pixels in a grayscale source" in photo.reason
     assert "colour" not in by_path["OriginalDataset/NonDemented/rgb-gray.png"].reason
+
+
+@pytest.mark.parametrize("source", ["folder", f"tfds:{FLOWERS}"])
+def test_params_of_another_source_do_not_check_the_demo_generator(source):
+    params = parse_params(raw_params(data={"source": source, "classes": ["daisy", "rose", "tulip"],
+                                           "ordinal": False, "negative_class": ""}))
+    assert not params.data.reads_demo and dict(params.synth.subjects)["NonDemented"] == 20
+
+
+def test_a_folder_with_its_own_class_order_runs_through_split_and_synth_writes_no_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    colour_folder(tmp_path / "flowers", classes=("daisy", "rose", "tulip"), per_class=10)
+    params = parse_params(raw_params(data={"source": "folder", "archive": "flowers", "classes": ["tulip", "daisy", "rose"],
+                                           "ordinal": False, "negative_class": ""}))
+    synth_stage.main(params)
+    assert files_on_disk(tmp_path / "data/raw/demo") == {"README.txt"}
+    assert (tmp_path / "data/raw/demo-truth.csv").read_text() == "path,kind,label,source,subject\n"
+    dedupe_stage.main(params)
+    split_stage.main(params)
+    assert json.loads((tmp_path / "data/interim/source.json").read_text())["classes"] == ["tulip", "daisy", "rose"]
+    splits = pd.read_csv(tmp_path / "data/splits.csv", keep_default_na=False)
+    assert len(splits) == 30 and set(splits["split"]) == {"train", "val", "test"}
