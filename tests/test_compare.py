@@ -241,7 +241,7 @@ def test_unordered_classes_without_a_negative_class_have_no_qwk_and_no_binary_vi
     assert set(files) == {"metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
                           "plots/compare/per_class_recall.csv", "plots/compare/balanced_accuracy.png",
                           "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
-                          "plots/compare/confusion.png"}
+                          "plots/compare/confusion.png", "plots/compare/single_subject_classes.csv"}
     text = {name: path.read_text() for name, path in files.items() if not name.endswith(".png")}
     assert not [name for name, content in text.items() if "qwk" in content.lower()]
     assert not [name for name, content in text.items() if "binary" in content]
@@ -373,3 +373,23 @@ def test_images_shared_by_the_source_s_own_splits_are_named_at_the_top_of_the_re
     assert "**The source's own splits share 2 image(s)**" in warning
     assert "`test/000007.jpg`, `validation/000003.jpg`" in warning
     assert ("left out of the later split" in warning) == dropped and ("partly leaked" in warning) != dropped
+
+
+@pytest.mark.parametrize("source", ["folder", "tfds:oxford_flowers102"])
+def test_a_run_of_another_source_is_never_called_the_synthetic_demo(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path, source=source)  # data.archive is still data/raw/demo, as the committed params have it
+    assert cli(["compare"]) == 0
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "synthetic demo" not in report and "`pretrained: false`" in report
+
+
+def test_a_warning_about_many_classes_names_a_few_and_writes_them_all_to_a_csv(unordered, tmp_path):
+    summary, _, _ = unordered
+    files = written({**summary, "single_subject_classes": list(FLOWERS[:40])}, tmp_path)
+    report = files["reports/comparison.md"].read_text()
+    assert ("the test split holds one subject of 40 classes (flower_000, flower_001, flower_002, flower_003, "
+            "flower_004, ...; all in `") in report and "flower_005" not in report.split("## ")[1]
+    assert pd.read_csv(files["plots/compare/single_subject_classes.csv"])["class"].tolist() == list(FLOWERS[:40])
+    twelve = written({**summary, "single_subject_classes": list(FLOWERS[:12])}, tmp_path / "twelve")
+    assert f"one subject of {', '.join(FLOWERS[:12])}." in twelve["reports/comparison.md"].read_text()
