@@ -111,6 +111,10 @@ class DataParams(_Model):
     ordinal: bool  # the classes are ordered (QWK is reported only then)
     negative_class: str  # the "none" class of the binary view (any class vs it); empty: no binary view
 
+    def named_classes(self) -> dict:
+        """{"classes": the classes} when params name them, for a stage to check its inputs against; else {}."""
+        return {"classes": self.classes} if self.classes else {}
+
     @property
     def reads_demo(self) -> bool:
         """Whether this run reads the synth stage's demo archive (the archive source at its path)."""
