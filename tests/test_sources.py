@@ -314,7 +314,7 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
     del groups["fish/05.png"]  # not listed: set aside
     write_groups(root / "groups.csv", groups)
     (root / "fish/notes.txt").write_text("not an image")
-    rows, report, _ = index_folder(root, (), root / "groups.csv", 0.95)
+    _, report, _ = index_folder(root, (), root / "groups.csv", 0.95)
     assert report["files"] == {"found": 19, "used": 17, "set_aside": 2}  # groups.csv is not counted: it has no row
     assert report["status"] == {"ok": {"original": 17}, "rejected": {"original": 2}}
     assert report["subjects"] == {"cat": 3, "dog": 3, "fish": 3}
@@ -338,6 +338,6 @@ def test_the_tfds_source_counts_its_examples_like_the_archive_and_reconciles_the
     assert report["files"] == {"found": 36, "used": used, "set_aside": 36 - used} and 0 < used < 36
     assert report["status"] == {"ok": {"original": used}, "rejected": {"original": 36 - used}}
     assert sum(report["subjects"].values()) == len({row.subject for row in rows if row.status == "ok"})
-    with tfds.testing.mock_data(num_examples=11, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir)):
-        with pytest.raises(PipelineError, match=rf"^36 examples in the splits of tfds:{FLOWERS} but 33 rows indexed"):
-            index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "again")
+    fewer = tfds.testing.mock_data(num_examples=11, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir))
+    with fewer, pytest.raises(PipelineError, match=rf"^36 examples in the splits of tfds:{FLOWERS} but 33 rows indexed"):
+        index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "again")
