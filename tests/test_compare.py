@@ -247,7 +247,7 @@ def test_unordered_classes_without_a_negative_class_have_no_qwk_and_no_binary_vi
     assert set(files) == {"metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
                           "plots/compare/per_class_recall.csv", "plots/compare/balanced_accuracy.png",
                           "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
-                          "plots/compare/confusion.png"}
+                          "plots/compare/confusion.png", "plots/compare/single_subject_classes.csv"}
     text = {name: path.read_text() for name, path in files.items() if not name.endswith(".png")}
     assert not [name for name, content in text.items() if "qwk" in content.lower()]
     assert not [name for name, content in text.items() if "binary" in content]
@@ -428,3 +428,23 @@ def test_the_paired_tests_are_holm_adjusted_over_the_comparisons(summary):
     expected = np.minimum(1, np.maximum.accumulate(np.sort(raw) * (len(raw) - np.arange(len(raw)))))
     np.testing.assert_allclose(np.array(adjusted)[order], expected)
     assert all("mcnemar_per_image" in result for result in summary["tests"].values())
+
+
+@pytest.mark.parametrize("source", ["folder", "tfds:oxford_flowers102"])
+def test_a_run_of_another_source_is_never_called_the_synthetic_demo(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path, source=source)  # data.archive is still data/raw/demo, as the committed params have it
+    assert cli(["compare"]) == 0
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "synthetic demo" not in report and "`pretrained: false`" in report
+
+
+def test_a_warning_about_many_classes_names_a_few_and_writes_them_all_to_a_csv(unordered, tmp_path):
+    summary, _, _ = unordered
+    files = written({**summary, "single_subject_classes": list(FLOWERS[:40])}, tmp_path)
+    report = files["reports/comparison.md"].read_text()
+    assert ("the test split holds one subject of 40 classes (flower_000, flower_001, flower_002, flower_003, "
+            "flower_004, ...; all in `") in report and "flower_005" not in report.split("## ")[1]
+    assert pd.read_csv(files["plots/compare/single_subject_classes.csv"])["class"].tolist() == list(FLOWERS[:40])
+    twelve = written({**summary, "single_subject_classes": list(FLOWERS[:12])}, tmp_path / "twelve")
+    assert f"one subject of {', '.join(FLOWERS[:12])}." in twelve["reports/comparison.md"].read_text()

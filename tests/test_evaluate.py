@@ -67,7 +67,8 @@ def project(tmp_path, monkeypatch) -> Path:
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     Path("models/tiny").mkdir(parents=True)
     tiny_model().save("models/tiny/model.keras")
-    meta = {"backbone": "tiny", "pretrained": False, "fine_tuning_kept": True, "input_size": SIZE}
+    meta = {"backbone": "tiny", "pretrained": False, "fine_tuning_kept": True, "input_size": SIZE, "image_size": SIZE,
+            "classes": list(CLASSES)}
     Path("models/tiny/meta.json").write_text(json.dumps(meta))
     return tmp_path
 
@@ -162,7 +163,7 @@ def test_evaluate_a_test_split_without_a_class(project):
 
 def test_a_missing_model_says_which_stage_makes_it(project):
     write_test_split(project, CLASSES)
-    with pytest.raises(PipelineError, match=r"models/other/model.keras not found; run dvc repro finetune@other first"):
+    with pytest.raises(PipelineError, match=r"models/other/meta.json not found; run dvc repro finetune@other first"):
         main(load_params(Path("params.yaml")), "other")
 
 

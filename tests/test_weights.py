@@ -113,13 +113,13 @@ def test_staged_weights_pin_the_file_and_its_sha256(mirror, tmp_path):
     keras_file(folder / name)
     backbone = replace(get_backbone(BACKBONE), weights_hash=md5(folder / name))
     record = stage_weights(backbone, "imagenet", 32, tmp_path / "staged")
-    path, again = staged_weights(tmp_path / "staged")
+    path, again = staged_weights(tmp_path / "staged", "imagenet", 32)
     assert record == again and path == tmp_path / "staged" / name
     assert record["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
     assert stage_weights(backbone, "none", 32, tmp_path / "staged") == {"backbone": BACKBONE, "weights": "none",
-                                                                        "file": None, "sha256": None}
-    assert staged_weights(tmp_path / "staged")[0] is None and [p.name for p in (tmp_path / "staged").iterdir()] == [
-        "source.json"]
+                                                                        "input_size": 32, "file": None, "sha256": None}
+    assert staged_weights(tmp_path / "staged", "none", 32)[0] is None and [
+        p.name for p in (tmp_path / "staged").iterdir()] == ["source.json"]
 
 
 def test_the_weights_stage_downloads_with_no_tensorflow_start_up_line(mirror, tmp_path):

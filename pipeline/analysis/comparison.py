@@ -272,8 +272,10 @@ def write_outputs(summary: dict, origin: dict, summary_path: Path, plots_dir: Pa
     write_json(summary_path, {key: value for key, value in summary.items() if key not in NOT_IN_JSON})
     table = pd.DataFrame([summary["models"][name] for name in summary["order"]])
     write_csv(plots_dir / "summary.csv", table, float_format="%.6g")
-    tables = {"per_class_recall": plots_dir / "per_class_recall.csv", "binary_roc": plots_dir / "binary_roc.csv"}
+    tables = {"per_class_recall": plots_dir / "per_class_recall.csv", "binary_roc": plots_dir / "binary_roc.csv",
+              "single_subject_classes": plots_dir / "single_subject_classes.csv"}
     write_csv(tables["per_class_recall"], summary["per_class_recall"], float_format="%.6g")
+    write_csv(tables["single_subject_classes"], pd.DataFrame({"class": summary["single_subject_classes"]}))
     if "binary" in summary:
         curves = summary["binary_curves"]
         roc = pd.concat([pd.DataFrame({"model": name, **curve}) for name, curve in curves.items()], ignore_index=True)

@@ -10,6 +10,7 @@ from pipeline.analysis.selection import overrides_text
 ALPHA = 0.05
 LISTED_CLASSES = 12  # up to this many classes the report names them all and the per-class table shows each
 PER_CLASS_ENDS = 5  # beyond, the per-class table shows this many worst and best
+NAMED_IN_WARNING = 5  # a warning about more than LISTED_CLASSES classes names this many (the rest in a CSV)
 TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is shown as "value [low, high]";
     # a column the table lacks (qwk with unordered classes, binary_auc with no binary view) is left out
     ("model", "model", "{}"),
@@ -34,7 +35,7 @@ def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, 
         "# Backbone comparison\n",
         pick(summary),
         tuning(origin),
-        warnings(summary, table, origin),
+        warnings(summary, table, origin, tables),
         setting(summary, tables["per_class_recall"]),
         "## Results\n\n" + markdown_table(table),
         charts(figures, summary, report_dir),
@@ -72,8 +73,9 @@ def markdown_table(table: pd.DataFrame) -> str:
         "added up; training time is the features, train and finetune stages' logged seconds.\n"
 
 
-def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
-    """Plain statements that qualify the figures: the demo, random weights, fine-tuning not kept, thin intervals."""
+def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str, Path]) -> str:
+    """Plain statements that qualify the figures: the demo, random weights, fine-tuning not kept, thin intervals;
+    `tables` are the CSV files that name every class a warning has too many of to list."""
     lines = []
     if origin["demo"]:
         lines.append(f"> **This is the synthetic demo** (`data.archive: {origin['archive']}`): scans drawn from one "
@@ -96,8 +98,9 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
     single = summary["single_subject_classes"]
     if single:
         lines.append(f"> **Intervals understate the uncertainty**: the test split holds one subject of "
-                     f"{', '.join(single)}. Resampling subjects cannot show how another subject of these classes "
-                     "would score, so the brackets and the paired tests miss that part of the doubt.")
+                     f"{some_classes(single, tables['single_subject_classes'])}. Resampling subjects cannot show how "
+                     "another subject of these classes would score, so the brackets and the paired tests miss that "
+                     "part of the doubt.")
     return "\n>\n".join(lines) + "\n" if lines else ""
 
 
@@ -121,6 +124,13 @@ def tuning(origin: dict) -> str:
         return ("Training params were set per backbone by hand (tune entries not written by `python -m pipeline "
                 f"select`, so not known to be chosen on val): {entries}; the other backbones use the shared values.\n")
     return ""
+
+
+def some_classes(names: list[str], csv_path: Path) -> str:
+    """Every class name up to LISTED_CLASSES; past that, the count, a few names and the CSV that holds them all."""
+    if len(names) <= LISTED_CLASSES:
+        return ", ".join(names)
+    return f"{len(names)} classes ({', '.join(names[:NAMED_IN_WARNING])}, ...; all in `{csv_path.as_posix()}`)"
 
 
 def setting(summary: dict, per_class_csv: Path) -> str:

@@ -115,6 +115,15 @@ class DataParams(_Model):
     ordinal: bool  # the classes are ordered (QWK is reported only then)
     negative_class: str  # the "none" class of the binary view (any class vs it); empty: no binary view
 
+    def named_classes(self) -> dict:
+        """{"classes": the classes} when params name them, for a stage to check its inputs against; else {}."""
+        return {"classes": self.classes} if self.classes else {}
+
+    @property
+    def reads_demo(self) -> bool:
+        """Whether this run reads the synth stage's demo archive (the archive source at its path)."""
+        return self.source == "archive" and Path(self.archive) == paths.DEMO_ARCHIVE
+
     @model_validator(mode="after")
     def _classes_fit_the_source(self) -> "DataParams":
         if len(self.classes) == 1 or (self.source == "archive" and not self.classes):
@@ -279,9 +288,10 @@ class Params(_Model):
     @field_validator("synth")
     @classmethod
     def _a_count_per_class(cls, synth: SynthParams, info: ValidationInfo) -> SynthParams:
-        if "data" not in info.data or not info.data["data"].classes:  # wrong (and reported) or the source's own
+        data = info.data.get("data")
+        if data is None or not data.reads_demo:  # wrong (and reported), or the demo is not read: synth writes none
             return synth
-        classes, counts = info.data["data"].classes, dict(synth.subjects)
+        classes, counts = data.classes, dict(synth.subjects)
         if set(counts) != set(classes):
             raise _invalid(f"a count for each of data.classes: {', '.join(classes)}", "subjects")
         return synth.model_copy(update={"subjects": tuple((name, counts[name]) for name in classes)})

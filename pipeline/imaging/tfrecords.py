@@ -7,13 +7,14 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.files import write_json
 from pipeline.core.params import SPLITS
 from pipeline.core.text import escape
@@ -73,12 +74,15 @@ def write_meta(out_dir: Path, meta: dict) -> None:
     write_json(out_dir / META_NAME, meta)
 
 
-def read_meta(tfrecord_dir: Path) -> dict:
-    """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it."""
+def read_meta(tfrecord_dir: Path, expected: Mapping = MappingProxyType({})) -> dict:
+    """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it: missing, or recording
+    other values than `expected` (image_size, classes: what params say now)."""
     path = tfrecord_dir / META_NAME
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the preprocess stage first (dvc repro preprocess)")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    check_inputs(path, meta, expected, "preprocess")
+    return meta
 
 
 def decode_image(encoded: tf.Tensor, encoding: str, image_size: int, channels: int) -> tf.Tensor:

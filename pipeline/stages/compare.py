@@ -45,7 +45,7 @@ def main(params: Params) -> None:
         seed=params.seed,
         sensitivity=params.compare.sensitivity,
     )
-    origin = provenance(params, params.data.archive, paths.LOCK, demo=Path(params.data.archive) == paths.DEMO_ARCHIVE,
+    origin = provenance(params, params.data.archive, paths.LOCK, demo=params.data.reads_demo,
                         models={name: paths.model_files(name).model for name in backbones})
     origin["shared_images"] = read_json(paths.SPLIT_METRICS, "split").get("shared_images")  # own splits only
     write_outputs(summary, origin, paths.SUMMARY, paths.COMPARE_PLOTS, paths.REPORT)

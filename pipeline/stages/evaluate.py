@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.analysis.metrics import evaluate_predictions, roc_curves, validation_scores
 from pipeline.core import paths
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.files import write_csv, write_json
 from pipeline.core.params import Params
 from pipeline.imaging.tfrecords import read_meta
@@ -26,23 +26,23 @@ log = logging.getLogger(__name__)
 
 def main(params: Params, backbone: str) -> None:
     files = paths.model_files(backbone)
+    data_meta = read_meta(paths.TFRECORDS, params.data.named_classes())
+    classes = tuple(data_meta["classes"])  # the source's, as preprocess stored them
+    meta = read_model_meta(files.meta, backbone, {key: data_meta[key] for key in ("image_size", "classes")})
     model = load_model(files.model, backbone)
-    meta = read_model_meta(files.meta, backbone)
     infer = inference_function(model)
-    tfrecords_meta = read_meta(paths.TFRECORDS)
-    classes = tuple(tfrecords_meta["classes"])  # the source's, as preprocess stored them
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
     val_predictions, report["val"] = predictions.iloc[:0], None
-    if tfrecords_meta["counts"]["val"]:
+    if data_meta["counts"]["val"]:
         val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
         report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
                                           ordinal=params.data.ordinal)
     else:
         log.warning("the val split has no images: no val scores, so compare needs compare.reference to name "
                     "the reference model when it compares several backbones")
-    shape = (tfrecords_meta["image_size"],) * 2 + (3,)
+    shape = (data_meta["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
         pretrained=bool(meta["pretrained"]),
@@ -68,8 +68,9 @@ def main(params: Params, backbone: str) -> None:
     log.info("wrote %s and %s/", paths.eval_metrics(backbone), paths.eval_plots(backbone))
 
 
-def read_model_meta(path: Path, backbone: str) -> dict:
-    """The meta.json fine-tuning wrote beside the model, with the keys the report needs."""
+def read_model_meta(path: Path, backbone: str, expected: dict) -> dict:
+    """The meta.json fine-tuning wrote beside the model, with the keys the report needs, made for `expected`
+    (the TFRecords' image size and classes)."""
     if not path.is_file():
         raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
     meta = json.loads(path.read_text())
@@ -77,4 +78,5 @@ def read_model_meta(path: Path, backbone: str) -> dict:
     if missing:
         raise PipelineError(f"{path}: no {' or '.join(map(repr, missing))} key; "
                             f"run dvc repro finetune@{backbone} again")
+    check_inputs(path, meta, expected, f"finetune@{backbone}")
     return meta

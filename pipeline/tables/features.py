@@ -5,13 +5,15 @@ meta.json and the base's weights, which fine-tuning starts from.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.params import SPLITS
 from pipeline.tables.index import read_index
 
@@ -34,12 +36,15 @@ def load_features(features_dir: Path, split: str) -> dict[str, np.ndarray]:
         return {name: arrays[name] for name in arrays.files}
 
 
-def read_features_meta(features_dir: Path) -> dict:
-    """The meta.json the features stage wrote beside the arrays."""
+def read_features_meta(features_dir: Path, expected: Mapping = MappingProxyType({})) -> dict:
+    """The meta.json the features stage wrote beside the arrays; a PipelineError when it records other values
+    than `expected` (weights, image_size, classes: what params or the TFRecords say now)."""
     path = features_dir / META_NAME
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the features stage first (dvc repro features@<backbone>)")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    check_inputs(path, meta, expected, f"features@{features_dir.name}")
+    return meta
 
 
 def base_weights_file(features_dir: Path) -> Path:
