@@ -138,7 +138,8 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
 
 
 def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """A split's stored images shrunk to size x size (antialiased, channels as stored) and flattened to [0, 1]:
+    """A split's stored images shrunk to size x size (each pixel the mean of those it covers, channels as stored) and
+    flattened to [0, 1]:
     `features` (n, size * size * channels) float32, `labels`, and `paths` as the features stage stores them."""
     meta = read_meta(tfrecord_dir)
     if size > meta["image_size"]:
@@ -148,7 +149,7 @@ def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256
              "labels": [np.zeros(0, np.int32)], "paths": [np.zeros(0, str)]}
     batches = make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True) if meta["counts"][split] else []
     for images, labels, ids in batches:
-        small = tf.image.resize(images, (size, size), antialias=True) / 255.0
+        small = tf.image.resize(images, (size, size), method="area") / 255.0
         parts["features"].append(tf.reshape(small, (len(labels), -1)).numpy())
         parts["labels"].append(labels.numpy())
         parts["paths"].append(np.array([value.decode() for value in ids["path"].numpy()]))
