@@ -10,6 +10,7 @@ from pipeline.__main__ import main as cli
 from pipeline.analysis.baselines import check_folds, fold_count, grouped_folds, run_baselines
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import BaselinesParams, KnnParams, ReductionsParams
+from pipeline.imaging.tfrecords import read_pixels
 from pipeline.tables.features import Pool
 from tests.synthetic_features import (
     BACKBONE,
@@ -120,6 +121,28 @@ def test_reductions_read_the_input_named():
         report = run_baselines(pool, noise, CLASSES, params, seed=0, ordinal=False)
         scores[source] = report["reductions"]["models"]["one_vs_rest_logistic_regression"]["cv"]["balanced_accuracy"]
     assert scores["features"] > 0.9 and scores["pixels"] < 0.5, scores
+    for name in ("linear_svm", "logistic_regression"):
+        assert report["models"][name]["cv"]["balanced_accuracy"] > 0.9
+        assert report["pixels"]["models"][name]["cv"]["balanced_accuracy"] < 0.5
+
+
+def test_pixels_of_other_images_than_the_features_stop_the_stage():
+    pool = synthetic_pool(leak=False)
+    shuffled = pixel_pool(pool)
+    shuffled = Pool(shuffled.features[::-1], shuffled.rows.iloc[::-1].reset_index(drop=True))
+    with pytest.raises(PipelineError, match="features and data/tfrecords hold other images; rerun dvc repro features@"):
+        run_baselines(pool, shuffled, CLASSES, baselines_params(), seed=0, ordinal=False)
+
+
+def test_pixels_are_read_from_the_tfrecords_shrunk_by_block_means(tmp_path):
+    pool = synthetic_pool(leak=False)
+    write_tfrecords(tmp_path, pool, size=32)
+    read = read_pixels(tmp_path / "data/tfrecords", "val", 8)
+    val = (pool.rows["split"] == "val").to_numpy()
+    assert read["paths"].tolist() == pool.rows.loc[val, "path"].tolist()
+    np.testing.assert_allclose(read["features"], pixel_pool(pool, 8).features[val], atol=1e-6)
+    with pytest.raises(PipelineError, match="images of 32 px cannot be shrunk to 64 px; rerun the preprocess stage"):
+        read_pixels(tmp_path / "data/tfrecords", "val", 64)
 
 
 def rare(pool: Pool, label: int, keep: int) -> Pool:
