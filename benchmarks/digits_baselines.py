@@ -73,7 +73,8 @@ def tables(report: dict, split: dict) -> str:
         features = report["models"][name]
         lines.append(f"| {name} | {cell(scores['cv'])} | {scores['test']['balanced_accuracy']:.3f} | "
                      f"{cell(features['cv'])} | {features['test']['balanced_accuracy']:.3f} |")
-    lines += ["", "| reduction (on pixels) | binary models | CV | test | fit on train (s) |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "| reduction (on pixels) | binary models | CV | test | fit on train (s) |",
+              "|---|---:|---:|---:|---:|"]
     for name, scores in report["reductions"]["models"].items():
         lines.append(f"| {name} | {scores['binary_models']} | {cell(scores['cv'])} | "
                      f"{scores['test']['balanced_accuracy']:.3f} | {scores['fit_seconds']:.2f} |")
@@ -94,7 +95,8 @@ def main() -> None:
     print(f"{write_digits(folder)} digits written under {folder}")
     write_params(project, folder)
     seconds = run_stages(project)
-    print("| stage | seconds |\n|---|---:|\n" + "\n".join(f"| {stage} | {value:.1f} |" for stage, value in seconds.items()))
+    print("| stage | seconds |\n|---|---:|")
+    print("\n".join(f"| {stage} | {value:.1f} |" for stage, value in seconds.items()))
     report = json.loads((project / "metrics/baselines.json").read_text())
     print(tables(report, json.loads((project / "metrics/split.json").read_text())))
 

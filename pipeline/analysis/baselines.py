@@ -101,8 +101,9 @@ def run_baselines(features: Pool, pixels: Pool, classes: tuple[str, ...], params
 
 def same_images(first: Pool, second: Pool) -> bool:
     """Whether two pools hold the same images (path, label, subject) in the same order."""
+    columns = ("path", "label", "subject")
     return len(first.rows) == len(second.rows) and all(
-        (first.rows[column].to_numpy() == second.rows[column].to_numpy()).all() for column in ("path", "label", "subject"))
+        (first.rows[column].to_numpy() == second.rows[column].to_numpy()).all() for column in columns)
 
 
 def score_model(model: BaseEstimator, pool: Pool, folds: list[tuple[np.ndarray, ...]], train: np.ndarray,

@@ -147,7 +147,8 @@ def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256
                             "rerun the preprocess stage (dvc repro preprocess)")
     parts = {"features": [np.zeros((0, size * size * meta["channels"]), np.float32)],
              "labels": [np.zeros(0, np.int32)], "paths": [np.zeros(0, str)]}
-    batches = make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True) if meta["counts"][split] else []
+    batches = (make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True)
+               if meta["counts"][split] else [])
     for images, labels, ids in batches:
         small = tf.image.resize(images, (size, size), method="area") / 255.0
         parts["features"].append(tf.reshape(small, (len(labels), -1)).numpy())
