@@ -96,19 +96,33 @@ def digests(root: Path) -> dict[str, str]:
     return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in OUTPUTS}
 
 
+RARE_CLASS_NOTE = "baselines.folds = 5, but class ModerateDemented has as few as 2 subjects in train and val"
+
+
+def baseline_scores(test: float, cv: float) -> dict:
+    """A model's entry in metrics/baselines.json with these test and mean CV balanced accuracies."""
+    return {"cv": {"balanced_accuracy": cv, "balanced_accuracy_std": 0.05, "macro_f1": cv},
+            "test": {"accuracy": test + 0.05, "balanced_accuracy": test, "macro_f1": test - 0.05, "qwk": 0.3}}
+
+
 @pytest.fixture(scope="module")
 def summary() -> dict:
     frames = {name: predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES)}
-    baselines = {"backbone": BACKBONES[0], "folds": 5, "models": {
-        "knn": {"cv": {}, "test": {"accuracy": 0.5, "balanced_accuracy": 0.45, "macro_f1": 0.4, "qwk": 0.3}}}}
+    baselines = {"backbone": BACKBONES[0], "folds": 2, "folds_asked": 5, "notes": [RARE_CLASS_NOTE],
+                 "models": {"knn": baseline_scores(0.45, 0.33)},
+                 "pixels": {"size": 16, "channels": 1, "models": {"knn": baseline_scores(0.61, 0.55)}},
+                 "reductions": {"input": "pixels", "code_size": 1.5, "models": {
+                     "one_vs_one_linear_svm": {**baseline_scores(0.7, 0.66), "binary_models": 6, "fit_seconds": 0.25}}}}
     return summarize({name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}, frames,
                      frames, VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, **SETTING)
 
 
 def test_rows_hold_backbones_then_ensembles_then_baselines(summary):
-    assert list(summary["models"]) == [*BACKBONES, "ensemble_mean", "ensemble_val_loss", "knn"]
+    assert list(summary["models"]) == [*BACKBONES, "ensemble_mean", "ensemble_val_loss", "knn", "knn_pixels"]
     baseline = summary["models"]["knn"]
     assert baseline["kind"] == f"baseline ({BACKBONES[0]} features)" and baseline["balanced_accuracy"] == 0.45
+    on_pixels = summary["models"]["knn_pixels"]
+    assert on_pixels["kind"] == "baseline (pixels 16x16 gray)" and on_pixels["balanced_accuracy"] == 0.61
     assert baseline["latency_ms"] is None and baseline["balanced_accuracy_low"] is None
     mean = summary["models"]["ensemble_mean"]
     n = len(BACKBONES)
@@ -116,7 +130,7 @@ def test_rows_hold_backbones_then_ensembles_then_baselines(summary):
     assert mean["training_seconds"] == 6.5 * n
     assert mean["balanced_accuracy_low"] <= mean["balanced_accuracy"] <= mean["balanced_accuracy_high"]
     reference = summary["reference"]["model"]
-    assert set(summary["tests"]) == set(summary["models"]) - {reference, "knn"}
+    assert set(summary["tests"]) == set(summary["models"]) - {reference, "knn", "knn_pixels"}
 
 
 def test_ensembles_are_scored_like_a_backbone_from_hand_computed_means(summary):
@@ -287,6 +301,20 @@ def test_four_ordinal_classes_list_every_class_sorted_and_keep_qwk_and_the_binar
     assert "| QWK | binary AUC |" in report and "## Any class but NonDemented vs NonDemented" in report
     assert f"classes {', '.join(CLASSES)} (ordinal)" in report
     assert {"plots/compare/binary_roc.csv", "plots/compare/binary_roc.png"} <= set(files)
+
+
+def test_the_report_sets_the_baselines_on_pixels_beside_those_on_features_and_tables_the_reductions(summary, tmp_path):
+    report = written(summary, tmp_path)["reports/comparison.md"].read_text()
+    results = {row[0]: row[1] for row in table_rows(section(report, "Results"))}
+    assert results["knn"] == f"baseline ({BACKBONES[0]} features)" and results["knn_pixels"] == \
+        "baseline (pixels 16x16 gray)"
+    baselines = section(report, "Classical baselines")
+    assert f"> **Fewer folds or unscored classes:** {RARE_CLASS_NOTE}." in baselines and "over 2 folds" in baselines
+    tables = baselines.split("### Multi-class reductions to binary models")
+    assert table_rows(tables[0]) == [["knn", "0.330", "0.550"]]
+    assert f"| model | CV on {BACKBONES[0]} features | CV on pixels 16x16 gray |" in tables[0]
+    assert table_rows(tables[1]) == [["one_vs_one_linear_svm", "6", "0.660 ± 0.050", "0.700", "0.25"]]
+    assert "on the pixels 16x16 gray" in tables[1]
 
 
 def test_the_binary_view_is_any_class_but_the_named_negative_one(tmp_path):

@@ -45,11 +45,27 @@ def test_committed_params_load():
         ({"tune": {"VGG19": {"lr": 2}}}, "tune.VGG19.lr"),
         ({"tune": {"VGG19": {"head": {"dropout": 1}}}}, "tune.VGG19.head.dropout"),
         ({"tune": {"VGG19": {"fine_tune": {"unfreeze": 2}}}}, "tune.VGG19.fine_tune.unfreeze"),
+        ({"baselines": {"pixel_size": 2}}, "baselines.pixel_size"),
+        ({"baselines": {"reductions": {"input": "both", "strategies": [], "base_models": ["linear_svm"],
+                                       "code_size": 1.5}}}, "baselines.reductions.input"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": ["one_vs_all"], "base_models": ["linear_svm"],
+                                       "code_size": 1.5}}}, "baselines.reductions.strategies"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": [], "base_models": [], "code_size": 1.5}}},
+         "baselines.reductions.base_models"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": [], "base_models": ["linear_svm"],
+                                       "code_size": 0}}}, "baselines.reductions.code_size"),
     ],
 )
 def test_wrong_value_names_the_key(overrides, key):
     with pytest.raises(PipelineError, match=rf"params: {key} = "):
         parse_params(raw_params(**overrides))
+
+
+def test_pixels_are_shrunk_never_grown():
+    with pytest.raises(PipelineError, match=r"params: baselines.pixel_size = 100 is invalid; allowed: at most "
+                                            r"image_size \(64\)"):
+        parse_params(raw_params(image_size=64, baselines={"pixel_size": 100}))
+    assert parse_params(raw_params(image_size=64, baselines={"pixel_size": 64})).baselines.pixel_size == 64
 
 
 def test_missing_and_unknown_keys_are_named():

@@ -107,9 +107,34 @@ def ensemble_record(members: list[dict], scores: dict) -> dict:
 
 
 def baseline_rows(baselines: dict, metrics: tuple[str, ...]) -> list[dict]:
-    """Rows of the classical baselines' test scores (no intervals, latency or size)."""
-    return [model_row(name, f"baseline ({baselines['backbone']} features)", scores["test"], None, metrics)
-            for name, scores in sorted(baselines["models"].items())]
+    """Rows of the classical baselines' test scores (no intervals, latency or size): on the backbone's features, then
+    on the pixels (named `<model>_pixels`)."""
+    kinds = {"": f"baseline ({baselines['backbone']} features)", "_pixels": f"baseline ({pixels_label(baselines)})"}
+    models = {"": baselines["models"], "_pixels": baselines["pixels"]["models"]}
+    return [model_row(name + suffix, kind, scores["test"], None, metrics)
+            for suffix, kind in kinds.items() for name, scores in sorted(models[suffix].items())]
+
+
+def pixels_label(baselines: dict) -> str:
+    """What the pixel baselines read, e.g. 'pixels 16x16 gray'."""
+    size, channels = baselines["pixels"]["size"], baselines["pixels"]["channels"]
+    return f"pixels {size}x{size} {'gray' if channels == 1 else 'RGB'}"
+
+
+def baseline_summary(baselines: dict) -> dict:
+    """What the report says of the baselines: their inputs, folds and notes, each model's mean CV balanced accuracy
+    on both inputs, and the reductions."""
+    return {
+        "features": baselines["backbone"],
+        "pixels": pixels_label(baselines),
+        "folds": baselines["folds"],
+        "folds_asked": baselines["folds_asked"],
+        "notes": baselines["notes"],
+        "cv": {name: {"features": scores["cv"]["balanced_accuracy"],
+                      "pixels": baselines["pixels"]["models"][name]["cv"]["balanced_accuracy"]}
+               for name, scores in sorted(baselines["models"].items())},
+        "reductions": baselines["reductions"],
+    }
 
 
 def pick_reference(evaluations: dict[str, dict], named: str) -> dict:
@@ -173,7 +198,7 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
         "val_loss": val_losses,
         "ensemble_weights": dict(zip(backbones, weights.tolist())),
         "tests": paired_tests(picked["model"], labels, subjects, probabilities, resamples, seed),
-        "baselines": None if not baselines else {"features": baselines["backbone"], "folds": baselines["folds"]},
+        "baselines": baseline_summary(baselines) if baselines else None,
         "per_class_recall": per_class_recall({name: records[name] for name in probabilities}, classes),
         "reference_confusion": evaluations[picked["model"]]["confusion_matrix"],
     }

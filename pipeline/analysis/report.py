@@ -259,13 +259,32 @@ def ensembles(summary: dict) -> str:
 
 
 def baselines(summary: dict) -> str:
-    """Where the baseline rows come from, or that there are none."""
+    """Where the baseline rows come from, the folds and their notes, the CV of each model on both inputs, and the
+    reductions' table; or that there are none."""
     if summary["baselines"] is None:
         return "## Classical baselines\n\n`metrics/baselines.json` is absent: no baseline rows.\n"
-    return (f"## Classical baselines\n\nRows of kind `baseline`: classical models on the cached "
-            f"{summary['baselines']['features']} features, scored once on the test split (no intervals, size or "
-            f"latency); their {summary['baselines']['folds']}-fold grouped cross-validation is in "
-            "`metrics/baselines.json`.\n")
+    found = summary["baselines"]
+    features, pixels, folds = found["features"], found["pixels"], found["folds"]
+    lines = ["## Classical baselines\n",
+             f"Rows of kind `baseline`: classical models on the cached {features} features and on the raw {pixels} "
+             "(`baselines.pixel_size`, the stored images shrunk), scored once on the test split (no intervals, size "
+             f"or latency). Their cross-validation: mean balanced accuracy over {folds} folds grouped by subject "
+             "over train and val (`metrics/baselines.json`).\n"]
+    lines += [f"> **Fewer folds or unscored classes:** {note}.\n" for note in found["notes"]]
+    lines += [f"| model | CV on {features} features | CV on {pixels} |", "|---|---|---|"]
+    lines += [f"| {name} | {scores['features']:.3f} | {scores['pixels']:.3f} |" for name, scores in found["cv"].items()]
+    reductions, read = found["reductions"], {"features": f"{features} features", "pixels": pixels}
+    if reductions["models"]:
+        lines += ["\n### Multi-class reductions to binary models\n",
+                  f"scikit-learn's one-vs-rest, one-vs-one and output-code (`code_size` {reductions['code_size']:g}) "
+                  f"reductions around binary models, on the {read[reductions['input']]}, cross-validated as above; "
+                  "the fit is the one on train, timed on one core.\n",
+                  "| reduction | binary models | CV balanced accuracy | test balanced accuracy | fit on train (s) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {scores['binary_models']} | {scores['cv']['balanced_accuracy']:.3f} "
+                  f"± {scores['cv']['balanced_accuracy_std']:.3f} | {scores['test']['balanced_accuracy']:.3f} | "
+                  f"{scores['fit_seconds']:.2f} |" for name, scores in reductions["models"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def produced_by(origin: dict) -> str:

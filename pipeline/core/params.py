@@ -32,6 +32,9 @@ ENCODINGS = ("png", "jpeg", "raw")
 CLASS_WEIGHTS = ("balanced", "none")
 SWITCHES = ("auto", "on", "off")
 KNN_TIES = ("nearest", "shrink", "random")
+REDUCTIONS = ("one_vs_rest", "one_vs_one", "output_code")  # sklearn.multiclass' reductions to binary models
+BINARY_BASES = ("linear_svm", "logistic_regression")  # the binary models they are made of
+BASELINE_INPUTS = ("pixels", "features")
 MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rotation / rotation_step)
 MAX_DEPTH = 20  # deepest nesting of the YAML file
 # the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
@@ -237,10 +240,21 @@ class KnnParams(_Model):
     ties: _list(Literal[KNN_TIES], f"a non-empty list of distinct rules from {', '.join(KNN_TIES)}", 1, _distinct())
 
 
+class ReductionsParams(_Model):
+    input: Literal[BASELINE_INPUTS]  # what the reductions read: the pixels or the backbone's features
+    strategies: _list(Literal[REDUCTIONS], f"a list of distinct names from {', '.join(REDUCTIONS)} (may be empty)", 0,
+                      _distinct())
+    base_models: _list(Literal[BINARY_BASES], f"a non-empty list of distinct names from {', '.join(BINARY_BASES)}",
+                       1, _distinct())
+    code_size: _num(0.0, 10.0, open_low=True)  # output_code: int(code_size * classes) binary models
+
+
 class BaselinesParams(_Model):
     backbone: BackboneName  # whose cached features the classical models read
+    pixel_size: _int(4, 128)  # side of the images the classical models also read as raw pixels
     folds: _int(2, 100)  # grouped cross-validation folds over train and val
     knn: KnnParams
+    reductions: ReductionsParams
 
 
 class Params(_Model):
@@ -301,6 +315,8 @@ class Params(_Model):
         for key, name in (("audit.backbone", self.audit.backbone), ("baselines.backbone", self.baselines.backbone)):
             if name not in self.backbones:
                 raise _invalid(f"one of backbones: {', '.join(self.backbones)}", key)
+        if self.baselines.pixel_size > self.image_size:
+            raise _invalid(f"at most image_size ({self.image_size})", "baselines.pixel_size")
         if self.compare.reference and self.compare.reference not in self.backbones:
             raise _invalid(f"'' (the highest val balanced accuracy) or one of backbones: {', '.join(self.backbones)}",
                            "compare.reference")

@@ -141,6 +141,26 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """A split's stored images shrunk to size x size (each pixel the mean of those it covers, channels as stored) and
+    flattened to [0, 1]:
+    `features` (n, size * size * channels) float32, `labels`, and `paths` as the features stage stores them."""
+    meta = read_meta(tfrecord_dir)
+    if size > meta["image_size"]:
+        raise PipelineError(f"{tfrecord_dir}: images of {meta['image_size']} px cannot be shrunk to {size} px; "
+                            "rerun the preprocess stage (dvc repro preprocess)")
+    parts = {"features": [np.zeros((0, size * size * meta["channels"]), np.float32)],
+             "labels": [np.zeros(0, np.int32)], "paths": [np.zeros(0, str)]}
+    batches = (make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True)
+               if meta["counts"][split] else [])
+    for images, labels, ids in batches:
+        small = tf.image.resize(images, (size, size), method="area") / 255.0
+        parts["features"].append(tf.reshape(small, (len(labels), -1)).numpy())
+        parts["labels"].append(labels.numpy())
+        parts["paths"].append(np.array([value.decode() for value in ids["path"].numpy()]))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def _shard_paths(tfrecord_dir: Path, meta: dict, split: str) -> list[Path]:
     if split not in meta["shards"]:
         raise PipelineError(f"{tfrecord_dir / META_NAME}: no split {split!r}; it has {', '.join(meta['shards'])}")
