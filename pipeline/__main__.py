@@ -23,9 +23,9 @@ from pipeline.core import paths  # noqa: E402
 from pipeline.core.errors import PipelineError  # noqa: E402
 from pipeline.core.params import load_params  # noqa: E402
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
-          "plots_page", "audit", "baselines")
-BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
+STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "explain",
+          "compare", "plots_page", "audit", "baselines")
+BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate", "explain")  # these take the backbone's name
 COMMANDS = (*STAGES, "predict", "serve")  # predict takes scans' paths; serve takes --host, --port, --allow-remote
 
 
