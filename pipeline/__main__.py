@@ -1,5 +1,5 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`, or
-`python -m pipeline serve [--host H] [--port P] [--allow-remote]`.
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...
+[--explain DIR]`, or `python -m pipeline serve [--host H] [--port P] [--allow-remote]`.
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
                         + "; the scans, for predict")
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="predict: write each model's Grad-CAM overlay of "
+                        "each scan under DIR/<backbone>/")
     serving = parser.add_argument_group("serve")
     serving.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         options["allow_remote"] = True
     if options and args.stage != "serve":
         parser.error("--host, --port and --allow-remote are for serve")
+    if args.explain is not None:
+        if args.stage != "predict":
+            parser.error("--explain is for predict")
+        options["explain"] = args.explain
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
     if args.stage not in ("predict", "serve") and len(args.names) != (args.stage in BACKBONE_STAGES):
