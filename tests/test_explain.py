@@ -105,7 +105,7 @@ def test_randomising_the_top_layers_changes_the_maps(shortcut):
 
 
 def test_a_chosen_class_is_explained_instead_of_the_predicted_one(shortcut):
-    model, images, labels, squares = shortcut
+    model, images, _, _ = shortcut
     explanation = gradcam(model, images[:4], class_index=1)
     assert explanation.classes.tolist() == [1] * 4 and explanation.maps.shape == (4, SIDE, SIDE)
     assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
