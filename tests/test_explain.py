@@ -13,6 +13,7 @@ from scipy.ndimage import binary_dilation
 from scipy.stats import spearmanr
 
 from pipeline.__main__ import main as cli
+from pipeline.analysis.comparison import add_explanations
 from pipeline.analysis.report import attention_warnings, explanations
 from pipeline.core.files import save_model
 from pipeline.core.registry import BACKBONES, get_backbone
@@ -158,6 +159,15 @@ def test_compare_warns_when_a_model_looks_mostly_outside_the_brain(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("> **A looks mostly outside the brain**: 30%")
     section = explanations({"explanations": records}, Path("reports"))
     assert "![A: Grad-CAM on test scans](../plots/explain/A/grid.png)" in section and "| B | 0.80 | 0.45 | 8 |" in section
+
+
+def test_the_share_inside_the_brain_stands_beside_the_backbones_scores():
+    summary = {"models": {"A": {"model": "A"}, "B": {"model": "B"}, "ensemble_mean": {"model": "ensemble_mean"}}}
+    add_explanations(summary, {"A": {"attention_inside_brain": 0.3, "scans": 8}, "B": {"scans": 8}},
+                     {"A": Path("plots/explain/A/grid.png"), "B": Path("plots/explain/B/grid.png")})
+    assert summary["models"]["A"]["attention_inside_brain"] == 0.3
+    assert "attention_inside_brain" not in summary["models"]["B"] | summary["models"]["ensemble_mean"]
+    assert summary["explanations"]["B"] == {"scans": 8, "grid": "plots/explain/B/grid.png"}
 
 
 @pytest.fixture
