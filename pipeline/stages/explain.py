@@ -23,7 +23,7 @@ def main(params: Params, backbone: str) -> None:
     images, labels, _ = read_split(paths.TFRECORDS, "test", params.evaluate.batch_size)
     rows = sample_per_class(labels, len(classes), params.explain.per_class, params.seed)
     figure, metrics = explain_sample(model, images, labels, rows, classes, brain=params.data.source == "archive",
-                                     title=f"{backbone}: Grad-CAM for the predicted class on test scans")
+                                     title=f"{backbone}: Grad-CAM, predicted class")
     save(figure, paths.explain_grid(backbone))
     write_json(paths.explain_metrics(backbone), {"backbone": backbone, **metrics})
     log.info("%s: %d test scans explained; attention inside the brain %s; wrote %s and %s", backbone,
