@@ -1,7 +1,7 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`,
-`python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`, `python -m pipeline select
-[--metric M]`, or `python -m pipeline sync-dvc-yaml` (dvc.yaml's training plots and artifacts rewritten for
-params.yaml's backbones).
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...
+[--explain DIR]`, `python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`, `python -m
+pipeline select [--metric M]`, or `python -m pipeline sync-dvc-yaml` (dvc.yaml's training plots and artifacts
+rewritten for params.yaml's backbones).
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -26,9 +26,9 @@ from pipeline.core import stderr_filter as filtering  # noqa: E402
 from pipeline.core.errors import PipelineError  # noqa: E402
 from pipeline.core.params import load_params  # noqa: E402
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
-          "plots_page", "audit", "baselines")
-BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
+STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "explain",
+          "compare", "plots_page", "audit", "baselines")
+BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate", "explain")  # these take the backbone's name
 COMMANDS = (*STAGES, "predict", "serve", "select", "sync-dvc-yaml")  # predict takes scans' paths; serve and select,
 # their options
 
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
                         + "; the scans, for predict")
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="predict: write each model's Grad-CAM overlay of "
+                        "each scan under DIR/<backbone>/")
     serving = parser.add_argument_group("serve")
     serving.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage != "select":
             parser.error("--metric is for select")
         options["metric"] = args.metric
+    if args.explain is not None:
+        if args.stage != "predict":
+            parser.error("--explain is for predict")
+        options["explain"] = args.explain
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
     if args.stage not in ("predict", "serve", "select") and len(args.names) != (args.stage in BACKBONE_STAGES):

@@ -209,6 +209,15 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
     return summary
 
 
+def add_explanations(summary: dict, explanations: dict[str, dict], grids: dict[str, Path]) -> None:
+    """Put what the explain stages wrote (backbone -> metrics) into the summary, its grid's path beside each,
+    and the maps' share inside the brain beside the backbone's scores where it was measured."""
+    summary["explanations"] = {name: {**metrics, "grid": grids[name].as_posix()} for name, metrics in explanations.items()}
+    for name, metrics in explanations.items():
+        if metrics.get("attention_inside_brain") is not None:
+            summary["models"][name]["attention_inside_brain"] = metrics["attention_inside_brain"]
+
+
 def negative_index(negative_class: str, classes: tuple[str, ...]) -> int | None:
     """The index of the binary view's negative class; None for no binary view ("")."""
     if not negative_class:

@@ -8,6 +8,7 @@ import pandas as pd
 from pipeline.analysis.selection import overrides_text
 
 ALPHA = 0.05
+MOSTLY = 0.5  # a backbone whose Grad-CAM maps put less of their mass inside the brain than this is warned about
 LISTED_CLASSES = 12  # up to this many classes the report names them all and the per-class table shows each
 PER_CLASS_ENDS = 5  # beyond, the per-class table shows this many worst and best
 NAMED_IN_WARNING = 5  # a warning about more than LISTED_CLASSES classes names this many (the rest in a CSV)
@@ -21,6 +22,7 @@ TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is show
     ("ROC AUC (one-vs-rest)", "roc_auc_ovr", "{:.3f}"),
     ("QWK", "qwk", "{:.3f}"),
     ("binary AUC", "binary_auc", "{:.3f}"),
+    ("Grad-CAM mass inside the brain", "attention_inside_brain", "{:.2f}"),
     ("parameters", "params", "{:,.0f}"),
     ("size (MB)", "size_mb", "{:.1f}"),
     ("latency (ms/image, batch 1)", "latency_ms", "{:.2f}"),
@@ -42,6 +44,7 @@ def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, 
         tests(summary),
         per_class(summary, tables["per_class_recall"]),
         binary(summary, tables.get("binary_roc")),
+        explanations(summary, report_dir),
         ensembles(summary),
         baselines(summary),
         produced_by(origin),
@@ -95,6 +98,7 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str,
                 "kept, so the later split's scores are partly leaked (`split.drop_shared_images: true` drops them)")
         lines.append(f"> **The source's own splits share {shared['images']} image(s)** pixel-identical to one in an "
                      f"earlier split, e.g. {examples}: {fate}. The first 20: `metrics/split.json`.")
+    lines += attention_warnings(summary)
     single = summary["single_subject_classes"]
     if single:
         lines.append(f"> **Intervals understate the uncertainty**: the test split holds one subject of "
@@ -102,6 +106,19 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str,
                      "another subject of these classes would score, so the brackets and the paired tests miss that "
                      "part of the doubt.")
     return "\n>\n".join(lines) + "\n" if lines else ""
+
+
+def attention_warnings(summary: dict) -> list[str]:
+    """A line for each backbone whose Grad-CAM maps put most of their mass outside the brain."""
+    lines = []
+    for name, record in (summary.get("explanations") or {}).items():
+        share = record.get("attention_inside_brain")
+        if share is not None and share < MOSTLY:
+            lines.append(f"> **{name} looks mostly outside the brain**: {share:.0%} of its Grad-CAM maps' mass falls "
+                         f"inside the brain on {record['scans']} test scans, where the brain covers "
+                         f"{record['brain_share_of_image']:.0%} of the image. Its scores may rest on the background "
+                         "or the outline rather than the anatomy (see Where each model looks).")
+    return lines
 
 
 def pick(summary: dict) -> str:
@@ -256,6 +273,29 @@ def ensembles(summary: dict) -> str:
     for name, weight in summary["ensemble_weights"].items():
         lines.append(f"| {name} | {summary['val_loss'][name]:.4f} | {weight:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def explanations(summary: dict, report_dir: Path) -> str:
+    """Each backbone's Grad-CAM grid, and its maps' share inside the brain against the brain's share of the image."""
+    explained = summary.get("explanations") or {}
+    if not explained:
+        return ""
+    lines = ["## Where each model looks\n",
+             "Grad-CAM maps (the class evidence on the base's last convolutional block, resized to the scan) for each "
+             "model's predicted class, on a fixed, seeded sample of test scans per class (`explain.per_class`). "
+             "Inside the brain: the share of the maps' mass within the brain's silhouette, averaged over the scans; "
+             "a map spread evenly would score the brain's share of the image. The last block sees the scan at 1/32 "
+             "of its side (2 x 2 cells at 64 px; 1 x 1, an even map, for InceptionV3 at the demo's size), so at small "
+             "sizes the share says little.\n"]
+    measured = {name: record for name, record in explained.items() if record.get("attention_inside_brain") is not None}
+    if measured:
+        lines += ["| model | Grad-CAM mass inside the brain | brain's share of the image | scans |", "|---|---|---|---|"]
+        lines += [f"| {name} | {record['attention_inside_brain']:.2f} | {record['brain_share_of_image']:.2f} | "
+                  f"{record['scans']} |" for name, record in measured.items()]
+        lines.append("")
+    lines += [f"![{name}: Grad-CAM on test scans]({Path(os.path.relpath(record['grid'], report_dir)).as_posix()})\n"
+              for name, record in explained.items()]
+    return "\n".join(lines)
 
 
 def baselines(summary: dict) -> str:

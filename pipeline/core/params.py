@@ -229,6 +229,10 @@ class CompareParams(_Model):
     reference: str  # the model the others are tested against, named before seeing test; "": highest val balanced acc.
 
 
+class ExplainParams(_Model):
+    per_class: _int(1, 100)  # test scans per class in each backbone's Grad-CAM grid, drawn with `seed`
+
+
 class AuditParams(_Model):
     backbone: BackboneName  # whose cached features the audit's model reads
     repeats: _int(1, 1000)  # fresh random splits and shuffled labels per split
@@ -278,6 +282,7 @@ class Params(_Model):
     augment: AugmentParams
     evaluate: EvaluateParams
     compare: CompareParams
+    explain: ExplainParams
     audit: AuditParams
     baselines: BaselinesParams
     tune: "TuneParams"  # per-backbone overrides of the TUNABLE keys, and how `select` chose them

@@ -23,6 +23,8 @@ MODELS = Path("models")
 LIVE = Path("dvclive")
 EVAL_METRICS = Path("metrics/eval")
 EVAL_PLOTS = Path("plots/eval")
+EXPLAIN_METRICS = Path("metrics/explain")
+EXPLAIN_PLOTS = Path("plots/explain")
 AUDIT_METRICS = Path("metrics/audit.json")
 AUDIT_PLOTS = Path("plots/audit")
 BASELINES_METRICS = Path("metrics/baselines.json")
@@ -113,3 +115,13 @@ def confusion(backbone: str) -> Path:
 def roc(backbone: str) -> Path:
     """One-vs-rest ROC curve points per class."""
     return eval_plots(backbone) / "roc.csv"
+
+
+def explain_metrics(backbone: str) -> Path:
+    """How many scans explain@<backbone> drew and, for MRI, its maps' share inside the brain."""
+    return EXPLAIN_METRICS / f"{backbone}.json"
+
+
+def explain_grid(backbone: str) -> Path:
+    """The Grad-CAM overlays of explain@<backbone>: classes by scans."""
+    return EXPLAIN_PLOTS / backbone / "grid.png"

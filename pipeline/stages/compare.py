@@ -1,16 +1,15 @@
 """Stage `compare`: the backbones, two ensembles of them and the classical baselines side by side, on one test split.
 
 Reads metrics/eval/<backbone>.json, plots/eval/<backbone>/predictions.csv and val_predictions.csv, the
-validation loss and seconds
-the training stages logged, and metrics/baselines.json when present. Writes metrics/summary.json,
-plots/compare/ (summary.csv, per_class_recall.csv, binary_roc.csv when `data.negative_class` names one, and
-PNG charts) and reports/comparison.md.
+validation loss and seconds the training stages logged, and metrics/baselines.json and metrics/explain/<backbone>.json
+when present. Writes metrics/summary.json, plots/compare/ (summary.csv, per_class_recall.csv, binary_roc.csv when
+`data.negative_class` names one, and PNG charts) and reports/comparison.md.
 """
 
 import logging
-from pathlib import Path
 
 from pipeline.analysis.comparison import (
+    add_explanations,
     provenance,
     read_json,
     read_predictions,
@@ -45,6 +44,9 @@ def main(params: Params) -> None:
         seed=params.seed,
         sensitivity=params.compare.sensitivity,
     )
+    explained = [name for name in backbones if paths.explain_metrics(name).is_file()]
+    add_explanations(summary, {name: read_json(paths.explain_metrics(name), f"explain@{name}") for name in explained},
+                     {name: paths.explain_grid(name) for name in explained})
     origin = provenance(params, params.data.archive, paths.LOCK, demo=params.data.reads_demo,
                         models={name: paths.model_files(name).model for name in backbones})
     origin["shared_images"] = read_json(paths.SPLIT_METRICS, "split").get("shared_images")  # own splits only
