@@ -595,20 +595,40 @@ def test_after_an_upload_each_models_answer_is_on_the_first_screen_and_nothing_s
     page.context.close()
 
 
+def test_an_upload_shows_each_backbones_map_over_the_scan_and_its_toggle_hides_and_shows_it(page, tmp_path):
+    page.goto("/")
+    page.set_input_files("#files", str(write_scan(tmp_path / "scan.jpg")))
+    page.wait_for_selector(".prediction .gradcam")
+    figures = page.locator(".prediction .gradcam")
+    assert figures.evaluate_all("(all) => all.map((figure) => figure.dataset.model)") == BACKBONES
+    for backbone in BACKBONES:
+        figure = page.locator(f".gradcam[data-model='{backbone}']")
+        overlay, seen = figure.locator("img.overlay"), figure.locator("img.seen")
+        assert overlay.evaluate("(image) => image.complete && image.naturalWidth") == SIZE
+        assert overlay.is_visible() and overlay.bounding_box() == seen.bounding_box()
+        figure.locator("input.toggle").uncheck()
+        assert overlay.is_hidden() and seen.is_visible()
+        figure.locator("input.toggle").check()
+        assert overlay.is_visible()
+    page.locator(f".gradcam[data-model='{BACKBONES[0]}'] input.toggle").uncheck()
+    assert [page.locator(f".gradcam[data-model='{name}'] img.overlay").is_visible() for name in BACKBONES] == [
+        False, *[True] * (len(BACKBONES) - 1)]  # one model's toggle leaves the others' maps
+
+
 def test_a_failed_prediction_says_why_and_can_be_retried(page, tmp_path):
     scan = write_scan(tmp_path / "scan.jpg")
     page.goto("/")
     page.wait_for_selector("#report table")
-    page.route("**/api/predict", lambda route: route.abort("connectionrefused"))  # the server stopped
+    page.route("**/api/predict*", lambda route: route.abort("connectionrefused"))  # the server stopped
     page.set_input_files("#files", str(scan))
     assert "cannot reach the server" in page.wait_for_selector(".failure .error").inner_text()
     assert page.locator(".busy").count() == 0
-    page.unroute("**/api/predict")
-    page.route("**/api/predict", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>",
+    page.unroute("**/api/predict*")
+    page.route("**/api/predict*", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>",
                                                              content_type="text/html"))
     page.click(".failure button")
     page.wait_for_selector(".failure .error:has-text('502')")
-    page.unroute("**/api/predict")
+    page.unroute("**/api/predict*")
     page.click(".failure button")
     page.wait_for_selector(".prediction .top-class")
 
