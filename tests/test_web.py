@@ -41,7 +41,7 @@ from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
 from tests.web_project import BACKBONES, EPOCHS, append_epoch, write_project, write_scan
 
-STAGES_SHOWN = 4 + 5 * len(BACKBONES) + 4  # synth to preprocess, weights to evaluate per backbone, the rest
+STAGES_SHOWN = 4 + 6 * len(BACKBONES) + 4  # synth to preprocess, weights to explain per backbone, the rest
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = {"127.0.0.1", "localhost"}
