@@ -208,7 +208,7 @@ function drawMaps(explanations) {
     const toggle = element("input", undefined, {type: "checkbox", class: "toggle"});
     toggle.checked = true;
     toggle.addEventListener("change", () => figure.classList.toggle("map-hidden", !toggle.checked));
-    const label = element("label", undefined, {class: "toggle-label"});
+    const label = element("label");
     label.append(toggle, " map");
     const caption = element("figcaption");
     caption.append(element("span", model, {class: "model"}), " ", element("strong", shown.class), label);
