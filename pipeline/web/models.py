@@ -12,7 +12,7 @@ from pipeline.analysis.comparison import ENSEMBLES, validation_loss
 from pipeline.analysis.stats import ensemble, loss_weights
 from pipeline.core import paths
 from pipeline.core.errors import PipelineError
-from pipeline.explain.gradcam import gradcam
+from pipeline.explain.gradcam import GradCAM
 from pipeline.networks.inference import inference_function, load_model
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,10 @@ class Models:
 
     def __init__(self, root: Path, backbones: tuple[str, ...], classes: tuple[str, ...]):
         self.classes = classes
-        self.models = {name: load_model(root / paths.model_files(name).model, name) for name in backbones}
-        self.infer = {name: inference_function(model) for name, model in self.models.items()}
-        self.sizes = {name: model.input_shape[1] for name, model in self.models.items()}
+        models = {name: load_model(root / paths.model_files(name).model, name) for name in backbones}
+        self.infer = {name: inference_function(model) for name, model in models.items()}
+        self.explainers = {name: GradCAM(model, traced=True) for name, model in models.items()}
+        self.sizes = {name: model.input_shape[1] for name, model in models.items()}
         try:
             losses = np.array([validation_loss(root / paths.live_metrics("finetune", name), name) for name in backbones])
             self.weights = loss_weights(losses)
@@ -36,7 +37,7 @@ class Models:
 
     def warm(self) -> None:
         """Trace each model's inference for one image and then for a batch (the shape every later call reuses), and
-        explain one image, so the first upload is answered as fast as the next."""
+        its Grad-CAM (once, for any number of images), so the first upload is answered as fast as the next."""
         for count in (1, 2):
             self.answer({size: np.zeros((count, size, size, 3), np.float32) for size in set(self.sizes.values())},
                         np.arange(count) == 0)
@@ -61,11 +62,11 @@ class Models:
         marks, for each one's predicted class, and that class's index ("maps", "classes"); zero maps and class -1
         for the others, which are not explained."""
         maps, classes = {}, {}
-        for name, model in self.models.items():
+        for name, explainer in self.explainers.items():
             images = pixels[self.sizes[name]]
             maps[name], classes[name] = np.zeros(images.shape[:3], np.float32), np.full(len(images), -1)
             if wanted.any():
-                explained = gradcam(model, images[wanted])
+                explained = explainer(images[wanted])
                 maps[name][wanted], classes[name][wanted] = explained.maps, explained.classes
         return {"maps": maps, "classes": classes}
 
