@@ -35,7 +35,7 @@ from pipeline.networks.inference import load_model, model_input, predict_scans
 from pipeline.web import live, report
 from pipeline.web.app import Limits, create_app
 from pipeline.web.guard import allowed_hosts
-from pipeline.web.models import Batcher, Busy
+from pipeline.web.models import Batcher, Busy, Models
 from tests.bad_files import plant_bad_files
 from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
@@ -261,6 +261,19 @@ def test_explain_gives_each_backbones_map_over_the_scan_as_it_saw_it_and_a_bad_u
     assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]
     wrong = httpx.post(f"{server}/api/predict?explain=yes", files=[("file", ("scan.jpg", scan.read_bytes()))])
     assert wrong.status_code == 400 and "explain=1" in wrong.json()["detail"]
+
+
+def test_warming_traces_each_backbones_grad_cam_once_for_every_later_upload(project):
+    models = Models(project, tuple(BACKBONES), load_params(project / "params.yaml").data.classes)
+    models.warm()
+    assert [explainer.run.experimental_get_tracing_count() for explainer in models.explainers.values()] == [1] * len(
+        BACKBONES)
+    pixels = {SIZE: model_input([write_scan(project / "scan.jpg")] * 3, SIZE)}
+    answers = models.answer(pixels, np.array([True, False, True]))
+    assert [explainer.run.experimental_get_tracing_count() for explainer in models.explainers.values()] == [1] * len(
+        BACKBONES)
+    assert (answers["classes"][BACKBONES[0]][[0, 2]] >= 0).all() and answers["classes"][BACKBONES[0]][1] == -1
+    assert answers["maps"][BACKBONES[0]][1].max() == 0 < answers["maps"][BACKBONES[0]][0].max()
 
 
 def test_requests_with_and_without_maps_share_one_batch_and_get_their_own_rows():
