@@ -72,7 +72,7 @@ def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):
 
 
 def test_a_missing_model_is_a_pipeline_error_and_an_unreadable_scan_gets_its_row(scans, models, tmp_path):
-    with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run dvc repro finetune@absent"):
+    with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run `dvc repro finetune@absent` first"):
         predict_scans(scans, {"absent": models["first"].parents[1] / "absent" / "model.keras"}, CLASSES)
     (tmp_path / "notes.jpg").write_text("not an image")
     table = predict_scans([tmp_path / "notes.jpg", scans[0], tmp_path / "nowhere.jpg"], {"first": models["first"]},
@@ -88,7 +88,7 @@ def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeyp
     raw = raw_params(backbones=["MobileNetV3Small"], image_size=SIZE)
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 1  # nothing says what it was trained on
-    assert "data/tfrecords/meta.json not found; run the preprocess stage first" in capsys.readouterr().err
+    assert "data/tfrecords/meta.json not found; run `dvc repro preprocess` first" in capsys.readouterr().err
     write_meta(Path("data/tfrecords"), {"classes": list(CLASSES), "channels": 1})
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0
     lines = capsys.readouterr().out.splitlines()

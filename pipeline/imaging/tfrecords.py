@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.files import write_json
 from pipeline.core.params import SPLITS
 from pipeline.core.text import escape
@@ -78,8 +78,7 @@ def read_meta(tfrecord_dir: Path, expected: Mapping = MappingProxyType({})) -> d
     """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it: missing, or recording
     other values than `expected` (image_size, classes: what params say now)."""
     path = tfrecord_dir / META_NAME
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the preprocess stage first (dvc repro preprocess)")
+    require_file(path, "preprocess")
     meta = json.loads(path.read_text())
     check_inputs(path, meta, expected, "preprocess")
     return meta

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.analysis.metrics import evaluate_predictions, roc_curves, validation_scores
 from pipeline.core import paths
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.files import write_csv, write_json
 from pipeline.core.params import Params
 from pipeline.imaging.tfrecords import read_meta
@@ -71,8 +71,7 @@ def main(params: Params, backbone: str) -> None:
 def read_model_meta(path: Path, backbone: str, expected: dict) -> dict:
     """The meta.json fine-tuning wrote beside the model, with the keys the report needs, made for `expected`
     (the TFRecords' image size and classes)."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
+    require_file(path, f"finetune@{backbone}")
     meta = json.loads(path.read_text())
     missing = [key for key in ("pretrained", "fine_tuning_kept") if key not in meta]
     if missing:
