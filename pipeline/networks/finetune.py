@@ -118,12 +118,12 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     data_meta = read_meta(tfrecord_dir, {"image_size": params.image_size, **params.data.named_classes()})
     read_features_meta(features_dir, {"weights": params.weights, "image_size": params.image_size,
-                                      "classes": data_meta["classes"]})
-    counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
+                                      "classes": data_meta.classes})
+    counts, class_counts = data_meta.counts, data_meta.class_counts["train"]
     with strategy.scope():
         head = load_head(files.head)
         model, unfrozen = build_fine_tune_model(backbone, params, head, base_weights_file(features_dir))
-    classes = data_meta["classes"]
+    classes = data_meta.classes
     labels = np.repeat(np.arange(len(classes)), [class_counts[name] for name in classes])
     has_val = counts["val"] > 0
     live = open_live(live_dir)

@@ -41,7 +41,7 @@ def predict_split(infer: Callable, tfrecord_dir: Path, split: str, batch_size: i
     batches = [
         (infer(images).numpy(), labels.numpy(), ids)
         for images, labels, ids in tqdm(dataset, desc=f"predict {split}", unit="batch",
-                                        total=math.ceil(meta["counts"][split] / batch_size))
+                                        total=math.ceil(meta.counts[split] / batch_size))
     ]
     probabilities = np.concatenate([batch[0] for batch in batches]).astype(np.float64)
     if probabilities.shape[1] != len(classes):
