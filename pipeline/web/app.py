@@ -98,7 +98,7 @@ def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tu
     """The app over the project at `root`, with its trained models loaded and warmed once, now; it answers requests
     named for loopback and the `remote` host names (`allowed_hosts`)."""
     trained_on = read_meta(root / paths.TFRECORDS)  # the source's classes and channels, as the models saw them
-    classes, channels = tuple(trained_on["classes"]), trained_on["channels"]
+    classes, channels = trained_on.classes, trained_on.channels
     models = Models(root, params.backbones, classes)
     models.warm()
     batcher = Batcher(models.answer, limits.waiting, limits.batch)
