@@ -174,9 +174,15 @@ def test_compare_warns_when_a_model_looks_mostly_outside_the_brain(tmp_path):
                "B": {"attention_inside_brain": 0.8, "brain_share_of_image": 0.45, "scans": 8,
                      "grid": "plots/explain/B/grid.png"}}
     lines = attention_warnings({"explanations": records})
-    assert len(lines) == 1 and lines[0].startswith("> **A looks mostly outside the brain**: 30%")
+    assert lines == ["> **A model looks mostly outside the brain**: the share of its Grad-CAM maps' mass inside the "
+                     "brain is A 30%, on 8 test scans where the brain covers 45% of the image. Its scores may rest on "
+                     "the background or the outline rather than the anatomy (see Where each model looks)."]
+    records["B"]["attention_inside_brain"] = 0.4
+    [line] = attention_warnings({"explanations": records})  # one line for all, not one each
+    assert line.startswith("> **2 models look mostly outside the brain**: the share of their Grad-CAM maps' mass "
+                           "inside the brain is A 30%, B 40%, on 8 test scans")
     section = explanations({"explanations": records}, Path("reports"))
-    assert "![A: Grad-CAM on test scans](../plots/explain/A/grid.png)" in section and "| B | 0.80 | 0.45 | 8 |" in section
+    assert "![A: Grad-CAM on test scans](../plots/explain/A/grid.png)" in section and "| B | 0.40 | 0.45 | 8 |" in section
 
 
 def test_the_share_inside_the_brain_stands_beside_the_backbones_scores():
