@@ -12,15 +12,16 @@ from PIL import Image
 from pipeline.__main__ import main as cli
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import save_model
-from pipeline.core.params import SPLITS, parse_params
+from pipeline.core.params import parse_params
 from pipeline.core.registry import get_backbone
-from pipeline.imaging.tfrecords import TFRecordsMeta, make_dataset, write_meta, write_tfrecords
+from pipeline.imaging.tfrecords import make_dataset, write_tfrecords
 from pipeline.networks.backbones import base_of, build_model
 from pipeline.networks.head import build_head
 from pipeline.networks.inference import model_input, predict_scans
 from pipeline.tables.split import SplitRow as Row
 from tests.conftest import BACKBONES, raw_params
 from tests.test_evaluate import CLASSES, SIZE, tiny_model
+from tests.tfrecords_meta import write_empty_meta
 
 
 @pytest.fixture
@@ -89,9 +90,7 @@ def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeyp
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 1  # nothing says what it was trained on
     assert "data/tfrecords/meta.json not found; run `dvc repro preprocess` first" in capsys.readouterr().err
-    empty = TFRecordsMeta(tuple(CLASSES), dict.fromkeys(SPLITS, 0), {split: dict.fromkeys(CLASSES, 0) for split in SPLITS},
-                          SIZE, 1, "png", 8, {split: [] for split in SPLITS})
-    write_meta(Path("data/tfrecords"), empty)
+    write_empty_meta(Path("data/tfrecords"), CLASSES, image_size=SIZE)
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["scan", "backbone", "predicted", *(f"prob_{name}" for name in CLASSES)]

@@ -20,6 +20,7 @@ from pipeline.tables.features import load_features, read_features_meta
 from pipeline.tables.index import read_index
 from pipeline.tables.source import read_source_info
 from tests.conftest import raw_params
+from tests.tfrecords_meta import write_empty_meta
 
 BACKBONE = "MobileNetV3Small"
 CLASSES = ["NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented"]
@@ -34,7 +35,7 @@ def write(path: str, values: dict) -> None:
 def project(tmp_path, monkeypatch):
     """A folder holding what the data stages left for the params below: TFRecords' meta.json at image size 64."""
     monkeypatch.chdir(tmp_path)
-    write("data/tfrecords/meta.json", {"image_size": 64, "channels": 1, "classes": CLASSES})
+    write_empty_meta(Path("data/tfrecords"), CLASSES, image_size=64)
     return tmp_path
 
 

@@ -141,6 +141,10 @@ def test_page_loads_nothing_from_outside_loopback_and_shows_the_warnings(page):
     page.wait_for_selector("#report table")
     warnings = page.locator("#warnings .warning").all_inner_texts()
     assert warnings[0].startswith("This is the synthetic demo") and "pretrained: false" in warnings[1]
+    first = page.locator("#warnings .warning").first  # a title until opened, so the scan box stays on the first screen
+    assert "one brain template" not in warnings[0] and not first.evaluate("box => box.open")
+    first.locator("summary").click()
+    assert "scans drawn from one brain template" in first.inner_text()
     assert page.locator("#report img").count() >= 4
     page.wait_for_function("[...document.querySelectorAll('#report img')].every((img) => img.naturalWidth > 0)")
     hosts = {urlsplit(url).hostname for url in page.requests}
@@ -445,6 +449,8 @@ def test_a_page_at_a_foreign_name_for_this_machine_gets_no_data(browser, server,
     context.close()
     assert statuses == [400] * 5
     assert httpx.get(f"{server}/plots/compare/{chart}").status_code == 200
+    assert httpx.get(f"{server}/plots/explain/{BACKBONES[0]}/grid.png").headers["content-type"] == "image/png"
+    assert httpx.get(f"{server}/plots/explain/Unknown/grid.png").status_code == 404
 
 
 @contextlib.contextmanager

@@ -10,9 +10,9 @@ import yaml
 from PIL import Image
 
 from pipeline.core import paths
-from pipeline.imaging.tfrecords import META_NAME
 from tests.conftest import ROOT, raw_params
 from tests.test_evaluate import SIZE, tiny_model
+from tests.tfrecords_meta import write_empty_meta
 
 BACKBONES = yaml.safe_load((ROOT / "params.yaml").read_text())["backbones"]
 EPOCHS = 3  # rows each dvclive table starts with
@@ -62,11 +62,11 @@ def write_project(root: Path, backbones: list[str] = BACKBONES) -> Path:
             for step in range(EPOCHS):
                 append_epoch(root, stage, backbone, step)
             (root / paths.live_metrics(stage, backbone)).write_text(json.dumps({"val_loss": 1.0 + 0.1 * index}))
-    (root / paths.TFRECORDS).mkdir(parents=True)  # what the models were trained on: classes and channels
-    (root / paths.TFRECORDS / META_NAME).write_text(json.dumps({"classes": raw["data"]["classes"], "channels": 1}))
+    write_empty_meta(root / paths.TFRECORDS, raw["data"]["classes"])  # what the models were trained on
     (root / paths.REPORT).parent.mkdir(parents=True)
     shutil.copy(ROOT / paths.REPORT, root / paths.REPORT)
     shutil.copytree(ROOT / paths.COMPARE_PLOTS, root / paths.COMPARE_PLOTS)
+    shutil.copytree(ROOT / paths.EXPLAIN_PLOTS, root / paths.EXPLAIN_PLOTS)  # the report shows their grids
     return root
 
 

@@ -147,6 +147,13 @@ def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tu
             raise HTTPException(404, f"no chart named {name}")
         return FileResponse(path)
 
+    @app.get("/plots/explain/{backbone}/grid.png")  # the report's Grad-CAM grids, as linked from the page
+    async def explain_grid(backbone: str):
+        path = report.explain_grids(root, params.backbones).get(backbone)
+        if path is None:
+            raise HTTPException(404, f"no Grad-CAM grid for {backbone}")
+        return FileResponse(path)
+
     @app.get("/api/models")
     async def model_names():
         return {"models": models.names, "classes": list(classes)}

@@ -36,8 +36,14 @@ def charts(root: Path) -> dict[str, Path]:
     return {path.name: path for path in sorted((root / paths.COMPARE_PLOTS).glob("*.png"))}
 
 
+def explain_grids(root: Path, backbones: tuple[str, ...]) -> dict[str, Path]:
+    """Each backbone's Grad-CAM grid (explain@<backbone>) that exists: the only files the page's grid route serves."""
+    grids = {name: root / paths.explain_grid(name) for name in backbones}
+    return {name: path for name, path in grids.items() if path.is_file()}
+
+
 def experiments(root: Path, backbones: tuple[str, ...]) -> dict:
-    """`dvc exp show --json` as rows (name, rev, a few params, each backbone's test balanced accuracy), or a note."""
+    """`dvc exp show --json` as rows (name, rev, a few params, each backbone's val balanced accuracy), or a note."""
     try:
         done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=root, capture_output=True, text=True,
                               timeout=EXP_SHOW_TIMEOUT_S)

@@ -141,9 +141,15 @@ async function loadComparison() {
   }
   const {report, experiments} = answer;
   const warnings = document.getElementById("warnings");
+  // Each warning is one line, its bold title, until opened: the scan box stays on the first screen.
   warnings.replaceChildren(...report.warnings.map((html) => {
-    const box = element("div", undefined, {class: "warning"});
-    box.innerHTML = html;  // rendered by the server from the report, raw HTML disabled
+    const box = element("details", undefined, {class: "warning"});
+    const text = element("div");
+    text.innerHTML = html;  // rendered by the server from the report, raw HTML disabled
+    const title = text.querySelector("strong");
+    const summary = element("summary");
+    if (title) summary.append(title);
+    box.append(summary, text);
     return box;
   }));
   body.innerHTML = report.html;
