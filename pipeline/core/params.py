@@ -185,6 +185,7 @@ class SplitParams(_Model):
     copies_in_train: bool
     source_splits: bool  # use a source's own train/val/test when it ships them (TFDS); false: split by group here
     drop_shared_images: bool  # source splits: drop images pixel-identical to one in an earlier split
+    folds: _int(1, 100)  # 1: one train/val/test split; k: k folds by subject, each subject in exactly one fold's test
 
 
 class PreprocessParams(_Model):
