@@ -33,6 +33,7 @@ def test_committed_params_load():
         ({"dedupe": {"rotation_step": 0}}, "dedupe.rotation_step"),
         ({"split": {"ratios": {"train": 0.7, "val": 0.2, "test": 0.2}}}, "split.ratios"),
         ({"split": {"copies_in_train": "yes"}}, "split.copies_in_train"),
+        ({"split": {"folds": 0}}, "split.folds"),
         ({"preprocess": {"encoding": "gif"}}, "preprocess.encoding"),
         ({"data": {"classes": ["OnlyOne"]}}, "data.classes"),
         ({"audit": {"backbone": "AlexNet"}}, "audit.backbone"),
