@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 
 from pipeline.__main__ import main as cli
 from pipeline.analysis.baselines import (
@@ -12,6 +13,7 @@ from pipeline.analysis.baselines import (
     fold_count,
     fold_study,
     grouped_folds,
+    pooled_balanced_accuracy,
     run_baselines,
     study_plans,
 )
@@ -258,6 +260,15 @@ def test_fold_study_names_a_class_with_one_subject_in_train_and_val():
     study = fold_study(pool, CLASSES, baselines_params(study=STUDY.model_copy(update={"folds": (2,)})), seed=0,
                        n_resamples=20)
     assert study["notes"][0].startswith("class class3: one subject in train and val, never learnt when held out")
+    assert study["test"]["balanced_accuracy"] > 0.75  # fitted on train and val, so class3's val subject is learnt
+
+
+def test_the_pooled_estimate_scores_all_held_out_predictions_at_once_not_the_mean_over_folds():
+    """Most-frequent-class fits, one row per fold: rows 0-2 (class 0) right, row 3 (class 1) wrong. Pooled: recalls
+    1 and 0, so 0.5; the mean of each one-class fold's balanced accuracy would be 0.75."""
+    labels, features = np.array([0, 0, 0, 1]), np.zeros((4, 1))
+    one_out = [(np.delete(np.arange(4), row), np.array([row])) for row in range(4)]
+    assert pooled_balanced_accuracy(DummyClassifier(strategy="most_frequent"), features, labels, one_out, 2) == 0.5
 
 
 def test_the_report_tables_the_schemes_by_folds_and_says_which_lands_closest():

@@ -401,9 +401,11 @@ def test_folds_stratify_subjects_by_class_and_carve_val_by_the_ratios():
     for split in folds.splits:
         test = split.rows[split.rows["split"] == "test"].groupby("label")["subject"].nunique()
         assert test["NonDemented"] == 5 and test["MildDemented"] == 2 and test["ModerateDemented"] == 1
-        val = split.rows[split.rows["split"] == "val"].groupby("label")["subject"].nunique()
-        assert val["NonDemented"] == round(5 * 0.15 / 0.85)  # 1 of the 5 outside test
     assert folds.warnings == ()
+    large = assign_folds(make_index({**DEMO, "NonDemented": 40}), CLASSES, RATIOS, 0, copies_in_train=True, n_folds=2)
+    for split in large.splits:
+        val = split.rows[split.rows["split"] == "val"].groupby("label")["subject"].nunique()
+        assert val["NonDemented"] == round(20 * 0.15 / 0.85) == 4  # of the 20 outside test; 0.15 of them would be 3
 
 
 def test_more_folds_than_subjects_are_refused_naming_the_key():
