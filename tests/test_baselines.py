@@ -285,3 +285,6 @@ def test_the_report_tables_the_schemes_by_folds_and_says_which_lands_closest():
     assert "| 3-fold | 9 | 0.300 | 0.010; 0.300-0.400 (3 reshuffles) | -0.150 | 1.0 |" in text
     assert "one way only" in text and "10-fold lands closest to test" in text
     assert "1 of 3 estimates lie outside test's interval" in text
+    unsure = fold_study_text({**study, "test": {"balanced_accuracy": 0.45, "ci95": None}}, {"pixels": "pixels"})
+    assert "no subject-bootstrap interval: test holds too few subjects" in unsure
+    assert "10-fold lands closest to test. More folds" in unsure

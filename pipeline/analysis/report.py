@@ -338,8 +338,10 @@ def fold_study(study: dict, read: dict[str, str]) -> str:
              f"({study['subjects']} subjects) by StratifiedGroupKFold with k folds, each k reshuffled, and by "
              "leave-one-subject-out (LeaveOneGroupOut): each scheme's estimate is the balanced accuracy of its held-out "
              "predictions pooled (every original of train and val predicted once), its spread the std over reshuffles. "
-             f"Against it: the model fitted on all of train and val, scored once on test: {test:.3f} (95% "
-             f"subject-bootstrap interval {interval['low']:.3f}-{interval['high']:.3f}; `baselines.fold_study`).\n"]
+             f"Against it: the model fitted on all of train and val, scored once on test: {test:.3f} ("
+             + (f"95% subject-bootstrap interval {interval['low']:.3f}-{interval['high']:.3f}" if interval else
+                "no subject-bootstrap interval: test holds too few subjects")
+             + "; `baselines.fold_study`).\n"]
     lines += [f"> **Read with care:** {note}.\n" for note in study["notes"]]
     lines += ["| scheme | fits | CV balanced accuracy | spread over reshuffles (std; range) | CV - test | seconds |",
               "|---|---:|---:|---|---:|---:|"]
@@ -349,11 +351,13 @@ def fold_study(study: dict, read: dict[str, str]) -> str:
               + f" | {scheme['balanced_accuracy'] - test:+.3f} | {scheme['seconds']:.1f} |" for name, scheme in schemes]
     if schemes:
         closest = min(schemes, key=lambda item: abs(item[1]["balanced_accuracy"] - test))[0]
-        inside = [name for name, scheme in schemes if interval["low"] <= scheme["balanced_accuracy"] <= interval["high"]]
-        verdict = ("every scheme's estimate lies inside test's interval, so on this data the number of folds moves "
+        inside = [name for name, scheme in schemes
+                  if interval and interval["low"] <= scheme["balanced_accuracy"] <= interval["high"]]
+        verdict = ("; every scheme's estimate lies inside test's interval, so on this data the number of folds moves "
                    "the estimate less than test's own uncertainty" if len(inside) == len(schemes) else
-                   f"{len(schemes) - len(inside)} of {len(schemes)} estimates lie outside test's interval")
-        lines.append(f"\nOn this data: {closest} lands closest to test; {verdict}. More folds train each fit on more "
+                   f"; {len(schemes) - len(inside)} of {len(schemes)} estimates lie outside test's interval"
+                   if interval else "")
+        lines.append(f"\nOn this data: {closest} lands closest to test{verdict}. More folds train each fit on more "
                      "of the data (less pessimism) and cost more fits; the spread says how much one shuffle of the "
                      "folds decides.")
     return "\n".join(lines)
