@@ -437,6 +437,9 @@ def test_folds_against_the_demo_truth_test_every_true_subject_once(tiny_archive,
     assert [fold["truth"]["true_subjects_in_several_splits"] for fold in metrics["per_fold"]] == [0, 0, 0]
     with pytest.raises(PipelineError, match="holds several folds"):
         read_splits(Path("data/splits.csv"), CLASSES)
+    first = Path("data/splits.csv").read_bytes()
+    main(load_params(Path("params.yaml")))
+    assert Path("data/splits.csv").read_bytes() == first  # same params and seed, same bytes
 
 
 def test_a_fold_that_leaks_stops_the_stage_naming_the_fold(tmp_path, monkeypatch):
