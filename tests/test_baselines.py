@@ -5,11 +5,23 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 
 from pipeline.__main__ import main as cli
-from pipeline.analysis.baselines import check_folds, fold_count, grouped_folds, run_baselines
+from pipeline.analysis.baselines import (
+    check_folds,
+    fold_count,
+    fold_study,
+    grouped_folds,
+    pooled_balanced_accuracy,
+    run_baselines,
+    study_plans,
+)
+from pipeline.analysis.comparison import baseline_summary
+from pipeline.analysis.report import baselines as baselines_section
+from pipeline.analysis.report import fold_study as fold_study_text
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import BaselinesParams, KnnParams, ReductionsParams
+from pipeline.core.params import BaselinesParams, FoldStudyParams, KnnParams, ReductionsParams
 from pipeline.imaging.tfrecords import read_pixels
 from pipeline.tables.features import Pool
 from tests.synthetic_features import (
@@ -26,13 +38,20 @@ REDUCTIONS = ReductionsParams(input="pixels", strategies=("one_vs_rest", "one_vs
                               base_models=("linear_svm", "logistic_regression"), code_size=1.25)
 
 
-def baselines_params(folds: int = 3, ties: tuple[str, ...] = ("nearest",), **reductions) -> BaselinesParams:
+NO_STUDY = FoldStudyParams(model="logistic_regression", input="features", folds=(), leave_one_subject_out=False,
+                           repeats=1)
+STUDY = FoldStudyParams(model="knn_shrink", input="features", folds=(2, 3, 30), leave_one_subject_out=True,
+                        repeats=2)
+
+
+def baselines_params(folds: int = 3, ties: tuple[str, ...] = ("nearest",), study: FoldStudyParams = NO_STUDY,
+                     **reductions) -> BaselinesParams:
     return BaselinesParams(backbone=BACKBONE, pixel_size=8, folds=folds, knn=KnnParams(k=5, ties=ties),
-                           reductions=REDUCTIONS.model_copy(update=reductions))
+                           reductions=REDUCTIONS.model_copy(update=reductions), fold_study=study)
 
 
 def run(pool: Pool, params: BaselinesParams, ordinal: bool = True) -> dict:
-    return run_baselines(pool, pixel_pool(pool), CLASSES, params, seed=0, ordinal=ordinal)
+    return run_baselines(pool, pixel_pool(pool), CLASSES, params, seed=0, ordinal=ordinal, n_resamples=50)
 
 
 METRICS = {"cv": {"balanced_accuracy", "balanced_accuracy_std", "macro_f1"},
@@ -64,7 +83,12 @@ def test_stage_writes_the_shape_compare_reads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli(["baselines"]) == 0
     report = json.loads((tmp_path / "metrics/baselines.json").read_text())
-    assert set(report) == {"backbone", "folds", "folds_asked", "notes", "models", "pixels", "reductions"}
+    assert set(report) == {"backbone", "folds", "folds_asked", "notes", "models", "pixels", "reductions", "fold_study"}
+    study = report["fold_study"]  # the committed params': 3, 5 and 10 folds and leave-one-subject-out, on pixels
+    assert list(study["schemes"]) == ["10-fold", "3-fold", "5-fold", "leave-one-subject-out"]  # as JSON sorts them
+    assert study["schemes"]["leave-one-subject-out"]["fits"] == study["subjects"] == 5 * N_CLASSES
+    section = baselines_section({"baselines": baseline_summary(report)})  # what compare's report says of it
+    assert "### How many folds?" in section and "| leave-one-subject-out | 20 | " in section
     assert report["folds"] == 3 and report["notes"] == []
     assert (report["pixels"]["size"], report["pixels"]["channels"]) == (8, 1)
     assert report["pixels"]["models"].keys() == report["models"].keys()
@@ -119,7 +143,7 @@ def test_reductions_read_the_input_named():
     scores = {}
     for source in ("features", "pixels"):
         params = baselines_params(strategies=("one_vs_rest",), base_models=("logistic_regression",), input=source)
-        report = run_baselines(pool, noise, CLASSES, params, seed=0, ordinal=False)
+        report = run_baselines(pool, noise, CLASSES, params, seed=0, ordinal=False, n_resamples=50)
         scores[source] = report["reductions"]["models"]["one_vs_rest_logistic_regression"]["cv"]["balanced_accuracy"]
     assert scores["features"] > 0.9 and scores["pixels"] < 0.5, scores
     for name in ("linear_svm", "logistic_regression"):
@@ -132,7 +156,7 @@ def test_pixels_of_other_images_than_the_features_stop_the_stage():
     shuffled = pixel_pool(pool)
     shuffled = Pool(shuffled.features[::-1], shuffled.rows.iloc[::-1].reset_index(drop=True))
     with pytest.raises(PipelineError, match="features and data/tfrecords hold other images; rerun dvc repro features@"):
-        run_baselines(pool, shuffled, CLASSES, baselines_params(), seed=0, ordinal=False)
+        run_baselines(pool, shuffled, CLASSES, baselines_params(), seed=0, ordinal=False, n_resamples=50)
 
 
 def test_pixels_are_read_from_the_tfrecords_shrunk_by_block_means(tmp_path):
@@ -189,5 +213,78 @@ def test_every_class_with_two_images_as_in_a_source_own_splits(tmp_path, monkeyp
     assert cli(["baselines"]) == 0
     report = json.loads((tmp_path / "metrics/baselines.json").read_text())
     assert report["folds"] == 2 and "classes class0, class1, class2, class3 have as few as 2" in report["notes"][0]
+    assert list(report["fold_study"]["schemes"]) == ["leave-one-subject-out"]  # 3, 5, 10 folds: too few images
     assert any(record.levelname == "WARNING" and "cross-validated with 2 folds" in record.getMessage()
                for record in caplog.records)
+
+
+def test_study_plans_hold_out_every_original_of_train_and_val_once_per_reshuffle_subjects_whole():
+    rows = synthetic_pool(leak=False).rows
+    development = np.flatnonzero(rows["split"] != "test")
+    originals = development[rows["kind"].to_numpy()[development] == "original"]
+    plans, notes = study_plans(rows, development, STUDY, seed=0)
+    assert list(plans) == ["2-fold", "3-fold", "leave-one-subject-out"]
+    assert notes == ["30 folds: train and val hold 20 subjects and at most 72 images of a class, too few to fold 30 "
+                     "ways: left out"]
+    assert [len(repeats) for repeats in plans.values()] == [2, 2, 1]
+    subjects = rows["subject"].to_numpy()
+    for name, repeats in plans.items():
+        for folds in repeats:
+            assert sorted(np.concatenate([held_out for _, held_out in folds])) == list(originals), name
+            for fit, held_out in folds:
+                held_out_rows = np.flatnonzero(np.isin(subjects, subjects[held_out]))  # copies too
+                assert set(fit) == set(development) - set(held_out_rows), name
+    assert [len(set(subjects[held_out])) for _, held_out in plans["leave-one-subject-out"][0]] == [1] * 20
+    first, second = plans["3-fold"]
+    assert any(not np.array_equal(a[1], b[1]) for a, b in zip(first, second))  # a reshuffle, not the same folds
+
+
+def test_fold_study_sets_each_scheme_s_pooled_estimate_beside_the_test_score():
+    pool = synthetic_pool(leak=False)
+    study = fold_study(pool, CLASSES, baselines_params(study=STUDY), seed=0, n_resamples=50)
+    two, three, one_out = (study["schemes"][name] for name in ("2-fold", "3-fold", "leave-one-subject-out"))
+    assert (two["fits"], three["fits"], one_out["fits"], study["subjects"]) == (4, 6, 20, 20)
+    assert (one_out["repeats"], one_out["spread"], one_out["low"]) == (1, 0.0, one_out["balanced_accuracy"])
+    for scheme in (two, three, one_out):
+        assert scheme["balanced_accuracy"] > 2 / N_CLASSES
+        assert scheme["low"] <= scheme["balanced_accuracy"] <= scheme["high"]
+    test = study["test"]
+    assert test["ci95"]["low"] <= test["balanced_accuracy"] <= test["ci95"]["high"] and test["balanced_accuracy"] > 0.5
+    assert fold_study(pool, CLASSES, baselines_params(), seed=0, n_resamples=50) is None
+
+
+def test_fold_study_names_a_class_with_one_subject_in_train_and_val():
+    pool = synthetic_pool(leak=False)
+    keep = ~pool.rows["subject"].isin([f"c3/s{number}" for number in range(2, 6)])
+    pool = Pool(features=pool.features[keep.to_numpy()], rows=pool.rows[keep].reset_index(drop=True))
+    study = fold_study(pool, CLASSES, baselines_params(study=STUDY.model_copy(update={"folds": (2,)})), seed=0,
+                       n_resamples=20)
+    assert study["notes"][0].startswith("class class3: one subject in train and val, never learnt when held out")
+    assert study["test"]["balanced_accuracy"] > 0.75  # fitted on train and val, so class3's val subject is learnt
+
+
+def test_the_pooled_estimate_scores_all_held_out_predictions_at_once_not_the_mean_over_folds():
+    """Most-frequent-class fits, one row per fold: rows 0-2 (class 0) right, row 3 (class 1) wrong. Pooled: recalls
+    1 and 0, so 0.5; the mean of each one-class fold's balanced accuracy would be 0.75."""
+    labels, features = np.array([0, 0, 0, 1]), np.zeros((4, 1))
+    one_out = [(np.delete(np.arange(4), row), np.array([row])) for row in range(4)]
+    assert pooled_balanced_accuracy(DummyClassifier(strategy="most_frequent"), features, labels, one_out, 2) == 0.5
+
+
+def test_the_report_tables_the_schemes_by_folds_and_says_which_lands_closest():
+    scheme = {"repeats": 3, "spread": 0.01, "low": 0.3, "high": 0.4, "seconds": 1.0}
+    study = {"model": "logistic_regression", "input": "pixels", "subjects": 38, "notes": [],
+             "test": {"balanced_accuracy": 0.45, "ci95": {"low": 0.35, "high": 0.55}},
+             "schemes": {"10-fold": {**scheme, "folds": 10, "fits": 30, "balanced_accuracy": 0.44},
+                         "3-fold": {**scheme, "folds": 3, "fits": 9, "balanced_accuracy": 0.30},
+                         "leave-one-subject-out": {**scheme, "folds": 38, "fits": 38, "repeats": 1,
+                                                   "balanced_accuracy": 0.40}}}
+    text = fold_study_text(study, {"pixels": "pixels 16x16 gray"})
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "fold" in line or "leave" in line[:8]]
+    assert [row.split(" | ")[0] for row in rows] == ["| 3-fold", "| 10-fold", "| leave-one-subject-out"]
+    assert "| 3-fold | 9 | 0.300 | 0.010; 0.300-0.400 (3 reshuffles) | -0.150 | 1.0 |" in text
+    assert "one way only" in text and "10-fold lands closest to test" in text
+    assert "1 of 3 estimates lie outside test's interval" in text
+    unsure = fold_study_text({**study, "test": {"balanced_accuracy": 0.45, "ci95": None}}, {"pixels": "pixels"})
+    assert "no subject-bootstrap interval: test holds too few subjects" in unsure
+    assert "10-fold lands closest to test. More folds" in unsure

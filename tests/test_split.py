@@ -12,11 +12,14 @@ import yaml
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import load_params, parse_params
+from pipeline.core.paths import truth_file
+from pipeline.mri.dedupe import build_index
 from pipeline.stages.split import main
-from pipeline.tables.index import INDEX_COLUMNS, ROW_COLUMNS
+from pipeline.tables.index import INDEX_COLUMNS, ROW_COLUMNS, write_index
 from pipeline.tables.source import SourceInfo, write_source_info
 from pipeline.tables.split import (
     SplitRow,
+    assign_folds,
     assign_splits,
     own_splits,
     read_splits,
@@ -170,8 +173,8 @@ def test_shared_counts_are_computed_from_the_rows():
     assert (metrics["shared_subjects"], metrics["shared_sources"]) == (1, 1)
 
 
-def write_inputs(folder: Path, index: pd.DataFrame, own_splits: bool = False) -> None:
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params()))
+def write_inputs(folder: Path, index: pd.DataFrame, own_splits: bool = False, **sections) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params(**sections)))
     (folder / "data/interim").mkdir(parents=True)
     index.to_csv(folder / "data/interim/index.csv", index=False, lineterminator="\n")
     write_source_info(folder / "data/interim/source.json", SourceInfo("archive", "data/raw/demo", CLASSES, 1,
@@ -374,3 +377,87 @@ def test_own_splits_name_the_first_twenty_shared_images_in_path_order():
     assert shared.warnings[0].startswith("26 image(s) of the source's own val/test splits") and "e.g. test/00.png;" in \
         shared.warnings[0]
 
+
+
+@pytest.mark.parametrize(("seed", "n_folds"), [(0, 3), (1, 3), (2, 5), (3, 2)])
+def test_folds_test_every_subject_once_and_keep_each_fold_s_subjects_and_sources_whole(seed, n_folds):
+    index = make_index(DEMO)
+    folds = assign_folds(index, CLASSES, RATIOS, seed, copies_in_train=True, n_folds=n_folds)
+    assert len(folds.splits) == n_folds
+    tested = pd.concat([split.rows.loc[split.rows["split"] == "test", "subject"].drop_duplicates()
+                        for split in folds.splits])
+    usable = index.loc[(index["status"] == "ok") & (index["kind"] == "original"), "subject"]
+    assert sorted(tested) == sorted(usable.unique())  # each usable subject in exactly one fold's test
+    for split in folds.splits:
+        assert (split.rows.groupby("subject")["split"].nunique() == 1).all()
+        assert (split.rows.groupby("source")["split"].nunique() == 1).all()
+        assert set(split.rows.loc[split.rows["split"] != "train", "kind"]) == {"original"}
+        per_class_val = split.rows[split.rows["split"] == "val"].groupby("label")["subject"].nunique()
+        assert per_class_val.get("NonDemented", 0) >= 1 and per_class_val.get("MildDemented", 0) >= 1
+
+
+def test_folds_stratify_subjects_by_class_and_carve_val_by_the_ratios():
+    folds = assign_folds(make_index(DEMO), CLASSES, RATIOS, 0, copies_in_train=True, n_folds=2)
+    for split in folds.splits:
+        test = split.rows[split.rows["split"] == "test"].groupby("label")["subject"].nunique()
+        assert test["NonDemented"] == 5 and test["MildDemented"] == 2 and test["ModerateDemented"] == 1
+    assert folds.warnings == ()
+    large = assign_folds(make_index({**DEMO, "NonDemented": 40}), CLASSES, RATIOS, 0, copies_in_train=True, n_folds=2)
+    for split in large.splits:
+        val = split.rows[split.rows["split"] == "val"].groupby("label")["subject"].nunique()
+        assert val["NonDemented"] == round(20 * 0.15 / 0.85) == 4  # of the 20 outside test; 0.15 of them would be 3
+
+
+def test_more_folds_than_subjects_are_refused_naming_the_key():
+    with pytest.raises(PipelineError, match="split.folds = 30, but the index has 23 usable subjects"):
+        assign_folds(make_index(DEMO), CLASSES, RATIOS, 0, copies_in_train=True, n_folds=30)
+
+
+def test_folds_against_the_demo_truth_test_every_true_subject_once(tiny_archive, tiny_params, tmp_path, monkeypatch):
+    """Three folds of the tiny demo, as the stage writes them, judged by the archive's truth file alone."""
+    rows, _ = build_index(tiny_archive, tiny_params.data.classes, tiny_params.dedupe)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/interim").mkdir(parents=True)
+    write_index(tmp_path / "data/interim/index.csv", rows)
+    write_source_info(tmp_path / "data/interim/source.json", SourceInfo("archive", str(tiny_archive), CLASSES, 1,
+                                                                        False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(split={"folds": 3},
+                                                                    data={"archive": str(tiny_archive)})))
+    main(load_params(Path("params.yaml")))
+    written = pd.read_csv("data/splits.csv", dtype=str, keep_default_na=False)
+    truth = pd.read_csv(truth_file(tiny_archive), dtype=str, keep_default_na=False).set_index("path")["subject"]
+    written["true_subject"] = written["path"].map(truth)
+    assert written["true_subject"].notna().all() and sorted(written["fold"].unique()) == ["0", "1", "2"]
+    tested = written[written["split"] == "test"].groupby("true_subject")["fold"].nunique()
+    originals = truth[truth.index.str.startswith("OriginalDataset/")]
+    assert set(tested.index) == set(originals) and (tested == 1).all()  # every true subject in one fold's test
+    assert (written.groupby(["fold", "true_subject"])["split"].nunique() == 1).all()  # no subject in two splits
+    metrics = json.loads(Path("metrics/split.json").read_text())
+    assert (metrics["folds"], metrics["subjects_tested_once"], metrics["shared_subjects"]) == (3, 11, 0)
+    assert [fold["truth"]["true_subjects_in_several_splits"] for fold in metrics["per_fold"]] == [0, 0, 0]
+    with pytest.raises(PipelineError, match="holds several folds"):
+        read_splits(Path("data/splits.csv"), CLASSES)
+    first = Path("data/splits.csv").read_bytes()
+    main(load_params(Path("params.yaml")))
+    assert Path("data/splits.csv").read_bytes() == first  # same params and seed, same bytes
+
+
+def test_a_fold_that_leaks_stops_the_stage_naming_the_fold(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    index = make_index(DEMO)
+    folds = assign_folds(index, CLASSES, RATIOS, raw_params()["seed"], copies_in_train=True, n_folds=3)
+    rows = folds.splits[1].rows
+    test_subject = rows.loc[rows["split"] == "test", "subject"].iloc[0]
+    train_copy = rows.loc[(rows["kind"] == "copy") & (rows["split"] == "train"), "path"].iloc[0]
+    index.loc[index["path"] == train_copy, "subject"] = test_subject
+    write_inputs(tmp_path, index, split={"folds": 3})
+    with pytest.raises(PipelineError, match="in fold 1, 1 subjects and 0 sources would fall in more than one split"):
+        main(load_params(Path("params.yaml")))
+    assert not Path("data/splits.csv").exists()
+
+
+def test_folds_with_a_source_s_own_splits_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path, make_index(DEMO).assign(source_split="train"), own_splits=True, split={"folds": 3})
+    with pytest.raises(PipelineError, match="set split.source_splits: false"):
+        main(load_params(Path("params.yaml")))

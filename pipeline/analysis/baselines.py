@@ -12,6 +12,12 @@ Cross-validation: StratifiedGroupKFold by subject over train and val (`baselines
 fewer subjects: see `fold_count`); a fold fits on its other folds (originals and the copies of their subjects)
 and is scored on its own originals, as val and test hold originals only. Test: fitted on train alone, the data
 the backbones' heads learn from, and scored once on test.
+
+Fold study (`baselines.fold_study`): one of these models, on one input, cross-validated over train and val by
+StratifiedGroupKFold with each k asked (`repeats` reshuffles) and by leave-one-subject-out (LeaveOneGroupOut); each
+scheme's estimate is the balanced accuracy of its out-of-fold predictions pooled, its spread the std over
+reshuffles, set against the model fitted on all of train and val and scored once on test (with a subject-bootstrap
+interval): which number of folds estimates the held-out score best, on the data at hand.
 """
 
 import time
@@ -20,7 +26,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier, OutputCodeClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,9 +35,9 @@ from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
 from pipeline.analysis.knn import TieBreakingKNN
-from pipeline.analysis.metrics import prediction_metrics
+from pipeline.analysis.metrics import prediction_metrics, subject_bootstrap
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import BaselinesParams, ReductionsParams
+from pipeline.core.params import BaselinesParams, FoldStudyParams, ReductionsParams
 from pipeline.tables.features import Pool
 
 LISTED_CLASSES = 12  # a note names up to this many classes, then gives the count
@@ -49,12 +55,23 @@ def base_models() -> dict[str, BaseEstimator]:
 def build_models(params: BaselinesParams, seed: int) -> dict[str, BaseEstimator]:
     """The baselines by name, unfitted."""
     return {
-        **{f"knn_{ties}": make_pipeline(StandardScaler(), TieBreakingKNN(params.knn.k, ties, seed))
-           for ties in params.knn.ties},
+        **{f"knn_{ties}": knn_model(params.knn.k, ties, seed) for ties in params.knn.ties},
         **{f"tree_{criterion}": DecisionTreeClassifier(criterion=criterion, class_weight="balanced", random_state=seed)
            for criterion in ("gini", "entropy")},
         **{name: make_pipeline(StandardScaler(), model) for name, model in base_models().items()},
     }
+
+
+def knn_model(k: int, ties: str, seed: int) -> Pipeline:
+    """kNN with a tie rule, on standardized inputs."""
+    return make_pipeline(StandardScaler(), TieBreakingKNN(k, ties, seed))
+
+
+def named_model(name: str, params: BaselinesParams, seed: int) -> BaseEstimator:
+    """One baseline by its name, a kNN of any tie rule whether or not `knn.ties` lists it."""
+    if name.startswith("knn_"):
+        return knn_model(params.knn.k, name.removeprefix("knn_"), seed)
+    return build_models(params, seed)[name]
 
 
 def build_reductions(params: ReductionsParams, seed: int) -> dict[str, Pipeline]:
@@ -70,9 +87,10 @@ def build_reductions(params: ReductionsParams, seed: int) -> dict[str, Pipeline]
 
 
 def run_baselines(features: Pool, pixels: Pool, classes: tuple[str, ...], params: BaselinesParams, seed: int, *,
-                  ordinal: bool) -> dict:
+                  ordinal: bool, n_resamples: int) -> dict:
     """Each model's mean and std over grouped CV folds on train and val and its scores on test, on the features and
-    on the pixels (QWK too when the classes are `ordinal`); each reduction's, with its binary models and fit time.
+    on the pixels (QWK too when the classes are `ordinal`); each reduction's, with its binary models and fit time;
+    the `fold_study` (its test interval from `n_resamples` subject-bootstrap resamples).
     `notes` say where the folds or a class fall short (`fold_count`)."""
     if not same_images(features, pixels):
         raise PipelineError(f"the cached {params.backbone} features and data/tfrecords hold other images; "
@@ -80,7 +98,8 @@ def run_baselines(features: Pool, pixels: Pool, classes: tuple[str, ...], params
     rows = features.rows
     folds, notes = cv_folds(rows, classes, params.folds, seed)
     train, test = np.flatnonzero(rows["split"] == "train"), np.flatnonzero(rows["split"] == "test")
-    reduced = {"pixels": pixels, "features": features}[params.reductions.input]
+    inputs = {"pixels": pixels, "features": features}
+    reduced = inputs[params.reductions.input]
     scored = {"folds": folds, "train": train, "test": test, "n_classes": len(classes), "ordinal": ordinal}
     with threadpool_limits(1):  # small fits: threads only contend
         return {
@@ -96,6 +115,7 @@ def run_baselines(features: Pool, pixels: Pool, classes: tuple[str, ...], params
             "reductions": {"input": params.reductions.input, "code_size": params.reductions.code_size,
                            "models": {name: score_model(model, reduced, **scored, cost=True)
                                       for name, model in build_reductions(params.reductions, seed).items()}},
+            "fold_study": fold_study(inputs[params.fold_study.input], classes, params, seed, n_resamples),
         }
 
 
@@ -144,10 +164,15 @@ def cv_folds(rows, classes: tuple[str, ...], asked: int, seed: int) -> tuple[lis
     labels, subjects = rows["label"].to_numpy(), rows["subject"].to_numpy()
     development = np.flatnonzero(rows["split"] != "test")
     n_folds, notes = fold_count(labels[development], subjects[development], classes, asked)
-    folds = [(development[fit], development[held_out]) for fit, held_out in
-             grouped_folds(labels[development], subjects[development], n_folds, seed)]
+    return development_folds(rows, development, grouped_folds(labels[development], subjects[development], n_folds,
+                                                              seed)), notes
+
+
+def development_folds(rows, development: np.ndarray,
+                      folds: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:
+    """Folds numbered within `development` as row numbers of `rows`, each held-out part cut to its originals."""
     original = rows["kind"].to_numpy() == "original"
-    return [(fit, held_out[original[held_out]]) for fit, held_out in folds], notes
+    return [(development[fit], development[held_out][original[development[held_out]]]) for fit, held_out in folds]
 
 
 def fold_count(labels: np.ndarray, subjects: np.ndarray, classes: tuple[str, ...], asked: int) -> tuple[int, list[str]]:
@@ -200,3 +225,77 @@ def check_folds(folds: list[tuple[np.ndarray, ...]], subjects: np.ndarray) -> No
         shared = np.intersect1d(subjects[fit], subjects[held_out])
         if len(shared):
             raise PipelineError(f"cross-validation fold {number}: subject {shared[0]} is on both sides")
+
+
+def fold_study(pool: Pool, classes: tuple[str, ...], params: BaselinesParams, seed: int,
+               n_resamples: int) -> dict | None:
+    """`baselines.fold_study`: one model's cross-validated balanced accuracy over train and val, its out-of-fold
+    predictions pooled, under k grouped folds (`repeats` reshuffles, seeds `seed` + repeat) and leave-one-subject-out,
+    beside its balanced accuracy on test when fitted on all of train and val, with a subject-bootstrap interval.
+    None when it names no scheme."""
+    study = params.fold_study
+    if not study.folds and not study.leave_one_subject_out:
+        return None
+    model = named_model(study.model, params, seed)
+    rows, features = pool.rows, pool.features
+    labels, subjects = rows["label"].to_numpy(), rows["subject"].to_numpy()
+    development, test = np.flatnonzero(rows["split"] != "test"), np.flatnonzero(rows["split"] == "test")
+    n_subjects, n_classes = len(np.unique(subjects[development])), len(classes)
+    lone = [name for code, name in enumerate(classes)
+            if len(np.unique(subjects[development][labels[development] == code])) == 1]
+    notes = [f"{listed(lone)}: one subject in train and val, never learnt when held out, so every scheme's estimate "
+             "counts its recall as 0, which the test score, fitted with that subject, need not"] if lone else []
+    plans, short = study_plans(rows, development, study, seed)
+    schemes = {name: scheme_scores(model, features, labels, repeats, n_classes) for name, repeats in plans.items()}
+    predicted = clone(model).fit(features[development], labels[development]).predict(features[test])
+    one_hot = np.eye(n_classes)[predicted]
+    interval, _ = subject_bootstrap(labels[test], one_hot, subjects[test], n_resamples, seed, ordinal=False,
+                                    metrics=("balanced_accuracy",))
+    test_score = prediction_metrics(labels[test], predicted, n_classes, ordinal=False)["balanced_accuracy"]
+    return {"model": study.model, "input": study.input, "subjects": n_subjects, "notes": short + notes,
+            "schemes": schemes,
+            "test": {"balanced_accuracy": test_score, "ci95": interval["balanced_accuracy"]}}
+
+
+def study_plans(rows, development: np.ndarray, study: FoldStudyParams,
+                seed: int) -> tuple[dict[str, list[list[tuple[np.ndarray, ...]]]], list[str]]:
+    """Per scheme name, the folds (`development_folds`) of each reshuffle: `study.repeats` of StratifiedGroupKFold
+    per k that train and val have subjects for (notes name the others), and one of leave-one-subject-out."""
+    labels, subjects = rows["label"].to_numpy()[development], rows["subject"].to_numpy()[development]
+    n_subjects, most = len(np.unique(subjects)), int(np.bincount(labels).max())
+    plans, notes = {}, []
+    for k in study.folds:
+        if k > min(n_subjects, most):  # StratifiedGroupKFold's own limits: groups, and rows of the largest class
+            notes.append(f"{k} folds: train and val hold {n_subjects} subjects and at most {most} images of a class, "
+                         f"too few to fold {k} ways: left out")
+            continue
+        plans[f"{k}-fold"] = [development_folds(rows, development, grouped_folds(labels, subjects, k,
+                                                                                 (seed + repeat) % 2**32))
+                              for repeat in range(study.repeats)]
+    if study.leave_one_subject_out:
+        one_out = list(LeaveOneGroupOut().split(development, groups=subjects))
+        check_folds(one_out, subjects)
+        plans["leave-one-subject-out"] = [development_folds(rows, development, one_out)]
+    return plans, notes
+
+
+def scheme_scores(model: BaseEstimator, features: np.ndarray, labels: np.ndarray,
+                  repeats: list[list[tuple[np.ndarray, ...]]], n_classes: int) -> dict:
+    """The pooled out-of-fold balanced accuracy of each repeat of one scheme: their mean, std and range, the folds,
+    the fits and their seconds."""
+    started = time.perf_counter()
+    estimates = np.array([pooled_balanced_accuracy(model, features, labels, folds, n_classes) for folds in repeats])
+    return {"folds": len(repeats[0]), "repeats": len(repeats), "fits": sum(len(folds) for folds in repeats),
+            "balanced_accuracy": float(estimates.mean()), "spread": float(estimates.std()),
+            "low": float(estimates.min()), "high": float(estimates.max()),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def pooled_balanced_accuracy(model: BaseEstimator, features: np.ndarray, labels: np.ndarray,
+                             folds: list[tuple[np.ndarray, ...]], n_classes: int) -> float:
+    """Balanced accuracy of the held-out predictions of every fold pooled (each held-out row predicted once, by the
+    copy of `model` fitted on the other folds): defined even when a fold holds one subject, so one class."""
+    held_out = np.concatenate([part for _, part in folds])
+    predicted = np.concatenate([clone(model).fit(features[fit], labels[fit]).predict(features[part])
+                                for fit, part in folds])
+    return prediction_metrics(labels[held_out], predicted, n_classes, ordinal=False)["balanced_accuracy"]

@@ -132,6 +132,7 @@ def baseline_summary(baselines: dict) -> dict:
                       "pixels": baselines["pixels"]["models"][name]["cv"]["balanced_accuracy"]}
                for name, scores in sorted(baselines["models"].items())},
         "reductions": baselines["reductions"],
+        "fold_study": baselines.get("fold_study"),
     }
 
 

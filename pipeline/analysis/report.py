@@ -328,7 +328,43 @@ def baselines(summary: dict) -> str:
         lines += [f"| {name} | {scores['binary_models']} | {scores['cv']['balanced_accuracy']:.3f} "
                   f"± {scores['cv']['balanced_accuracy_std']:.3f} | {scores['test']['balanced_accuracy']:.3f} | "
                   f"{scores['fit_seconds']:.2f} |" for name, scores in reductions["models"].items()]
+    if found.get("fold_study"):
+        lines.append(fold_study(found["fold_study"], read))
     return "\n".join(lines) + "\n"
+
+
+def fold_study(study: dict, read: dict[str, str]) -> str:
+    """The table of each cross-validation scheme's estimate against the test score, and what it answers."""
+    test, interval = study["test"]["balanced_accuracy"], study["test"]["ci95"]
+    schemes = sorted(study["schemes"].items(), key=lambda item: item[1]["folds"])
+    lines = ["\n### How many folds?\n",
+             f"`{study['model']}` on the {read[study['input']]}, cross-validated over train and val "
+             f"({study['subjects']} subjects) by StratifiedGroupKFold with k folds, each k reshuffled, and by "
+             "leave-one-subject-out (LeaveOneGroupOut): each scheme's estimate is the balanced accuracy of its held-out "
+             "predictions pooled (every original of train and val predicted once), its spread the std over reshuffles. "
+             f"Against it: the model fitted on all of train and val, scored once on test: {test:.3f} ("
+             + (f"95% subject-bootstrap interval {interval['low']:.3f}-{interval['high']:.3f}" if interval else
+                "no subject-bootstrap interval: test holds too few subjects")
+             + "; `baselines.fold_study`).\n"]
+    lines += [f"> **Read with care:** {note}.\n" for note in study["notes"]]
+    lines += ["| scheme | fits | CV balanced accuracy | spread over reshuffles (std; range) | CV - test | seconds |",
+              "|---|---:|---:|---|---:|---:|"]
+    lines += [f"| {name} | {scheme['fits']} | {scheme['balanced_accuracy']:.3f} | "
+              + (f"{scheme['spread']:.3f}; {scheme['low']:.3f}-{scheme['high']:.3f} ({scheme['repeats']} reshuffles)"
+                 if scheme["repeats"] > 1 else "one way only")
+              + f" | {scheme['balanced_accuracy'] - test:+.3f} | {scheme['seconds']:.1f} |" for name, scheme in schemes]
+    if schemes:
+        closest = min(schemes, key=lambda item: abs(item[1]["balanced_accuracy"] - test))[0]
+        inside = [name for name, scheme in schemes
+                  if interval and interval["low"] <= scheme["balanced_accuracy"] <= interval["high"]]
+        verdict = ("; every scheme's estimate lies inside test's interval, so on this data the number of folds moves "
+                   "the estimate less than test's own uncertainty" if len(inside) == len(schemes) else
+                   f"; {len(schemes) - len(inside)} of {len(schemes)} estimates lie outside test's interval"
+                   if interval else "")
+        lines.append(f"\nOn this data: {closest} lands closest to test{verdict}. More folds train each fit on more "
+                     "of the data (less pessimism) and cost more fits; the spread says how much one shuffle of the "
+                     "folds decides.")
+    return "\n".join(lines)
 
 
 def produced_by(origin: dict) -> str:

@@ -35,6 +35,8 @@ KNN_TIES = ("nearest", "shrink", "random")
 REDUCTIONS = ("one_vs_rest", "one_vs_one", "output_code")  # sklearn.multiclass' reductions to binary models
 BINARY_BASES = ("linear_svm", "logistic_regression")  # the binary models they are made of
 BASELINE_INPUTS = ("pixels", "features")
+BASELINE_MODELS = (*(f"knn_{ties}" for ties in KNN_TIES), "tree_gini", "tree_entropy", "linear_svm", "rbf_svm",
+                   "logistic_regression")
 MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rotation / rotation_step)
 MAX_DEPTH = 20  # deepest nesting of the YAML file
 # the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
@@ -185,6 +187,7 @@ class SplitParams(_Model):
     copies_in_train: bool
     source_splits: bool  # use a source's own train/val/test when it ships them (TFDS); false: split by group here
     drop_shared_images: bool  # source splits: drop images pixel-identical to one in an earlier split
+    folds: _int(1, 100)  # 1: one train/val/test split; k: k folds by subject, each subject in exactly one fold's test
 
 
 class PreprocessParams(_Model):
@@ -253,12 +256,21 @@ class ReductionsParams(_Model):
     code_size: _num(0.0, 10.0, open_low=True)  # output_code: int(code_size * classes) binary models
 
 
+class FoldStudyParams(_Model):
+    model: Literal[BASELINE_MODELS]  # the baseline whose cross-validated estimate is studied
+    input: Literal[BASELINE_INPUTS]  # what it reads: the pixels or the backbone's features
+    folds: _list(_int(2, 100), "a list of distinct fold counts from 2 to 100 (may be empty)", 0, _distinct())
+    leave_one_subject_out: bool  # also LeaveOneGroupOut by subject (as many fits as subjects in train and val)
+    repeats: _int(1, 100)  # reshuffled fold assignments per fold count
+
+
 class BaselinesParams(_Model):
     backbone: BackboneName  # whose cached features the classical models read
     pixel_size: _int(4, 128)  # side of the images the classical models also read as raw pixels
     folds: _int(2, 100)  # grouped cross-validation folds over train and val
     knn: KnnParams
     reductions: ReductionsParams
+    fold_study: FoldStudyParams  # "what is the optimal number of folds?" on the data at hand
 
 
 class Params(_Model):

@@ -19,9 +19,10 @@ def main(params: Params) -> None:
     classes = tuple(read_features_meta(features_dir)["classes"])
     splits = {split: read_pixels(paths.TFRECORDS, split, params.baselines.pixel_size) for split in SPLITS}
     pixels = join_index(splits, paths.INDEX, str(paths.TFRECORDS), "dvc repro preprocess")
-    report = run_baselines(features, pixels, classes, params.baselines, params.seed, ordinal=params.data.ordinal)
+    report = run_baselines(features, pixels, classes, params.baselines, params.seed, ordinal=params.data.ordinal,
+                           n_resamples=params.evaluate.bootstrap)
     write_json(paths.BASELINES_METRICS, report)
-    for note in report["notes"]:
+    for note in [*report["notes"], *(report["fold_study"] or {}).get("notes", [])]:
         log.warning("%s", note)
     for group, models in ((f"{params.baselines.backbone} features", report["models"]),
                           (f"pixels {params.baselines.pixel_size} px", report["pixels"]["models"]),
@@ -30,4 +31,9 @@ def main(params: Params) -> None:
             log.info("%s, %s: CV balanced accuracy %.3f (std %.3f, %d folds), test balanced accuracy %.3f", group,
                      name, scores["cv"]["balanced_accuracy"], scores["cv"]["balanced_accuracy_std"], report["folds"],
                      scores["test"]["balanced_accuracy"])
+    study = report["fold_study"]
+    for name, scheme in (study["schemes"] if study else {}).items():
+        log.info("fold study, %s on %s, %s: CV balanced accuracy %.3f (spread %.3f over %d repeats, %d fits, %.1f s)",
+                 study["model"], study["input"], name, scheme["balanced_accuracy"], scheme["spread"], scheme["repeats"],
+                 scheme["fits"], scheme["seconds"])
     log.info("wrote %s", paths.BASELINES_METRICS)

@@ -14,14 +14,24 @@ Originals follow their subject. A copy joins train only when its source original
 train and `split.copies_in_train` is true; val and test hold originals only. Copies left
 out are counted by reason under `copies_left_out`: `held_out_source` (source in val or
 test), `copies_in_train_off`, and `source_not_usable` (source original not `ok` in the index).
+
+With `split.folds` = k > 1 (`assign_folds`), the usable subjects, one row each labelled with its class, go through
+scikit-learn's StratifiedGroupKFold (k parts, shuffled with `seed`): fold i's test is part i, so every subject is in
+exactly one fold's test. Per class, the subjects outside it are shuffled by a generator seeded from (`seed`, fold,
+class position) and dealt to val, then train: val gets val / (train + val) of `split.ratios`, rounded, at least one
+when the class has two or more (one: train only), at least one left for train. `ratios`' test share is then unused
+(a fold's test holds about 1/k). splits.csv holds each usable row once per fold it is placed in, with `fold`, fold
+by fold; with k = 1 there is no `fold` column and the file is the single split above, byte for byte.
 """
 
 import csv
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline.core.errors import PipelineError, require_file
 from pipeline.core.params import SPLITS
@@ -51,24 +61,99 @@ class Split:
 def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tuple[str, float], ...],
                   seed: int, copies_in_train: bool) -> Split:
     """Place the usable rows of the index in train, val or test by subject, stratified by class."""
+    usable = usable_rows(index, classes)
+    subject_class = subject_classes(usable[usable["kind"] == "original"], classes)
+    subject_split: dict[str, str] = {}
+    notes = []
+    shares = dict(ratios)
+    for rank, name in enumerate(classes):
+        order = shuffled(class_subjects(subject_class, name), [seed, rank])
+        n_train, n_val, n_test = subject_counts(len(order), shares)
+        if len(order) < 3:
+            notes.append(_small_class_warning(name, len(order)))
+        for subject, split in zip(order, ["test"] * n_test + ["val"] * n_val + ["train"] * n_train):
+            subject_split[subject] = split
+    rows, copies_left_out = place_rows(usable, subject_split, copies_in_train)
+    return Split(rows=rows, warnings=tuple(notes), copies_left_out=copies_left_out)
+
+
+@dataclass(frozen=True)
+class Folds:
+    splits: tuple[Split, ...]  # fold i's train, val and test, its rows without a `fold` column
+    warnings: tuple[str, ...]  # what holds for the folds as a whole
+
+
+def assign_folds(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tuple[str, float], ...], seed: int,
+                 copies_in_train: bool, n_folds: int) -> Folds:
+    """k folds by subject: fold i's test is part i of StratifiedGroupKFold over the usable subjects (stratified by
+    their class), its val carved from the other subjects per class by `ratios`' share of val in train and val, its
+    train the rest; copies as in `assign_splits`."""
+    usable = usable_rows(index, classes)
+    subject_class = subject_classes(usable[usable["kind"] == "original"], classes)
+    if len(subject_class) < n_folds:
+        raise PipelineError(f"split.folds = {n_folds}, but the index has {len(subject_class)} usable subjects: "
+                            f"ask for at most {len(subject_class)} folds")
+    subjects = np.array(sorted(subject_class))
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # one row per subject; the classes that fall short get a warning below
+        warnings.filterwarnings("ignore", "The least populated class in y has only")
+        tests = [set(subjects[part]) for _, part in
+                 splitter.split(subjects, [subject_class[subject] for subject in subjects], groups=subjects)]
+    shares = dict(ratios)
+    val_share = shares["val"] / (shares["val"] + shares["train"])
+    notes = [f"class {name} has {count} subject(s), fewer than split.folds = {n_folds}: {n_folds - count} fold(s) "
+             "test none of them" for name in classes
+             if (count := len(class_subjects(subject_class, name))) < n_folds]
+    splits = []
+    for fold, test in enumerate(tests):
+        subject_split = dict.fromkeys(test, "test")
+        fold_warnings = []
+        for rank, name in enumerate(classes):
+            order = shuffled(sorted(set(class_subjects(subject_class, name)) - test), [seed, fold, rank])
+            n_val = val_count(len(order), val_share)
+            if len(order) == 1:
+                fold_warnings.append(f"fold {fold}: class {name} has one subject outside test; it goes to train only")
+            subject_split.update(zip(order, ["val"] * n_val + ["train"] * (len(order) - n_val)))
+        rows, copies_left_out = place_rows(usable, subject_split, copies_in_train)
+        splits.append(Split(rows=rows, warnings=tuple(fold_warnings), copies_left_out=copies_left_out))
+    return Folds(splits=tuple(splits), warnings=tuple(notes))
+
+
+def val_count(n: int, share: float) -> int:
+    """Val subjects among the n of one class outside a fold's test: none for n < 2, else at least one, and at least
+    one left for train."""
+    return 0 if n < 2 else min(n - 1, max(1, round(n * share)))
+
+
+def stack_folds(folds: Folds) -> pd.DataFrame:
+    """Every fold's rows with its number in `fold`, fold by fold, each in path order."""
+    return pd.concat([split.rows.assign(fold=fold) for fold, split in enumerate(folds.splits)], ignore_index=True)
+
+
+def usable_rows(index: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
+    """The index rows with status ok, in ROW_COLUMNS; a label outside `classes` stops the split."""
     usable = index.loc[index["status"] == "ok", list(ROW_COLUMNS)]
     unknown = sorted(set(usable["label"]) - set(classes))
     if unknown:
         raise PipelineError(f"index: label {unknown[0]!r} is not in data.classes {list(classes)}")
-    originals = usable[usable["kind"] == "original"]
-    subject_class = subject_classes(originals, classes)
-    subject_split: dict[str, str] = {}
-    warnings = []
-    shares = dict(ratios)
-    for rank, name in enumerate(classes):
-        subjects = sorted(subject for subject, label in subject_class.items() if label == name)
-        order = [subjects[i] for i in np.random.default_rng([seed, rank]).permutation(len(subjects))]
-        n_train, n_val, n_test = subject_counts(len(subjects), shares)
-        if len(subjects) < 3:
-            warnings.append(_small_class_warning(name, len(subjects)))
-        for subject, split in zip(order, ["test"] * n_test + ["val"] * n_val + ["train"] * n_train):
-            subject_split[subject] = split
+    return usable
 
+
+def class_subjects(subject_class: dict[str, str], name: str) -> list[str]:
+    """The sorted subjects of one class."""
+    return sorted(subject for subject, label in subject_class.items() if label == name)
+
+
+def shuffled(subjects: list[str], seed: list[int]) -> list[str]:
+    """The subjects in the order of a permutation drawn from a generator seeded with `seed`."""
+    return [subjects[i] for i in np.random.default_rng(seed).permutation(len(subjects))]
+
+
+def place_rows(usable: pd.DataFrame, subject_split: dict[str, str],
+               copies_in_train: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The usable rows with their split, in path order: originals follow their subject, copies of train sources join
+    train (with `copies_in_train`), the other copies are left out and counted by reason."""
+    originals = usable[usable["kind"] == "original"]
     split = pd.Series(pd.NA, index=usable.index, dtype=object)
     split[originals.index] = originals["subject"].map(subject_split)
     copies = usable[usable["kind"] == "copy"]
@@ -82,8 +167,7 @@ def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[t
         "source_not_usable": int(source_split.isna().sum()),
     }
     rows = usable.assign(split=split).dropna(subset=["split"])
-    rows = rows.sort_values("path", kind="mergesort", ignore_index=True)
-    return Split(rows=rows, warnings=tuple(warnings), copies_left_out=copies_left_out)
+    return rows.sort_values("path", kind="mergesort", ignore_index=True), copies_left_out
 
 
 def own_splits(index: pd.DataFrame, classes: tuple[str, ...], drop_shared_images: bool) -> Split:
@@ -159,6 +243,24 @@ def split_metrics(split: Split, classes: tuple[str, ...]) -> dict:
     }
 
 
+def folds_metrics(folds: Folds, classes: tuple[str, ...]) -> dict:
+    """`split_metrics` per fold under `per_fold`, their leaks summed, the warnings, and how many subjects each fold
+    tests and how often each usable subject is tested (exactly once each: `subjects_tested_once` = `subjects`)."""
+    per_fold = [split_metrics(split, classes) for split in folds.splits]
+    tested = pd.concat([split.rows.loc[split.rows["split"] == "test", "subject"].drop_duplicates()
+                        for split in folds.splits]).value_counts()
+    subjects = pd.concat([split.rows["subject"] for split in folds.splits]).nunique()
+    return {
+        "folds": len(folds.splits),
+        "per_fold": per_fold,
+        "shared_subjects": sum(fold["shared_subjects"] for fold in per_fold),
+        "shared_sources": sum(fold["shared_sources"] for fold in per_fold),
+        "subjects": int(subjects),
+        "subjects_tested_once": int((tested == 1).sum()),
+        "warnings": list(folds.warnings),
+    }
+
+
 def _small_class_warning(name: str, n: int) -> str:
     placement = {2: "one goes to train and one to test, none to val", 1: "it goes to train only"}
     where = placement.get(n, "it is in no split")
@@ -171,6 +273,10 @@ def read_splits(path: Path, classes: tuple[str, ...]) -> list[SplitRow]:
     columns = [field.name for field in fields(SplitRow)]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
+        if "fold" in (reader.fieldnames or []):
+            raise PipelineError(f"{path} holds several folds (split.folds > 1), and the stages after split read one "
+                                "split: set split.folds: 1 to train and evaluate (the backbones are not cross-validated "
+                                "yet); baselines cross-validate on their own (baselines.fold_study)")
         missing = [column for column in columns if column not in (reader.fieldnames or [])]
         if missing:
             raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
