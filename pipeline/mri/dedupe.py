@@ -313,8 +313,10 @@ def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[
         upright = np.stack([scan.views[0] for _, scan in originals]) if originals else None
         if originals:
             stems = [Path(file.path).stem for file, _ in originals]
-            grouping = group_subjects(label, stems, upright, settings.slices_per_subject, settings.neighbour_similarity)
+            grouping = group_subjects(label, stems, upright, settings.slices_per_subject, settings.separation)
             rules[label] = {"rule": grouping.rule, "note": grouping.note, "subjects": len(set(grouping.subjects))}
+            if grouping.rule == "pixels":
+                rules[label]["weak_evidence"] = grouping.evidence
             for (file, _), subject in zip(originals, grouping.subjects):
                 rows[file.path] = _row(file, "ok", "", source=file.path, subject=subject)
         if not copies:
