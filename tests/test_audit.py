@@ -12,6 +12,7 @@ from pipeline.__main__ import main as cli
 from pipeline.analysis import audit
 from pipeline.analysis.audit import chance_null, run_audit, split_rows
 from pipeline.core.params import AuditParams
+from pipeline.tables.features import Pool
 from pipeline.tables.features import load_pool
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
 
@@ -85,3 +86,27 @@ def test_a_below_chance_score_passes_the_audit_with_a_warning(tmp_path, monkeypa
     assert subject["shuffled"]["accuracy"] == 0 < subject["chance"]["accuracy"]["low"]
     assert subject["verdict"] == "below chance" and report["passed"] is True
     assert "unlucky draw" in caplog.text
+
+
+def test_a_subject_cut_in_two_by_its_grouping_fails_the_pixel_check_naming_the_images(tmp_path, monkeypatch, capsys):
+    """Dedupe's error planted: train subject c1/s2's slices 0-3 found as a subject of their own, dealt to test."""
+    pool = synthetic_pool(leak=False)
+    cut = pool.rows["path"].isin([f"orig/c1/s2-{slice_}.jpg" for slice_ in range(4)])
+    pool.rows.loc[cut, ["subject", "split"]] = ["c1/s2b", "test"]
+    kept = ~pool.rows["source"].isin(pool.rows.loc[cut, "path"]) | cut  # their copies, train only, go with them
+    rows = pool.rows[kept].reset_index(drop=True)
+    write_project(tmp_path, Pool(features=pool.features[kept.to_numpy()], rows=rows), audit={"repeats": 5})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit"]) == 1
+    message = capsys.readouterr().err
+    assert "1 of 68 val and test originals" in message and "orig/c1/s2-3.jpg ~ orig/c1/s2-4.jpg" in message
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    assert report["straddling"]["flagged"] == 1 and report["straddling"]["bound"] == 0 and not report["passed"]
+
+
+def test_an_honest_split_passes_the_pixel_check(tmp_path, monkeypatch):
+    write_project(tmp_path, synthetic_pool(leak=False), audit={"repeats": 5})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit"]) == 0
+    straddling = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
+    assert straddling["flagged"] == 0 and straddling["checked"] == 64 and straddling["passed"]

@@ -1,14 +1,12 @@
 """A folder of class subfolders, with an optional CSV (`path`, `group`) naming each file's group."""
 
 import csv
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 
 from pipeline.core.errors import PipelineError
-from pipeline.imaging.reader import decode_image, is_image_name, not_a_file
-from pipeline.mri.fingerprint import fingerprints, frame_shape, reduce
+from pipeline.imaging.reader import is_image_name, not_a_file
+from pipeline.mri.fingerprint import upright_views
 from pipeline.mri.layout import find_files
 from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
@@ -55,9 +53,7 @@ def slice_subjects(root: Path, paths: list[str], labels: list[str], slices_per_s
     """{path: subject} for MRI slices with no group file: chains of neighbouring slices (`subjects_from_pixels`)."""
     if not paths:
         return {}
-    images = [decode_image(root / path) for path in paths]
-    frame = frame_shape(Counter(image.size[::-1] for image in images).most_common(1)[0][0])
-    views = fingerprints(np.stack([reduce(image, frame) for image in images]), np.zeros(1)).views[:, 0]
+    views = upright_views(root, paths)
     return dict(zip(paths, subjects_from_pixels(paths, labels, views, slices_per_subject, separation)[0]))
 
 

@@ -1,0 +1,78 @@
+"""The audit's check that does not trust the found subjects: val and test slices as close to another split as to their own.
+
+Shuffled labels are drawn per found subject, so a true subject that dedupe cut in two gets two
+labels and its leak is invisible to them. The pixels are not: neighbouring slices of one subject
+are far more alike than slices of two. For every val and test original, its nearest original of
+the same class in another split is compared with its nearest in its own found subject; when
+the other split's is at least as close, the image looks like the end of a subject whose next
+slice is on the other side: it is flagged, with that image named.
+
+How many flags an honest split gives is read from the archive itself: the same comparison
+within train (each train original's nearest original of another found subject in train against
+its nearest in its own) gives the rate at which another subject's slice beats a slice's own
+neighbour with nothing leaking (the ends of subjects, where slices change fastest). Under an
+honest split the val and test flags are about Binomial(n, that rate); the check fails when they
+exceed its upper 1 - ALPHA quantile. On an archive whose rate is 0 (the demo), one flag fails it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binom
+
+from pipeline.core.errors import PipelineError
+
+ALPHA = 0.001  # the chance that an honest split fails the check
+EXAMPLES = 10  # flagged images named in metrics/audit.json and in the error
+
+
+def straddling_images(views: np.ndarray, paths: list[str], labels: list[str], groups: list[str],
+                      splits: list[str]) -> dict:
+    """Val and test originals whose nearest original in another split is as close as their own subject's nearest.
+
+    `views`: unit-norm pixel views (`fingerprint.upright_views`), a row per original.
+    """
+    groups, splits = np.asarray(groups), np.asarray(splits)
+    own, beyond, within_train = (np.full(len(paths), -np.inf) for _ in range(3))
+    nearest_across = np.zeros(len(paths), int)
+    for label in sorted(set(labels)):  # a subject has one class: compare within each
+        rows = np.flatnonzero(np.asarray(labels) == label)
+        similarity = views[rows] @ views[rows].T
+        np.fill_diagonal(similarity, -np.inf)
+        same_group = groups[rows, None] == groups[None, rows]
+        same_split = splits[rows, None] == splits[None, rows]
+        own[rows] = np.where(same_group, similarity, -np.inf).max(axis=1)
+        across = np.where(~same_split, similarity, -np.inf)
+        nearest_across[rows] = rows[across.argmax(axis=1)]
+        beyond[rows] = across.max(axis=1)
+        within_train[rows] = np.where(same_split & ~same_group, similarity, -np.inf).max(axis=1)
+    train = (splits == "train") & np.isfinite(own)
+    evaluated = (splits != "train") & np.isfinite(own)
+    rate = float(np.mean(within_train[train] >= own[train])) if train.any() else 0.0
+    flagged = np.flatnonzero(evaluated & (beyond >= own))
+    bound = int(binom.ppf(1 - ALPHA, int(evaluated.sum()), rate))
+    return {
+        "checked": int(evaluated.sum()),
+        "flagged": len(flagged),
+        "honest_rate": round(rate, 4),
+        "bound": bound,
+        "alpha": ALPHA,
+        "passed": len(flagged) <= bound,
+        "examples": {paths[i]: {"nearest_in_another_split": paths[nearest_across[i]],
+                                "similarity": round(float(beyond[i]), 4),
+                                "own_subject_nearest": round(float(own[i]), 4)}
+                     for i in flagged[np.argsort(own[flagged] - beyond[flagged], kind="stable")][:EXAMPLES]},
+    }
+
+
+def check_straddling(report: dict, metrics_path: Path) -> None:
+    """Stop the stage when more val and test images look like straddling subjects than an honest split gives."""
+    if not report["passed"]:
+        named = "; ".join(f"{path} ~ {match['nearest_in_another_split']}"
+                          for path, match in report["examples"].items())
+        raise PipelineError(
+            f"leakage audit failed: {report['flagged']} of {report['checked']} val and test originals are as close "
+            f"to an original in another split as to their own subject's nearest (an honest split gives at most "
+            f"{report['bound']} at rate {report['honest_rate']}): a subject is likely cut in two, {named}; "
+            f"see {metrics_path}"
+        )
