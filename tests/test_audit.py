@@ -99,7 +99,7 @@ def test_a_subject_cut_in_two_by_its_grouping_fails_the_pixel_check_naming_the_i
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 1
     message = capsys.readouterr().err
-    assert "1 of 68 val and test originals" in message and "orig/c1/s2-3.jpg ~ orig/c1/s2-4.jpg" in message
+    assert "1 of 192 originals" in message and "orig/c1/s2-3.jpg ~ orig/c1/s2-4.jpg" in message
     report = json.loads((tmp_path / "metrics/audit.json").read_text())
     assert report["straddling"]["flagged"] == 1 and report["straddling"]["bound"] == 0 and not report["passed"]
 
@@ -109,4 +109,4 @@ def test_an_honest_split_passes_the_pixel_check(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 0
     straddling = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
-    assert straddling["flagged"] == 0 and straddling["checked"] == 64 and straddling["passed"]
+    assert straddling["flagged"] == 0 and straddling["checked"] == 192 and straddling["passed"]

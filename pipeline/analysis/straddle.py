@@ -1,18 +1,20 @@
-"""The audit's check that does not trust the found subjects: val and test slices as close to another split as to their own.
+"""The audit's check that does not trust the found subjects: slices as close to another split as to their own subject.
 
 Shuffled labels are drawn per found subject, so a true subject that dedupe cut in two gets two
 labels and its leak is invisible to them. The pixels are not: neighbouring slices of one subject
-are far more alike than slices of two. For every val and test original, its nearest original of
-the same class in another split is compared with its nearest in its own found subject; when
-the other split's is at least as close, the image looks like the end of a subject whose next
-slice is on the other side: it is flagged, with that image named.
+are far more alike than slices of two. For every original, its nearest original of the same
+class in another split is compared with its nearest in its own found subject; when the other
+split's is at least as close, the image looks like the end of a subject whose next slice is on
+the other side: it is flagged, with that image named. Both ends of a cut are checked (the test
+side and the train side), as the slice across the cut is as close as the slice on its own side
+about half the time.
 
 How many flags an honest split gives is read from the archive itself: the same comparison
 within train (each train original's nearest original of another found subject in train against
 its nearest in its own) gives the rate at which another subject's slice beats a slice's own
 neighbour with nothing leaking (the ends of subjects, where slices change fastest). Under an
-honest split the val and test flags are about Binomial(n, that rate); the check fails when they
-exceed its upper 1 - ALPHA quantile. On an archive whose rate is 0 (the demo), one flag fails it.
+honest split the flags are about Binomial(n, that rate); the check fails when they exceed its
+upper 1 - ALPHA quantile. On an archive whose rate is 0 (the demo), one flag fails it.
 """
 
 from pathlib import Path
@@ -28,7 +30,7 @@ EXAMPLES = 10  # flagged images named in metrics/audit.json and in the error
 
 def straddling_images(views: np.ndarray, paths: list[str], labels: list[str], groups: list[str],
                       splits: list[str]) -> dict:
-    """Val and test originals whose nearest original in another split is as close as their own subject's nearest.
+    """Originals whose nearest original in another split is as close as their own subject's nearest.
 
     `views`: unit-norm pixel views (`fingerprint.upright_views`), a row per original.
     """
@@ -47,7 +49,7 @@ def straddling_images(views: np.ndarray, paths: list[str], labels: list[str], gr
         beyond[rows] = across.max(axis=1)
         within_train[rows] = np.where(same_split & ~same_group, similarity, -np.inf).max(axis=1)
     train = (splits == "train") & np.isfinite(own)
-    evaluated = (splits != "train") & np.isfinite(own)
+    evaluated = np.isfinite(own)
     rate = float(np.mean(within_train[train] >= own[train])) if train.any() else 0.0
     flagged = np.flatnonzero(evaluated & (beyond >= own))
     bound = int(binom.ppf(1 - ALPHA, int(evaluated.sum()), rate))
@@ -66,12 +68,12 @@ def straddling_images(views: np.ndarray, paths: list[str], labels: list[str], gr
 
 
 def check_straddling(report: dict, metrics_path: Path) -> None:
-    """Stop the stage when more val and test images look like straddling subjects than an honest split gives."""
+    """Stop the stage when more images look like ends of straddling subjects than an honest split gives."""
     if not report["passed"]:
         named = "; ".join(f"{path} ~ {match['nearest_in_another_split']}"
                           for path, match in report["examples"].items())
         raise PipelineError(
-            f"leakage audit failed: {report['flagged']} of {report['checked']} val and test originals are as close "
+            f"leakage audit failed: {report['flagged']} of {report['checked']} originals are as close "
             f"to an original in another split as to their own subject's nearest (an honest split gives at most "
             f"{report['bound']} at rate {report['honest_rate']}): a subject is likely cut in two, {named}; "
             f"see {metrics_path}"

@@ -27,7 +27,7 @@ def main(params: Params) -> None:
     report["passed"] = report["passed"] and report["straddling"]["passed"]
     write_outputs(report, paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
     log_verdicts(report)
-    log.info("pixel check: %d of %d val and test originals as close to another split as to their own subject "
+    log.info("pixel check: %d of %d originals as close to another split as to their own subject "
              "(honest bound %d)", report["straddling"]["flagged"], report["straddling"]["checked"],
              report["straddling"]["bound"])
     log.info("wrote %s and %s/", paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
