@@ -12,8 +12,7 @@ from pipeline.__main__ import main as cli
 from pipeline.analysis import audit
 from pipeline.analysis.audit import chance_null, run_audit, split_rows
 from pipeline.core.params import AuditParams
-from pipeline.tables.features import Pool
-from pipeline.tables.features import load_pool
+from pipeline.tables.features import Pool, load_pool
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
 
 PARAMS = AuditParams(backbone=BACKBONE, repeats=30, test_share=0.2)

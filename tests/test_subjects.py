@@ -113,7 +113,7 @@ def test_a_link_parts_two_subjects_only_when_clearly_longer_than_the_steps_at_it
     # Two chains of 5 on one circle: the link between their facing ends is 1.5 or 1.05 times their steps.
     names = [f"slice{index}" for index in range(10)]
     apart = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.5 * STEP, 5))
-    ids, evidence = subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.1)
+    ids, _ = subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.1)
     assert ids == ["A/g000"] * 5 + ["A/g001"] * 5
     close = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.05 * STEP, 5))
     assert subjects_from_pixels(names, ["A"] * 10, close, 5, 1.1)[0] == ["A/g000"] * 10

@@ -3,7 +3,6 @@
 import csv
 from pathlib import Path
 
-
 from pipeline.core.errors import PipelineError
 from pipeline.imaging.reader import is_image_name, not_a_file
 from pipeline.mri.fingerprint import upright_views
