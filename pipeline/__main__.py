@@ -1,5 +1,7 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...`, or
-`python -m pipeline serve [--host H] [--port P] [--allow-remote]`.
+"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...
+[--explain DIR]`, `python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`, `python -m
+pipeline select [--metric M]`, or `python -m pipeline sync-dvc-yaml` (dvc.yaml's training plots and artifacts
+rewritten for params.yaml's backbones).
 
 TensorFlow's start-up lines (oneDNN, CPU features, absl, retracing) are hidden unless PIPELINE_TF_LOGS=1.
 """
@@ -8,25 +10,27 @@ import argparse
 import importlib
 import logging
 import os
-import re
 import signal
+import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from types import ModuleType
 
 TF_LOGS = os.environ.get("PIPELINE_TF_LOGS") == "1"
 if not TF_LOGS:  # before anything imports TensorFlow
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.core import paths  # noqa: E402
+from pipeline.core import stderr_filter as filtering  # noqa: E402
 from pipeline.core.errors import PipelineError  # noqa: E402
 from pipeline.core.params import load_params  # noqa: E402
 
-STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "compare",
-          "plots_page", "audit", "baselines")
-BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate")  # these take the backbone's name
-COMMANDS = (*STAGES, "predict", "serve")  # predict takes scans' paths; serve takes --host, --port, --allow-remote
+STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "explain",
+          "compare", "plots_page", "audit", "baselines")
+BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate", "explain")  # these take the backbone's name
+COMMANDS = (*STAGES, "predict", "serve", "select", "sync-dvc-yaml")  # predict takes scans' paths; serve and select,
+# their options
 
 
 def exit_on_sigterm() -> None:
@@ -39,27 +43,39 @@ def exit_on_sigterm() -> None:
     os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
-# What TensorFlow's C++ code prints at import whatever TF_CPP_MIN_LOG_LEVEL says (TF 2.21).
-TF_START_UP = re.compile(r"oneDNN custom operations are on|All log messages before absl::InitializeLog")
+FILTER_DRAIN_SECONDS = 10  # how long a finished command waits for the filter to pass its last lines
 
 
-def import_quietly(name: str) -> ModuleType:
-    """Import a module with TensorFlow's start-up lines dropped from stderr (file descriptor 2), the rest kept,
-    and TensorFlow's and absl's Python warnings (retracing notes among them) hidden; errors still show."""
+@contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """Run the block with TensorFlow's start-up lines dropped from stderr (file descriptor 2) and every other line
+    passed as it comes, and TensorFlow's and absl's Python warnings (retracing notes among them) hidden.
+
+    Lines go through a process of its own, `pipeline/core/stderr_filter.py`, for the whole command: TensorFlow
+    imported late (a download, a TFDS source) is quiet too, and what a native crash leaves in the pipe still
+    reaches the user. The filter starts a session of its own, so Ctrl-C and a signal to the command's process
+    group leave it passing the command's last words; it ends when every writer has gone.
+    """
     for logger in ("tensorflow", "absl"):
         logging.getLogger(logger).setLevel(logging.ERROR)
     sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    stderr_filter = subprocess.Popen([sys.executable, "-I", filtering.__file__], stdin=read_end, stdout=2,
+                                     start_new_session=True)
+    os.close(read_end)
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
         try:
-            return importlib.import_module(name)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            sys.stderr.writelines(line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                                  if not TF_START_UP.search(line))
+            stderr_filter.wait(timeout=FILTER_DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:  # a process the command started still holds the pipe: it passes the rest
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,28 +84,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="the backbone, for " + ", ".join(BACKBONE_STAGES)
                         + "; the scans, for predict")
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="predict: write each model's Grad-CAM overlay of "
+                        "each scan under DIR/<backbone>/")
     serving = parser.add_argument_group("serve")
     serving.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serving.add_argument("--allow-remote", action="store_true", help="allow a --host beyond this machine")
+    serving.add_argument("--allow-remote", nargs="*", metavar="NAME",
+                         help="allow a --host beyond this machine, answering requests named for NAME (none: any name)")
+    parser.add_argument_group("select").add_argument("--metric", help="the val metric to maximise (log_loss and "
+                                                     "ece: minimise); default balanced_accuracy")
     args = parser.parse_intermixed_args(argv)  # --params before, between or after the names
     options = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    if args.allow_remote:
-        options["allow_remote"] = True
+    if args.allow_remote is not None:
+        options["allow_remote"] = args.allow_remote
     if options and args.stage != "serve":
         parser.error("--host, --port and --allow-remote are for serve")
+    if args.metric is not None:
+        if args.stage != "select":
+            parser.error("--metric is for select")
+        options["metric"] = args.metric
+    if args.explain is not None:
+        if args.stage != "predict":
+            parser.error("--explain is for predict")
+        options["explain"] = args.explain
     if args.stage == "predict" and not args.names:
         parser.error("predict takes the paths of one or more scans")
-    if args.stage not in ("predict", "serve") and len(args.names) != (args.stage in BACKBONE_STAGES):
+    if args.stage not in ("predict", "serve", "select") and len(args.names) != (args.stage in BACKBONE_STAGES):
         parser.error(f"stage {args.stage} takes {'a' if args.stage in BACKBONE_STAGES else 'no'} backbone name")
-    if args.stage == "serve" and args.names:
-        parser.error("serve takes no names")
+    if args.stage in ("serve", "select") and args.names:
+        parser.error(f"{args.stage} takes no names")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     exit_on_sigterm()
-    name = f"pipeline.stages.{args.stage}"
+    with nullcontext() if TF_LOGS else quiet_tensorflow():
+        return run_command(args.stage, args.names, args.params, options)
+
+
+def run_command(command: str, names: list[str], params: Path, options: dict) -> int:
+    """Import the command's module and run it: its exit status, with a PipelineError or Ctrl-C as one line."""
     try:
-        stage = importlib.import_module(name) if TF_LOGS else import_quietly(name)
-        stage.main(load_params(args.params), *args.names, **options)
+        module = importlib.import_module(f"pipeline.stages.{command.replace('-', '_')}")
+        module.main(load_params(params), *names, **options)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

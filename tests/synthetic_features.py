@@ -76,3 +76,34 @@ def write_slices(archive, paths) -> None:
         pixels = np.where(disc, 128 + 100 * texture / np.abs(texture).max(), 0)
         (archive / path).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(archive / path, quality=95)
+
+
+def synthetic_images(pool: Pool, size: int) -> np.ndarray:
+    """Gray size x size uint8 images of the pool's 32 features: a 4 x 8 grid of flat blocks, so the classes stay
+    apart in the pixels and shrinking `size` (a multiple of 8) to a quarter keeps every block."""
+    grid = np.clip(128 + 8 * pool.features, 0, 255).astype(np.uint8).reshape(-1, 4, 8)
+    return np.kron(grid, np.ones((1, size // 4, size // 8), np.uint8))
+
+
+def pixel_pool(pool: Pool, size: int = 8) -> Pool:
+    """The pool's images (`synthetic_images`) as the baselines read pixels: flattened, in [0, 1]."""
+    return Pool(features=synthetic_images(pool, size).reshape(len(pool.rows), -1) / 255.0, rows=pool.rows)
+
+
+def write_tfrecords(root, pool: Pool, size: int = 32) -> None:
+    """The pool's images (`synthetic_images`) as the preprocess stage would leave them in data/tfrecords."""
+    from pipeline.imaging.tfrecords import encode_image, serialize_example, write_meta, write_shards
+
+    directory = root / "data/tfrecords"
+    directory.mkdir(parents=True)
+    images, shards, counts = synthetic_images(pool, size), {}, {}
+    for split in SPLITS:
+        rows = pool.rows[pool.rows["split"] == split]
+        examples = (serialize_example(encode_image(images[number], "raw"), row.label,
+                                      {"path": row.path, "subject": row.subject, "source": row.source,
+                                       "kind": row.kind})
+                    for number, row in zip(rows.index, rows.itertuples()))
+        counts[split] = len(rows)
+        shards[split] = write_shards(directory, split, examples, len(rows), 64)
+    write_meta(directory, {"classes": [f"class{k}" for k in range(N_CLASSES)], "counts": counts, "image_size": size,
+                           "channels": 1, "encoding": "raw", "shard_size": 64, "shards": shards})

@@ -11,7 +11,7 @@ from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 from keras.src.utils import file_utils
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.registry import BACKBONES, get_backbone, input_size
+from pipeline.core.registry import BACKBONES, Backbone, get_backbone, input_size
 from pipeline.networks.backbones import (
     base_of,
     build_base,
@@ -54,6 +54,14 @@ def test_registry_knows_every_backbone_and_names_them_on_a_typo():
     assert set(BACKBONES) == set(FAMILIES)
     with pytest.raises(PipelineError, match="unknown backbone 'ResNet50'.*MobileNetV2.*ConvNeXtTiny"):
         get_backbone("ResNet50")
+
+
+
+def test_registry_entries_name_their_fields():
+    with pytest.raises(TypeError, match="positional"):
+        Backbone("ResNet101", "caffe", 32, 0.1, lambda size: "resnet.h5", "resnet", None)
+    resnet = get_backbone("ResNet101")
+    assert (resnet.min_size, resnet.unfreeze, resnet.preprocessing) == (32, 0.1, "caffe")
 
 
 COLOURS = np.array([[[[0.0, 0.0, 0.0], [200.0, 50.0, 10.0], [10.0, 90.0, 240.0], [255.0, 255.0, 255.0]]]], np.float32)

@@ -20,7 +20,7 @@ from pipeline.imaging.tfrecords import make_dataset
 from pipeline.networks.features import write_features
 from pipeline.networks.finetune import pick_strategy
 from pipeline.networks.head import train_head
-from pipeline.networks.training import cluster_size, is_chief
+from pipeline.networks.training import KERAS_PATCHED, cluster_size, is_chief, keras_tf_trainer
 from tests.conftest import BACKBONES, BUCKET, ROOT, commit, files_on_disk, free_ports, init_project, ran_stages, run
 from tests.test_train import BACKBONE, no_weights, tiny_params, write_scans
 
@@ -85,6 +85,27 @@ def test_a_tf_config_tensorflow_cannot_read_is_one_error_naming_it(monkeypatch, 
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(PipelineError, match="^TF_CONFIG is not a cluster TensorFlow can read .*unset it"):
         is_chief()
+
+
+
+def test_the_cluster_patch_refuses_with_one_line_a_keras_it_was_not_written_for(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker",
+                                                                                                "index": 0}}))
+    monkeypatch.setattr(keras, "__version__", "3.16.0")
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", lambda: pytest.fail("a strategy was made"))
+    build, reduce = keras_tf_trainer.TensorFlowTrainer._maybe_symbolic_build, keras_tf_trainer.reduce_per_replica
+    with pytest.raises(PipelineError, match=r"^training on a cluster patches Keras 3\.15's TensorFlow trainer .* "
+                                            r"this is Keras 3\.16\.0; install requirements\.txt's keras") as error:
+        pick_strategy()
+    assert "\n" not in str(error.value)
+    assert (keras_tf_trainer.TensorFlowTrainer._maybe_symbolic_build, keras_tf_trainer.reduce_per_replica) == (
+        build, reduce)
+
+
+def test_requirements_pin_the_keras_the_cluster_patch_was_written_for():
+    pins = re.findall(r"^keras==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert pins == [keras.__version__]
+    assert keras.__version__.split(".")[:2] == KERAS_PATCHED.split(".")
 
 
 def test_two_workers_train_one_model_and_only_the_chief_writes(trained, tmp_path):

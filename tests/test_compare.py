@@ -18,7 +18,7 @@ from pipeline.analysis.comparison import (
     summarize,
     write_outputs,
 )
-from pipeline.analysis.metrics import headline_metrics, score_predictions
+from pipeline.analysis.metrics import headline_metrics, score_predictions, validation_scores
 from pipeline.analysis.report import tests as gap_table
 from pipeline.core.errors import PipelineError
 from tests.conftest import ROOT, raw_params
@@ -31,8 +31,8 @@ OUTPUTS = ("metrics/summary.json", "reports/comparison.md", "plots/compare/summa
            "plots/compare/binary_roc.csv", "plots/compare/balanced_accuracy.png",
            "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
            "plots/compare/binary_roc.png", "plots/compare/per_class_recall.csv", "plots/compare/confusion.png")
-SETTING = {"classes": CLASSES, "ordinal": True, "negative_class": "NonDemented", "resamples": RESAMPLES, "seed": 42,
-           "sensitivity": 0.9}  # the 4 ordinal classes with NonDemented as the binary view's negative
+SETTING = {"classes": CLASSES, "ordinal": True, "negative_class": "NonDemented", "reference": "", "resamples": RESAMPLES,
+           "seed": 42, "sensitivity": 0.9}  # the 4 ordinal classes with NonDemented as the binary view's negative
 
 
 def tiny_raw() -> dict:
@@ -54,10 +54,14 @@ def predictions(backbone: str, strength: float) -> pd.DataFrame:
     return frame
 
 
-def evaluation(frame: pd.DataFrame, index: int, classes: tuple[str, ...] = CLASSES, ordinal: bool = True) -> dict:
-    """A metrics/eval/<backbone>.json as evaluate writes it (the fields compare reads)."""
+def evaluation(frame: pd.DataFrame, index: int, classes: tuple[str, ...] = CLASSES, ordinal: bool = True,
+               val_frame: pd.DataFrame | None = None) -> dict:
+    """A metrics/eval/<backbone>.json as evaluate writes it (the fields compare reads); val scored on `val_frame`
+    (default: the test frame)."""
     labels, subjects, probabilities = aligned({"m": frame}, classes)
     return {**score_predictions(labels, probabilities["m"], subjects, classes, RESAMPLES, 42, ordinal=ordinal),
+            "val": validation_scores(frame if val_frame is None else val_frame, classes, RESAMPLES, 42,
+                                     ordinal=ordinal),
             "params": 1000 * (index + 1), "size_mb": 2.0 * (index + 1), "pretrained": False,
             "fine_tuning_kept": index != 1,
             "latency_ms": {"batch_1": 1.5 * (index + 1), "batch_32": 0.5 * (index + 1)}}
@@ -75,6 +79,7 @@ def write_run(root: Path, **data) -> None:
         frame = predictions(name, 1.0 + index)
         (root / "plots/eval" / name).mkdir(parents=True, exist_ok=True)
         frame.to_csv(root / "plots/eval" / name / "predictions.csv", index=False)
+        frame.to_csv(root / "plots/eval" / name / "val_predictions.csv", index=False)
         (root / "metrics/eval").mkdir(parents=True, exist_ok=True)
         record = evaluation(frame, index, ordinal=raw["data"]["ordinal"])
         (root / "metrics/eval" / f"{name}.json").write_text(json.dumps(record))
@@ -91,27 +96,41 @@ def digests(root: Path) -> dict[str, str]:
     return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in OUTPUTS}
 
 
+RARE_CLASS_NOTE = "baselines.folds = 5, but class ModerateDemented has as few as 2 subjects in train and val"
+
+
+def baseline_scores(test: float, cv: float) -> dict:
+    """A model's entry in metrics/baselines.json with these test and mean CV balanced accuracies."""
+    return {"cv": {"balanced_accuracy": cv, "balanced_accuracy_std": 0.05, "macro_f1": cv},
+            "test": {"accuracy": test + 0.05, "balanced_accuracy": test, "macro_f1": test - 0.05, "qwk": 0.3}}
+
+
 @pytest.fixture(scope="module")
 def summary() -> dict:
     frames = {name: predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES)}
-    baselines = {"backbone": BACKBONES[0], "folds": 5, "models": {
-        "knn": {"cv": {}, "test": {"accuracy": 0.5, "balanced_accuracy": 0.45, "macro_f1": 0.4, "qwk": 0.3}}}}
+    baselines = {"backbone": BACKBONES[0], "folds": 2, "folds_asked": 5, "notes": [RARE_CLASS_NOTE],
+                 "models": {"knn": baseline_scores(0.45, 0.33)},
+                 "pixels": {"size": 16, "channels": 1, "models": {"knn": baseline_scores(0.61, 0.55)}},
+                 "reductions": {"input": "pixels", "code_size": 1.5, "models": {
+                     "one_vs_one_linear_svm": {**baseline_scores(0.7, 0.66), "binary_models": 6, "fit_seconds": 0.25}}}}
     return summarize({name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}, frames,
-                     VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, **SETTING)
+                     frames, VAL_LOSSES, dict.fromkeys(BACKBONES, 6.5), baselines, **SETTING)
 
 
 def test_rows_hold_backbones_then_ensembles_then_baselines(summary):
-    assert list(summary["models"]) == [*BACKBONES, "ensemble_mean", "ensemble_val_loss", "knn"]
+    assert list(summary["models"]) == [*BACKBONES, "ensemble_mean", "ensemble_val_loss", "knn", "knn_pixels"]
     baseline = summary["models"]["knn"]
     assert baseline["kind"] == f"baseline ({BACKBONES[0]} features)" and baseline["balanced_accuracy"] == 0.45
+    on_pixels = summary["models"]["knn_pixels"]
+    assert on_pixels["kind"] == "baseline (pixels 16x16 gray)" and on_pixels["balanced_accuracy"] == 0.61
     assert baseline["latency_ms"] is None and baseline["balanced_accuracy_low"] is None
     mean = summary["models"]["ensemble_mean"]
     n = len(BACKBONES)
     assert mean["params"] == 1000 * n * (n + 1) / 2 and mean["latency_ms"] == pytest.approx(1.5 * n * (n + 1) / 2)
     assert mean["training_seconds"] == 6.5 * n
     assert mean["balanced_accuracy_low"] <= mean["balanced_accuracy"] <= mean["balanced_accuracy_high"]
-    best = max(BACKBONES, key=lambda name: summary["models"][name]["balanced_accuracy"])
-    assert summary["best"] == best and set(summary["tests"]) == set(summary["models"]) - {best, "knn"}
+    reference = summary["reference"]["model"]
+    assert set(summary["tests"]) == set(summary["models"]) - {reference, "knn", "knn_pixels"}
 
 
 def test_ensembles_are_scored_like_a_backbone_from_hand_computed_means(summary):
@@ -171,9 +190,10 @@ def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkey
 
 
 def verdicts(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """The report's "real gap?" column, by the model the best backbone is tested against."""
+    """The report's "real gap?" column, by the model the reference (the first backbone) is tested against."""
     evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
-    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
+    summary = summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
+                        **{**SETTING, "reference": next(iter(frames))})
     rows = [line.strip("|").split("|") for line in gap_table(summary).splitlines() if line.startswith("| ")]
     return {cells[0].strip(): cells[-1].strip() for cells in rows[1:]}  # rows[0] is the header
 
@@ -210,7 +230,7 @@ def many_class_predictions(backbone: str, strength: float, classes: tuple[str, .
 def written(summary: dict, root: Path) -> dict[str, Path]:
     """write_outputs of `summary` under `root`: the paths it wrote, by name relative to root."""
     origin = {"demo": False, "archive": "data/raw/x", "archive_md5": None, "params": {"weights": "none"},
-              "model_md5": {}}
+              "model_md5": {}, "tune": {}, "selection": ""}
     write_outputs(summary, origin, root / "metrics/summary.json", root / "plots/compare", root / "reports/comparison.md")
     return {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*")) if path.is_file()}
 
@@ -232,7 +252,7 @@ def unordered(tmp_path_factory) -> tuple[dict, dict[str, Path], dict[str, pd.Dat
     frames = {name: many_class_predictions(name, 6.0 + index, FLOWERS) for index, name in enumerate(BACKBONES[:2])}
     evaluations = {name: evaluation(frame, index, FLOWERS, ordinal=False) for index, (name, frame)
                    in enumerate(frames.items())}
-    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **UNORDERED)
+    summary = summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **UNORDERED)
     return summary, written(summary, tmp_path_factory.mktemp("unordered")), frames
 
 
@@ -241,7 +261,7 @@ def test_unordered_classes_without_a_negative_class_have_no_qwk_and_no_binary_vi
     assert set(files) == {"metrics/summary.json", "reports/comparison.md", "plots/compare/summary.csv",
                           "plots/compare/per_class_recall.csv", "plots/compare/balanced_accuracy.png",
                           "plots/compare/accuracy_latency.png", "plots/compare/accuracy_size.png",
-                          "plots/compare/confusion.png"}
+                          "plots/compare/confusion.png", "plots/compare/single_subject_classes.csv"}
     text = {name: path.read_text() for name, path in files.items() if not name.endswith(".png")}
     assert not [name for name, content in text.items() if "qwk" in content.lower()]
     assert not [name for name, content in text.items() if "binary" in content]
@@ -253,21 +273,21 @@ def test_unordered_classes_without_a_negative_class_have_no_qwk_and_no_binary_vi
 
 def test_102_classes_show_the_worst_and_best_recall_and_write_every_class(unordered):
     summary, files, frames = unordered
-    best = summary["best"]
+    reference = summary["reference"]["model"]  # the per-class table sorts by the reference's recall
     recall = pd.read_csv(files["plots/compare/per_class_recall.csv"])
     assert recall["class"].tolist() == list(FLOWERS) and (recall["test_images"] == 4).all()
-    frame = frames[best]
+    frame = frames[reference]
     expected = recall_score(frame["label_index"], frame["predicted"].map(FLOWERS.index), average=None)
-    np.testing.assert_allclose(recall[best], expected, atol=1e-6)
+    np.testing.assert_allclose(recall[reference], expected, atol=1e-6)
     assert set(recall.columns) == {"class", "test_images", *frames, "ensemble_mean", "ensemble_val_loss"}
     rows = table_rows(section(files["reports/comparison.md"].read_text(), "Per class"))
     assert len(rows) == 11 and rows[5][0] == "(92 classes between)"
     shown = [row[0] for row in rows[:5] + rows[6:]]
-    by_class = recall.set_index("class")[best]
+    by_class = recall.set_index("class")[reference]
     values = by_class[shown].to_numpy()
     others = by_class.drop(shown)
     assert (np.diff(values) >= 0).all() and values[4] <= others.min() and values[5] >= others.max()
-    assert [float(row[2 + recall.columns[2:].tolist().index(best)]) for row in rows[:5] + rows[6:]] == \
+    assert [float(row[2 + recall.columns[2:].tolist().index(reference)]) for row in rows[:5] + rows[6:]] == \
         pytest.approx(values, abs=5e-4)
 
 
@@ -275,7 +295,7 @@ def test_four_ordinal_classes_list_every_class_sorted_and_keep_qwk_and_the_binar
     files = written(summary, tmp_path)
     report = files["reports/comparison.md"].read_text()
     rows = table_rows(section(report, "Per class"))
-    recall = pd.read_csv(files["plots/compare/per_class_recall.csv"]).set_index("class")[summary["best"]]
+    recall = pd.read_csv(files["plots/compare/per_class_recall.csv"]).set_index("class")[summary["reference"]["model"]]
     assert sorted(row[0] for row in rows) == sorted(CLASSES)
     assert recall[[row[0] for row in rows]].is_monotonic_increasing
     assert "| QWK | binary AUC |" in report and "## Any class but NonDemented vs NonDemented" in report
@@ -283,10 +303,24 @@ def test_four_ordinal_classes_list_every_class_sorted_and_keep_qwk_and_the_binar
     assert {"plots/compare/binary_roc.csv", "plots/compare/binary_roc.png"} <= set(files)
 
 
+def test_the_report_sets_the_baselines_on_pixels_beside_those_on_features_and_tables_the_reductions(summary, tmp_path):
+    report = written(summary, tmp_path)["reports/comparison.md"].read_text()
+    results = {row[0]: row[1] for row in table_rows(section(report, "Results"))}
+    assert results["knn"] == f"baseline ({BACKBONES[0]} features)" and results["knn_pixels"] == \
+        "baseline (pixels 16x16 gray)"
+    baselines = section(report, "Classical baselines")
+    assert f"> **Fewer folds or unscored classes:** {RARE_CLASS_NOTE}." in baselines and "over 2 folds" in baselines
+    tables = baselines.split("### Multi-class reductions to binary models")
+    assert table_rows(tables[0]) == [["knn", "0.330", "0.550"]]
+    assert f"| model | CV on {BACKBONES[0]} features | CV on pixels 16x16 gray |" in tables[0]
+    assert table_rows(tables[1]) == [["one_vs_one_linear_svm", "6", "0.660 ± 0.050", "0.700", "0.25"]]
+    assert "on the pixels 16x16 gray" in tables[1]
+
+
 def test_the_binary_view_is_any_class_but_the_named_negative_one(tmp_path):
     frames = {name: predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES[:2])}
     evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
-    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
+    summary = summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None,
                         **{**SETTING, "negative_class": "MildDemented"})
     labels, _, probabilities = aligned(frames, CLASSES)
     for name, p in probabilities.items():
@@ -300,7 +334,7 @@ def test_the_binary_view_is_any_class_but_the_named_negative_one(tmp_path):
 def test_a_negative_class_that_is_unknown_or_absent_from_test_stops_the_comparison():
     frames = {name: predictions(name, 1.0) for name in BACKBONES[:2]}
     evaluations = {name: evaluation(frame, 0) for name, frame in frames.items()}
-    args = (evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None)
+    args = (evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None)
     with pytest.raises(PipelineError, match="data.negative_class: 'Healthy' is not one of the classes"):
         summarize(*args, **{**SETTING, "negative_class": "Healthy"})
     shifted = {name: frame.assign(label_index=frame["label_index"] % 3) for name, frame in frames.items()}
@@ -352,7 +386,7 @@ def test_a_class_without_test_images_is_named_not_ranked(tmp_path):
     frames = {name: predictions(name, 1.0 + index).query("label_index < 3").reset_index(drop=True)
               for index, name in enumerate(BACKBONES[:2])}
     evaluations = {name: evaluation(frame, index) for index, (name, frame) in enumerate(frames.items())}
-    summary = summarize(evaluations, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
+    summary = summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
     files = written(summary, tmp_path)
     recall = pd.read_csv(files["plots/compare/per_class_recall.csv"])
     assert recall["test_images"].tolist()[3] == 0 and recall.iloc[3, 2:].isna().all()
@@ -373,3 +407,72 @@ def test_images_shared_by_the_source_s_own_splits_are_named_at_the_top_of_the_re
     assert "**The source's own splits share 2 image(s)**" in warning
     assert "`test/000007.jpg`, `validation/000003.jpg`" in warning
     assert ("left out of the later split" in warning) == dropped and ("partly leaked" in warning) != dropped
+
+
+def test_the_reference_is_chosen_on_val_where_val_and_test_disagree(tmp_path):
+    """The first backbone leads on test, the second on val: the pick follows val, and no key calls a model best."""
+    first, second = BACKBONES[:2]
+    test = {first: predictions(first, 8.0), second: predictions(second, 0.5)}
+    val = {first: predictions(first, 0.5), second: predictions(second, 8.0)}
+    evaluations = {name: evaluation(test[name], index, val_frame=val[name]) for index, name in enumerate(test)}
+    assert evaluations[first]["balanced_accuracy"] > evaluations[second]["balanced_accuracy"]
+    summary = summarize(evaluations, test, val, dict.fromkeys(test, 1.0), dict.fromkeys(test, 1.0), None, **SETTING)
+    assert summary["reference"]["model"] == second
+    assert summary["reference"]["val_balanced_accuracy"] == evaluations[second]["val"]["balanced_accuracy"]
+    assert set(summary["tests"]) == {first, "ensemble_mean", "ensemble_val_loss"}
+    files = written(summary, tmp_path)
+    assert "best" not in json.loads(files["metrics/summary.json"].read_text())
+    report = files["reports/comparison.md"].read_text()
+    assert report.split("\n")[2].startswith(f"**Reference model: {second}**, chosen before the test split was read: "
+                                            "the highest val balanced accuracy")
+    assert f"## Does any model differ from {second}?" in report
+    named = summarize(evaluations, test, val, dict.fromkeys(test, 1.0), dict.fromkeys(test, 1.0), None,
+                      **{**SETTING, "reference": first})
+    assert named["reference"]["model"] == first and "compare.reference" in named["reference"]["rule"]
+
+
+def test_ensembles_are_scored_on_val_like_the_backbones(summary):
+    frames = [predictions(name, 1.0 + index) for index, name in enumerate(BACKBONES)]
+    columns = [f"prob_{name}" for name in CLASSES]
+    mean = sum(frame[columns].to_numpy() for frame in frames) / len(frames)
+    labels = frames[0]["label_index"].to_numpy()
+    assert summary["models"]["ensemble_mean"]["val_balanced_accuracy"] == pytest.approx(
+        headline_metrics(labels, mean, ordinal=True)["balanced_accuracy"])
+    assert summary["models"][BACKBONES[0]]["val_balanced_accuracy"] is not None
+
+
+def test_an_evaluation_without_val_scores_stops_the_comparison():
+    frames = {name: predictions(name, 1.0) for name in BACKBONES[:2]}
+    evaluations = {name: evaluation(frame, 0) for name, frame in frames.items()}
+    del evaluations[BACKBONES[1]]["val"]
+    with pytest.raises(PipelineError, match=f"no val balanced accuracy for {BACKBONES[1]}.*compare.reference"):
+        summarize(evaluations, frames, frames, dict.fromkeys(frames, 1.0), dict.fromkeys(frames, 1.0), None, **SETTING)
+
+
+def test_the_paired_tests_are_holm_adjusted_over_the_comparisons(summary):
+    raw = [result["permutation"]["p_value"] for result in summary["tests"].values()]
+    adjusted = [result["permutation"]["p_holm"] for result in summary["tests"].values()]
+    order = np.argsort(raw)
+    expected = np.minimum(1, np.maximum.accumulate(np.sort(raw) * (len(raw) - np.arange(len(raw)))))
+    np.testing.assert_allclose(np.array(adjusted)[order], expected)
+    assert all("mcnemar_per_image" in result for result in summary["tests"].values())
+
+
+@pytest.mark.parametrize("source", ["folder", "tfds:oxford_flowers102"])
+def test_a_run_of_another_source_is_never_called_the_synthetic_demo(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path, source=source)  # data.archive is still data/raw/demo, as the committed params have it
+    assert cli(["compare"]) == 0
+    report = (tmp_path / "reports/comparison.md").read_text()
+    assert "synthetic demo" not in report and "`pretrained: false`" in report
+
+
+def test_a_warning_about_many_classes_names_a_few_and_writes_them_all_to_a_csv(unordered, tmp_path):
+    summary, _, _ = unordered
+    files = written({**summary, "single_subject_classes": list(FLOWERS[:40])}, tmp_path)
+    report = files["reports/comparison.md"].read_text()
+    assert ("the test split holds one subject of 40 classes (flower_000, flower_001, flower_002, flower_003, "
+            "flower_004, ...; all in `") in report and "flower_005" not in report.split("## ")[1]
+    assert pd.read_csv(files["plots/compare/single_subject_classes.csv"])["class"].tolist() == list(FLOWERS[:40])
+    twelve = written({**summary, "single_subject_classes": list(FLOWERS[:12])}, tmp_path / "twelve")
+    assert f"one subject of {', '.join(FLOWERS[:12])}." in twelve["reports/comparison.md"].read_text()

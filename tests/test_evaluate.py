@@ -25,7 +25,7 @@ KEYS = {
     "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece", "per_class",
     "confusion_matrix", "subject", "ci95", "ci95_resamples", "params", "trainable_params", "size_mb", "latency_ms",
     "pretrained", "fine_tuning_kept", "backbone", "test_images", "test_subjects", "chance_balanced_accuracy",
-    "majority_balanced_accuracy", "classes", "absent_classes", "ci95_single_subject_classes",
+    "majority_balanced_accuracy", "classes", "absent_classes", "ci95_single_subject_classes", "val",
 }
 HEADLINE = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk", "log_loss", "ece"}
 
@@ -40,20 +40,22 @@ def tiny_model(centre: float = 32) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def write_test_split(root: Path, classes_present: tuple[str, ...]) -> None:
-    """Two subjects of three noisy flat slices per class in test, as TFRecords under data/tfrecords."""
+def write_test_split(root: Path, classes_present: tuple[str, ...], splits: tuple[str, ...] = ("test", "test", "val")
+                     ) -> None:
+    """Two subjects of three noisy flat slices per class in test, and one in val (by default), as TFRecords under
+    data/tfrecords."""
     rng = np.random.default_rng(0)
     rows = []
     for k, label in enumerate(CLASSES):
         if label not in classes_present:
             continue
-        for subject in range(2):
+        for subject, split in enumerate(splits):
             for slice_ in range(3):
                 path = f"{label}/s{subject}_{slice_}.png"
                 pixels = np.clip(64 * k + 32 + rng.normal(0, 30) + rng.normal(0, 5, (SIZE, SIZE)), 0, 255)
                 (root / "archive" / label).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels.astype(np.uint8)).save(root / "archive" / path)
-                rows.append(Row(path, label, "test", f"{label}-{subject}", path, "original"))
+                rows.append(Row(path, label, split, f"{label}-{subject}", path, "original"))
     write_tfrecords(rows, root / "archive", root / "data/tfrecords", CLASSES, 1, SIZE, "png", 8)
 
 
@@ -65,7 +67,8 @@ def project(tmp_path, monkeypatch) -> Path:
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     Path("models/tiny").mkdir(parents=True)
     tiny_model().save("models/tiny/model.keras")
-    meta = {"backbone": "tiny", "pretrained": False, "fine_tuning_kept": True, "input_size": SIZE}
+    meta = {"backbone": "tiny", "pretrained": False, "fine_tuning_kept": True, "input_size": SIZE, "image_size": SIZE,
+            "classes": list(CLASSES)}
     Path("models/tiny/meta.json").write_text(json.dumps(meta))
     return tmp_path
 
@@ -81,14 +84,14 @@ def test_evaluate_writes_every_metric_and_its_tables_agree(project):
     report = read_report("tiny")
     assert set(report) == KEYS
     assert set(report["subject"]) == HEADLINE | {"confusion_matrix"}
-    assert set(report["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk"}
+    assert set(report["ci95"]) == HEADLINE
     assert set(report["latency_ms"]) == {"batch_1", "batch_32"} and min(report["latency_ms"].values()) > 0
     assert set(report["per_class"]) == set(CLASSES)
     assert (report["params"], report["trainable_params"], report["pretrained"]) == (16, 16, False)
     assert report["size_mb"] == pytest.approx(Path("models/tiny/model.keras").stat().st_size / 1e6)
     assert (report["test_images"], report["test_subjects"], report["absent_classes"]) == (24, 8, [])
     assert report["chance_balanced_accuracy"] == report["majority_balanced_accuracy"] == 0.25
-    assert 0 < report["ci95_resamples"]["used"] <= report["ci95_resamples"]["drawn"] == 50
+    assert report["ci95_resamples"] == {"drawn": 50, "used": 50}  # subjects drawn within their class: none discarded
     assert report["ci95_single_subject_classes"] == []  # two test subjects of each class
 
     predictions = pd.read_csv("plots/eval/tiny/predictions.csv")
@@ -114,6 +117,19 @@ def test_evaluate_writes_every_metric_and_its_tables_agree(project):
     assert confusion.to_dict("list") == {"actual": truth.tolist(), "predicted": predicted.tolist()}
     roc = pd.read_csv("plots/eval/tiny/roc.csv")
     assert list(roc.columns) == ["class", "fpr", "tpr"] and set(roc["class"]) == set(CLASSES)
+
+
+def test_evaluate_scores_the_val_split_apart_from_test(project):
+    write_test_split(project, CLASSES)
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    val = read_report("tiny")["val"]
+    assert set(val) == HEADLINE | {"ci95", "ci95_resamples", "images", "subjects"}
+    assert (val["images"], val["subjects"]) == (12, 4) and set(val["ci95"]) == set(read_report("tiny")["ci95"])
+    predictions = pd.read_csv("plots/eval/tiny/val_predictions.csv")
+    assert set(predictions["path"]) == {f"{label}/s2_{slice_}.png" for label in CLASSES for slice_ in range(3)}
+    assert val["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(predictions["label"],
+                                                                             predictions["predicted"]))
+    assert val["balanced_accuracy"] != read_report("tiny")["balanced_accuracy"]
 
 
 def declared_outputs(stage: str, backbone: str) -> set[str]:
@@ -147,7 +163,7 @@ def test_evaluate_a_test_split_without_a_class(project):
 
 def test_a_missing_model_says_which_stage_makes_it(project):
     write_test_split(project, CLASSES)
-    with pytest.raises(PipelineError, match=r"models/other/model.keras not found; run dvc repro finetune@other first"):
+    with pytest.raises(PipelineError, match=r"models/other/meta.json not found; run dvc repro finetune@other first"):
         main(load_params(Path("params.yaml")), "other")
 
 
@@ -159,4 +175,11 @@ def test_unordered_classes_get_no_qwk(project):
     assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
     report = read_report("tiny")
     assert set(report) == KEYS - {"qwk"} and set(report["subject"]) == HEADLINE - {"qwk"} | {"confusion_matrix"}
-    assert set(report["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr"}
+    assert set(report["ci95"]) == HEADLINE - {"qwk"}
+
+
+def test_an_empty_val_split_gets_no_val_scores_and_an_empty_table(project):
+    write_test_split(project, CLASSES, splits=("test", "test"))
+    assert cli(["evaluate", "tiny", "--params", "params.yaml"]) == 0
+    assert read_report("tiny")["val"] is None
+    assert pd.read_csv("plots/eval/tiny/val_predictions.csv").empty

@@ -68,7 +68,7 @@ def test_queue_runs_the_grid_from_finetune_on(experiments):
     for name in names:
         log = run(["dvc", "queue", "logs", name], project)
         ran = ran_stages(log)
-        assert ran[:2] == [f"finetune@{BACKBONE}", f"evaluate@{BACKBONE}"], log
+        assert ran[0] == f"finetune@{BACKBONE}" and f"evaluate@{BACKBONE}" in ran, log
         assert not {stage.split("@")[0] for stage in ran} & UNAFFECTED, log
     table = run(["dvc", "exp", "show", "--csv", "--only-changed", "--keep", "(.*:)?balanced_accuracy$"], project)
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(table))}

@@ -2,6 +2,8 @@
 inference pulls in no training code."""
 
 import ast
+import re
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -11,7 +13,10 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
+from pipeline.__main__ import main as cli
 from pipeline.core import paths
+from pipeline.core.dvc_yaml import synced
+from pipeline.core.errors import PipelineError
 from pipeline.core.registry import BACKBONES
 from tests.conftest import ROOT
 
@@ -97,7 +102,8 @@ def test_each_stage_depends_on_every_module_it_imports(stage):
 
 # What each library package may import besides itself: the packages below it.
 LAYERS = {
-    "web": {"networks", "analysis", "imaging", "tables", "core"},
+    "web": {"explain", "networks", "analysis", "imaging", "tables", "core"},
+    "explain": {"networks", "mri", "analysis", "imaging", "tables", "core"},
     "sources": {"mri", "imaging", "tables", "core"},
     "analysis": {"tables", "core"},
     "networks": {"imaging", "tables", "core"},
@@ -141,22 +147,68 @@ def test_every_output_path_in_dvc_yaml_is_named_in_the_paths_module():
                 f"stage {stage.addressing}: output {path} is in no folder of pipeline/core/paths.py"
 
 
+def training_plot(stage: str, label: str, split: str, split_label: str, metric: str, backbones: list[str]) -> dict:
+    """dvc.yaml's top-level plot of one stage, split and metric, every backbone on it."""
+    files = {str(paths.live_plot(stage, backbone, split, metric)): metric for backbone in backbones}
+    return {f"{label}, {split_label} {metric}": {"x": "step", "y": files}}
+
+
 def artifact_entry(backbone: str) -> dict:
     """The `artifacts:` entry of dvc.yaml for a backbone's fine-tuned model (DVC's artifacts take no matrix)."""
-    return {"path": str(paths.model_files(backbone).model), "type": "model",
-            "desc": f"{backbone} base and trained head, fine-tuned on the subject-level split; input [0, 255] pixels",
-            "labels": ["keras", "transfer-learning"]}
+    return {"path": str(paths.model_files(backbone).model), "type": "model"}
 
 
-def test_artifacts_are_the_backbones_models():
-    """dvc.yaml's model registry follows params.yaml's `backbones`; on a mismatch, the message is the block to paste."""
-    artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("artifacts", {})
+def assert_dvc_yaml_follows_backbones(project: Path) -> None:
+    """dvc.yaml's training charts overlay params.yaml's backbones, one chart per stage, split and metric, and its model
+    registry holds their models; on a mismatch the message names the command that fixes it."""
+    declared = yaml.safe_load((project / "dvc.yaml").read_text())
+    backbones = yaml.safe_load((project / "params.yaml").read_text())["backbones"]
+    fix = "follow params.yaml's backbones: run `python -m pipeline sync-dvc-yaml`"
+    expected = [training_plot(stage, label, split, split_label, metric, backbones)
+                for stage, label in (("train", "Head"), ("finetune", "Fine-tuning"))
+                for split, split_label in (("train", "train"), ("eval", "val"))
+                for metric in ("loss", "accuracy")]
+    found = [plot for plot in declared["plots"] if next(iter(plot)).startswith(("Head,", "Fine-tuning,"))]
+    assert found == expected, f"dvc.yaml's training plots do not {fix}"
+    for stage in ("train", "finetune"):
+        assert "plots" not in declared["stages"][stage]
+    artifacts = {name: {key: entry.get(key) for key in ("path", "type")} for name, entry in declared["artifacts"].items()}
+    assert artifacts == {name: artifact_entry(name) for name in backbones}, f"dvc.yaml's artifacts do not {fix}"
+
+
+def test_dvc_yaml_overlays_every_backbone_on_one_training_chart_per_metric_and_registers_its_model():
     backbones = yaml.safe_load((ROOT / "params.yaml").read_text())["backbones"]
-    expected = {name: artifact_entry(name) for name in backbones}
     assert set(backbones) <= set(BACKBONES)
-    assert {name: {key: entry.get(key) for key in ("path", "type")} for name, entry in artifacts.items()} == \
-        {name: {key: entry[key] for key in ("path", "type")} for name, entry in expected.items()}, \
-        "dvc.yaml's artifacts: should be\n" + yaml.safe_dump({"artifacts": expected}, sort_keys=False)
+    assert_dvc_yaml_follows_backbones(ROOT)
+    committed = (ROOT / "dvc.yaml").read_text()
+    assert synced(committed, backbones) == committed, "run `python -m pipeline sync-dvc-yaml`"  # labels, desc too
+
+
+def outside_generated_blocks(text: str) -> str:
+    return re.sub(r"^# >>> .*?^# <<< [^\n]*\n", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_sync_dvc_yaml_rewrites_its_blocks_for_new_backbones_and_leaves_every_other_byte(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = (ROOT / "params.yaml").read_text()
+    params = re.sub(r"^backbones: .*$", "backbones: [ConvNeXtTiny, MobileNetV3Small]", params, count=1, flags=re.MULTILINE)
+    (tmp_path / "params.yaml").write_text(params.replace("\n  VGG19: {}", "\n  VGG19: {}\n  ConvNeXtTiny: {}", 1))
+    monkeypatch.chdir(tmp_path)
+    assert cli(["sync-dvc-yaml"]) == 0
+    assert_dvc_yaml_follows_backbones(tmp_path)
+    synced = (tmp_path / "dvc.yaml").read_text()
+    assert outside_generated_blocks(synced) == outside_generated_blocks((ROOT / "dvc.yaml").read_text())
+    assert yaml.safe_load(synced)["artifacts"]["ConvNeXtTiny"]["labels"] == ["alzheimer-mri", "keras", "convnext",
+                                                                             "transfer-learning"]
+    assert cli(["sync-dvc-yaml"]) == 0
+    assert (tmp_path / "dvc.yaml").read_text() == synced
+
+
+def test_sync_dvc_yaml_without_its_markers_is_one_line_naming_them():
+    unmarked = outside_generated_blocks((ROOT / "dvc.yaml").read_text())
+    with pytest.raises(PipelineError, match=r"^dvc.yaml needs its `# >>> training plots: \.\.\.` line and its "
+                                            r"`# <<< training plots` line around the training plots, once each"):
+        synced(unmarked, ["VGG19"])
 
 
 def test_the_gpu_benchmark_imports_only_what_the_gpu_machine_has():

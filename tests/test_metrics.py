@@ -17,11 +17,15 @@ from pipeline.analysis.metrics import (
     majority_balanced_accuracy,
     per_class_metrics,
     prediction_metrics,
+    resample_metrics,
     roc_curves,
     score_predictions,
     single_subject_classes,
+    stratified_draws,
     subject_bootstrap,
+    subject_classes,
     subject_level,
+    subject_sums,
 )
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
@@ -129,7 +133,7 @@ def test_bootstrap_covers_the_estimate_is_seeded_and_narrows_with_subjects():
     labels, probabilities, subjects = synthetic(16)
     intervals, used = subject_bootstrap(labels, probabilities, subjects, 100, seed=3, ordinal=True)
     point = headline_metrics(labels, probabilities, ordinal=True)
-    assert 90 <= used <= 100
+    assert used == 100
     for name, interval in intervals.items():
         assert interval["low"] <= point[name] <= interval["high"], name
     assert subject_bootstrap(labels, probabilities, subjects, 100, seed=3, ordinal=True) == (intervals, used)
@@ -140,15 +144,17 @@ def test_bootstrap_covers_the_estimate_is_seeded_and_narrows_with_subjects():
         assert many[name]["high"] - many[name]["low"] < width, name
 
 
-def test_bootstrap_resamples_whole_subjects_and_skips_those_missing_a_class():
-    # Subject "x" is all right and "y" all wrong: a resample's accuracy can only be 0, 1/2 or 1 per draw mix.
+def test_bootstrap_resamples_whole_subjects_within_their_class_and_uses_every_resample():
+    # Subject "x" (class 0) is all right and "y" (class 1) all wrong: drawn apart, a resample's accuracy would be 0
+    # or 1; each is its class's only subject, so every resample draws both, once each.
     labels = np.array([0, 0, 1, 1])
     probabilities = one_hot_ish([0, 0, 0, 0], n_classes=2, confidence=0.9)
     intervals, used = subject_bootstrap(labels, probabilities, np.array(["x", "x", "y", "y"]), 100, seed=0,
                                         metrics=("accuracy",), ordinal=True)
-    assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and 20 < used < 80  # only {x, y} resamples hold both classes
+    assert intervals == {"accuracy": {"low": 0.5, "high": 0.5}} and used == 100
+    # One class only: ROC AUC (and QWK) are undefined on every resample, so none is used.
     assert subject_bootstrap(np.zeros(4, int), probabilities, np.array(["x", "x", "y", "y"]), 10, seed=0, ordinal=True) \
-        == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "qwk")), 0)
+        == (dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "ece", "qwk")), 0)
 
 
 def test_classes_with_one_test_subject_are_named():
@@ -228,15 +234,87 @@ def test_roc_curves_of_one_class_only_is_an_empty_table_and_indices_run_on():
 def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
     labels, probabilities, subjects = synthetic(10, slices=9, seed=2)
     intervals, used = subject_bootstrap(labels, probabilities, subjects, 300, seed=5, metrics=("accuracy",), ordinal=True)
-    rng, values = np.random.default_rng(5), []
-    for _ in range(300):
-        rows = np.concatenate([np.flatnonzero(subjects == f"s{g}") for g in rng.integers(10, size=10)])
-        if len(np.unique(labels[rows])) == 4:
-            values.append(np.mean(probabilities[rows].argmax(axis=1) == labels[rows]))
-    assert used == len(values) > 50
+    names = np.unique(subjects)
+    values = []
+    for draw in stratified_draws(labels[::9], 300, seed=5):  # subject s<i> is the i-th name, of class i % 4
+        rows = np.concatenate([np.flatnonzero(subjects == name) for name in np.repeat(names, draw)])
+        values.append(np.mean(probabilities[rows].argmax(axis=1) == labels[rows]))
+    assert used == len(values) == 300
     assert (intervals["accuracy"]["low"], intervals["accuracy"]["high"]) == pytest.approx(
         tuple(np.percentile(values, [2.5, 97.5])))
     assert np.percentile(values, 3.5) != np.percentile(values, 2.5)  # the interval's ends are pinned
+
+
+def test_subject_bootstrap_in_small_chunks_gives_the_same_intervals(monkeypatch):
+    labels, probabilities, subjects = synthetic(12, seed=4)
+    whole = subject_bootstrap(labels, probabilities, subjects, 50, seed=2, ordinal=True)
+    monkeypatch.setattr("pipeline.analysis.metrics.CHUNK_CELLS", 7 * 96)  # 96 rank columns: 7 resamples a chunk
+    chunked = subject_bootstrap(labels, probabilities, subjects, 50, seed=2, ordinal=True)
+    assert chunked[1] == whole[1] == 50
+    for name, interval in whole[0].items():
+        assert chunked[0][name] == pytest.approx(interval, abs=1e-12), name
+
+
+def test_stratified_draws_keep_every_class_and_its_number_of_subjects():
+    strata = np.array([2, 0, 2, 2, 5, 0, 2])  # class 5 has one subject, classes 1, 3 and 4 none
+    draws = stratified_draws(strata, 200, seed=1)
+    assert draws.shape == (200, 7) and draws.min() >= 0
+    for stratum, size in ((0, 2), (2, 4), (5, 1)):
+        assert (draws[:, strata == stratum].sum(axis=1) == size).all(), stratum
+    assert (draws[:, strata == 5] == 1).all()
+    assert (draws[:, strata == 2] != 1).any()  # subjects are drawn with replacement
+    np.testing.assert_array_equal(stratified_draws(strata, 200, seed=1), draws)
+    assert (stratified_draws(strata, 200, seed=2) != draws).any()
+
+
+def test_subject_classes_are_the_commonest_label_ties_to_the_lower_index():
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    labels = np.array([3, 1, 3, 2, 1, 0, 2, 2, 0])
+    assert subject_classes(groups, labels).tolist() == [3, 1, 0]
+
+
+def mixed_test_set(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Subjects numbered 0.., labels and probabilities of 7 classes with tied scores (rows from a pool of 6):
+    classes 2 and 3 of one subject each, class 4 only on one image of a class-1 subject, class 5 never true but
+    predicted, class 6 neither true nor predicted."""
+    rng = np.random.default_rng(seed)
+    subject_labels = np.array([0, 0, 0, 1, 1, 1, 2, 3])
+    sizes = rng.integers(1, 5, size=len(subject_labels))
+    sizes[3] = 2  # its labels 4 and 1: a tie, so the subject is of class 1
+    groups = np.repeat(np.arange(len(subject_labels)), sizes)
+    labels = subject_labels[groups]
+    labels[np.flatnonzero(groups == 3)[0]] = 4
+    pool = np.column_stack([0.99 * rng.dirichlet(np.full(6, 0.5), size=6), np.full(6, 0.01)])
+    top = pool[0].argmax()
+    pool[0, [top, 5]] = pool[0, [5, top]]  # row 0 predicts class 5
+    return groups, labels, pool[rng.integers(len(pool), size=len(labels))]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_resample_metrics_are_headline_metrics_of_the_same_subject_resamples(seed):
+    """Every metric of every resample, from per-subject sums, equals scikit-learn's `headline_metrics` on the
+    resample's images (each subject's images repeated as often as it is drawn), within 1e-9."""
+    groups, labels, probabilities = mixed_test_set(seed)
+    draws = stratified_draws(subject_classes(groups, labels), 40, seed)
+    arrays = resample_metrics(subject_sums(groups, labels, probabilities), draws)
+    assert set(arrays) == {"accuracy", "balanced_accuracy", "macro_f1", "qwk", "roc_auc_ovr", "log_loss", "ece"}
+    assert 0 < (draws[:, 3] == 0).sum() < len(draws)  # some resamples leave out the one image of class 4
+    for row, draw in enumerate(draws):
+        rows = np.repeat(np.arange(len(labels)), draw[groups])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the probability rows sum to 1 only to rounding
+            expected = headline_metrics(labels[rows], probabilities[rows], ordinal=True)
+        for name, value in expected.items():
+            assert arrays[name][row] == pytest.approx(np.nan if value is None else value, abs=1e-9, nan_ok=True), \
+                (name, row)
+
+
+def test_resample_metrics_of_one_class_leave_roc_auc_and_qwk_undefined():
+    groups, labels = np.array([0, 0, 1, 1]), np.zeros(4, int)
+    scores = resample_metrics(subject_sums(groups, labels, one_hot_ish([0, 1, 0, 0], n_classes=3)),
+                              np.array([[1, 1], [2, 0], [0, 2]]))
+    assert scores["accuracy"] == pytest.approx([0.75, 0.5, 1.0]) and np.isnan(scores["roc_auc_ovr"]).all()
+    assert np.isnan(scores["qwk"][2]) and not np.isnan(scores["qwk"][:2]).any()  # QWK needs some disagreement
 
 
 def test_score_predictions_gathers_every_part_under_its_name():
@@ -269,7 +347,7 @@ def test_evaluate_predictions_scores_the_table_and_logs_its_caveats(caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert messages[0] == ("no test images of MildDemented, ModerateDemented: their recall, F1 and ROC AUC are "
                            "undefined and left out of the macro averages")
-    assert messages[1] == f"subject bootstrap: {scores['ci95_resamples']['used']} of 20 resamples held every test class"
+    assert messages[1] == "subject bootstrap: 20 of 20 resamples, subjects drawn within their class, define every interval"
 
 
 def nested_keys(value) -> set[str]:

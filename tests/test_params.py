@@ -42,11 +42,30 @@ def test_committed_params_load():
         ({"baselines": {"knn": {"k": 0, "ties": ["nearest"]}}}, "baselines.knn.k"),
         ({"baselines": {"knn": {"k": 3, "ties": ["nearest", "coin"]}}}, "baselines.knn.ties"),
         ({"baselines": {"knn": {"k": 3, "ties": []}}}, "baselines.knn.ties"),
+        ({"tune": {"VGG19": {"lr": 2}}}, "tune.VGG19.lr"),
+        ({"tune": {"VGG19": {"head": {"dropout": 1}}}}, "tune.VGG19.head.dropout"),
+        ({"tune": {"VGG19": {"fine_tune": {"unfreeze": 2}}}}, "tune.VGG19.fine_tune.unfreeze"),
+        ({"baselines": {"pixel_size": 2}}, "baselines.pixel_size"),
+        ({"baselines": {"reductions": {"input": "both", "strategies": [], "base_models": ["linear_svm"],
+                                       "code_size": 1.5}}}, "baselines.reductions.input"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": ["one_vs_all"], "base_models": ["linear_svm"],
+                                       "code_size": 1.5}}}, "baselines.reductions.strategies"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": [], "base_models": [], "code_size": 1.5}}},
+         "baselines.reductions.base_models"),
+        ({"baselines": {"reductions": {"input": "pixels", "strategies": [], "base_models": ["linear_svm"],
+                                       "code_size": 0}}}, "baselines.reductions.code_size"),
     ],
 )
 def test_wrong_value_names_the_key(overrides, key):
     with pytest.raises(PipelineError, match=rf"params: {key} = "):
         parse_params(raw_params(**overrides))
+
+
+def test_pixels_are_shrunk_never_grown():
+    with pytest.raises(PipelineError, match=r"params: baselines.pixel_size = 100 is invalid; allowed: at most "
+                                            r"image_size \(64\)"):
+        parse_params(raw_params(image_size=64, baselines={"pixel_size": 100}))
+    assert parse_params(raw_params(image_size=64, baselines={"pixel_size": 64})).baselines.pixel_size == 64
 
 
 def test_missing_and_unknown_keys_are_named():
@@ -58,6 +77,27 @@ def test_missing_and_unknown_keys_are_named():
         parse_params(raw_params(split={"ratio": 0.5}))
     with pytest.raises(PipelineError, match="unknown key baselines.knn.weights\\b"):
         parse_params(raw_params(baselines={"knn": {"k": 3, "ties": ["random"], "weights": "distance"}}))
+    with pytest.raises(PipelineError, match="unknown key tune.AlexNet\\b"):
+        parse_params(raw_params(tune={"AlexNet": {}}))
+    with pytest.raises(PipelineError, match="unknown key tune.VGG19.head.patience\\b"):
+        parse_params(raw_params(tune={"VGG19": {"head": {"patience": 3}}}))
+
+
+def test_each_backbone_needs_a_tune_entry():
+    raw = raw_params()
+    del raw["tune"]["VGG19"]
+    with pytest.raises(PipelineError, match="add `VGG19: {}`"):
+        parse_params(raw)
+    parse_params(raw_params(backbones=["MobileNetV3Small"]))  # an entry beyond backbones is kept
+
+
+def test_a_backbone_gets_its_own_overrides_only():
+    params = parse_params(raw_params(tune={"VGG19": {"lr": 0.5, "head": {"dropout": 0.25, "units": [8]},
+                                                     "fine_tune": {"unfreeze": 0.5}}}))
+    vgg, other = params.for_backbone("VGG19"), params.for_backbone("ResNet101")
+    assert (vgg.lr, vgg.head.dropout, vgg.head.units, vgg.fine_tune.unfreeze) == (0.5, 0.25, (8,), 0.5)
+    assert (vgg.epochs, vgg.head.l2, vgg.fine_tune.patience) == (params.epochs, params.head.l2, params.fine_tune.patience)
+    assert other == params and params.lr == 0.001
 
 
 def test_unreadable_file_is_one_clear_error(tmp_path):

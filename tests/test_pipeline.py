@@ -98,7 +98,7 @@ def test_repro_trains_and_evaluates_every_backbone(project, backbone):
 def test_experiment_on_lr_reruns_only_training_stages(project):
     output = run(["dvc", "exp", "run", "-S", "lr=0.0005"], project)
     ran = {stage.split("@")[0] for stage in ran_stages(output)}
-    assert ran == {"train", "finetune", "evaluate", "compare"}, output
+    assert ran == {"train", "finetune", "evaluate", "explain", "compare"}, output
     diff = run(["dvc", "metrics", "diff", "--all"], project)
     assert all(f"metrics/eval/{backbone}.json" in diff for backbone in BACKBONES), diff
     run(["git", "checkout", "--", "."], project)

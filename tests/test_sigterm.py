@@ -1,4 +1,5 @@
-"""Signals: SIGTERM and Ctrl-C stop a stage promptly through its cleanup, whatever its workers are doing."""
+"""Signals: SIGTERM and Ctrl-C stop a stage promptly through its cleanup, whatever its workers are doing; a native
+crash's last words reach stderr, TensorFlow's start-up lines do not."""
 
 import importlib
 import os
@@ -18,6 +19,7 @@ from PIL import Image
 import pipeline.__main__ as cli
 from pipeline.__main__ import exit_on_sigterm
 from pipeline.core import paths
+from pipeline.core.stderr_filter import pass_lines
 from tests.conftest import ROOT, raw_params
 
 
@@ -57,6 +59,38 @@ def test_forked_workers_get_the_default_sigterm_back():
     workers, stage = done.stdout.split(" stage: ")
     assert workers.split() == ["default"] * 4
     assert stage.split() == ["exit_on_sigterm.<locals>.<lambda>"]
+
+
+START_UP = (b"I0000 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results\n"
+            b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+CRASHING_STAGE = f"""
+import os
+os.write(2, {START_UP!r})
+os.write(2, b"F0000 the native library's last words\\n")
+os.abort()
+"""
+RUN_SYNTH_FROM = "import sys, pipeline.stages; pipeline.stages.__path__.insert(0, sys.argv[1]); " \
+                 "from pipeline.__main__ import main; main(['synth'])"
+
+
+def test_a_native_crash_while_a_stage_imports_still_shows_its_message_and_no_start_up_lines(tmp_path):
+    """The stage module is a stand-in whose import writes as TensorFlow's C++ code does, then aborts."""
+    (tmp_path / "synth.py").write_text(CRASHING_STAGE)
+    env = {key: value for key, value in os.environ.items() if key != "PIPELINE_TF_LOGS"}
+    done = subprocess.run([sys.executable, "-c", RUN_SYNTH_FROM, str(tmp_path)], check=False, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == -signal.SIGABRT
+    assert done.stderr == "F0000 the native library's last words\n"
+
+
+def test_the_filter_drops_start_up_lines_and_passes_the_rest_whole(tmp_path):
+    source, sink = os.pipe()
+    os.write(sink, b"export 10%\r" + START_UP + b"export 100%\r\nwarning: kept\nno newline at the end")
+    os.close(sink)
+    with (tmp_path / "passed").open("wb") as passed:
+        pass_lines(source, passed.fileno())
+    os.close(source)
+    assert (tmp_path / "passed").read_bytes() == b"export 10%\rexport 100%\r\nwarning: kept\nno newline at the end"
 
 
 def slow_archive(root: Path) -> Path:

@@ -17,9 +17,14 @@ import yaml
 from PIL import Image
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.params import parse_params
 from pipeline.mri.dedupe import build_index
+from pipeline.sources import folder as folder_source
 from pipeline.sources.folder import PIXELS, index_folder
 from pipeline.sources.tfds import index_tfds, open_builder
+from pipeline.stages import dedupe as dedupe_stage
+from pipeline.stages import split as split_stage
+from pipeline.stages import synth as synth_stage
 from pipeline.tables.split import assign_splits, own_splits, split_metrics
 from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params, run
 
@@ -221,6 +226,27 @@ def check_outputs(project: Path, n_classes: int, channels: int) -> None:
     assert (project / "reports/comparison.md").read_text().startswith("#")
 
 
+def tfds_mock_env(data_dir: Path, examples: int, *on_path: Path) -> dict[str, str]:
+    """The variables under which `python -m pipeline dedupe` reads TFDS' mock of the Flowers in data_dir."""
+    return {"PIPELINE_TFDS_MOCK": str(data_dir), "PIPELINE_TFDS_EXAMPLES": str(examples),
+            "PYTHONPATH": os.pathsep.join([*map(str, (ROOT / "tests/tfds_mock", *on_path)),
+                                           os.environ.get("PYTHONPATH", "")])}
+
+
+def test_tfds_dedupe_prints_no_tensorflow_start_up_line(flowers_dir, tmp_path):
+    """TFDS, and TensorFlow with it, is imported when the stage opens the dataset: after the stage's module."""
+    data = {"source": f"tfds:{FLOWERS}", "tfds_dir": str(flowers_dir), "classes": [], "ordinal": False,
+            "negative_class": ""}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(data=data)))
+    env = {key: value for key, value in os.environ.items() if key != "PIPELINE_TF_LOGS"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "dedupe"], check=False, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={**env, **tfds_mock_env(flowers_dir, 12, ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "data/interim/index.csv")) == 3 * 12
+    assert "INFO pipeline" in done.stderr
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
+
+
 @pytest.fixture(scope="module")
 def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
     """The two end-to-end runs, {name: (project, DVC's output)}, run at once: a colour folder with a group CSV, and
@@ -235,8 +261,7 @@ def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
             groups[path] = f"{name}-patient{number // 2}"
     write_groups(folder / "photos/groups.csv", groups)
     flowers = module_tmp / "flowers"
-    mock = {"PIPELINE_TFDS_MOCK": str(flowers_dir), "PIPELINE_TFDS_EXAMPLES": "40",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/tfds_mock"), os.environ.get("PYTHONPATH", "")])}
+    mock = tfds_mock_env(flowers_dir, 40)
     runs = {
         "folder": (folder, {"source": "folder", "archive": "photos", "groups": "photos/groups.csv", "classes": [],
                             "ordinal": False, "negative_class": ""}, None, {}),
@@ -260,7 +285,8 @@ def test_dvc_repro_on_a_colour_folder_with_a_group_file(reproduced):
 
 
 def test_dvc_repro_on_mocked_oxford_flowers(reproduced):
-    project, _ = reproduced["flowers"]
+    project, output = reproduced["flowers"]
+    assert "oneDNN" not in output and "absl::InitializeLog" not in output  # no stage prints TensorFlow's start-up
     index = pd.read_csv(project / "data/interim/index.csv", keep_default_na=False)
     assert len(index) == 3 * 40 and set(index["path"]) == files_on_disk(project / "data/interim/images")
     assert set(index["source_split"]) == {"train", "val", "test"}
@@ -279,3 +305,60 @@ def test_a_colour_image_in_the_gray_archive_is_set_aside_with_the_reason(tiny_ar
     photo = by_path["OriginalDataset/NonDemented/photo.png"]
     assert photo.status == "rejected" and "colour pixels in a grayscale source" in photo.reason
     assert "colour" not in by_path["OriginalDataset/NonDemented/rgb-gray.png"].reason
+
+
+@pytest.mark.parametrize("source", ["folder", f"tfds:{FLOWERS}"])
+def test_params_of_another_source_do_not_check_the_demo_generator(source):
+    params = parse_params(raw_params(data={"source": source, "classes": ["daisy", "rose", "tulip"],
+                                           "ordinal": False, "negative_class": ""}))
+    assert not params.data.reads_demo and dict(params.synth.subjects)["NonDemented"] == 20
+
+
+def test_a_folder_with_its_own_class_order_runs_through_split_and_synth_writes_no_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    colour_folder(tmp_path / "flowers", classes=("daisy", "rose", "tulip"), per_class=10)
+    params = parse_params(raw_params(data={"source": "folder", "archive": "flowers", "classes": ["tulip", "daisy", "rose"],
+                                           "ordinal": False, "negative_class": ""}))
+    synth_stage.main(params)
+    assert files_on_disk(tmp_path / "data/raw/demo") == {"README.txt"}
+    assert (tmp_path / "data/raw/demo-truth.csv").read_text() == "path,kind,label,source,subject\n"
+    dedupe_stage.main(params)
+    split_stage.main(params)
+    assert json.loads((tmp_path / "data/interim/source.json").read_text())["classes"] == ["tulip", "daisy", "rose"]
+    splits = pd.read_csv(tmp_path / "data/splits.csv", keep_default_na=False)
+    assert len(splits) == 30 and set(splits["split"]) == {"train", "val", "test"}
+
+
+def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them_with_a_walk(tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    groups = colour_folder(root)
+    del groups["fish/05.png"]  # not listed: set aside
+    write_groups(root / "groups.csv", groups)
+    (root / "fish/notes.txt").write_text("not an image")
+    _, report, _ = index_folder(root, (), root / "groups.csv", 0.95)
+    assert report["files"] == {"found": 19, "used": 17, "set_aside": 2}  # groups.csv is not counted: it has no row
+    assert report["status"] == {"ok": {"original": 17}, "rejected": {"original": 2}}
+    assert report["subjects"] == {"cat": 3, "dog": 3, "fish": 3}
+    read_pixels = folder_source.read_pixels
+
+    def a_file_arrives_meanwhile(folder, paths):
+        save(folder / "dog/late.png", colour_image(99))
+        return read_pixels(folder, paths)
+
+    monkeypatch.setattr(folder_source, "read_pixels", a_file_arrives_meanwhile)
+    with pytest.raises(PipelineError, match=r"^20 entries on disk in data.archive \S+photos besides groups.csv but 19 "
+                                            r"rows indexed; did the files change while the stage ran\?"):
+        index_folder(root, (), root / "groups.csv", 0.95)
+
+
+def test_the_tfds_source_counts_its_examples_like_the_archive_and_reconciles_them_with_the_declared_sizes(
+        flowers_dir, tmp_path):
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir)):
+        rows, report, _ = index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "images")
+    used = sum(row.status == "ok" for row in rows)
+    assert report["files"] == {"found": 36, "used": used, "set_aside": 36 - used} and 0 < used < 36
+    assert report["status"] == {"ok": {"original": used}, "rejected": {"original": 36 - used}}
+    assert sum(report["subjects"].values()) == len({row.subject for row in rows if row.status == "ok"})
+    fewer = tfds.testing.mock_data(num_examples=11, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir))
+    with fewer, pytest.raises(PipelineError, match=rf"^36 examples in the splits of tfds:{FLOWERS} but 33 rows indexed"):
+        index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "again")

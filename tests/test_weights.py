@@ -3,7 +3,10 @@ verified against the hash Keras publishes, cached, and read from the cache after
 
 import hashlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from functools import partial
@@ -12,12 +15,14 @@ from pathlib import Path
 import h5py
 import keras
 import pytest
+import yaml
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.registry import get_backbone
 from pipeline.networks.backbones import build_base
 from pipeline.networks.weights import MIRROR_VARIABLE, sha256, stage_weights, staged_weights
+from tests.conftest import ROOT, raw_params
 
 BACKBONE = "MobileNetV3Small"
 
@@ -108,10 +113,26 @@ def test_staged_weights_pin_the_file_and_its_sha256(mirror, tmp_path):
     keras_file(folder / name)
     backbone = replace(get_backbone(BACKBONE), weights_hash=md5(folder / name))
     record = stage_weights(backbone, "imagenet", 32, tmp_path / "staged")
-    path, again = staged_weights(tmp_path / "staged")
+    path, again = staged_weights(tmp_path / "staged", "imagenet", 32)
     assert record == again and path == tmp_path / "staged" / name
     assert record["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
     assert stage_weights(backbone, "none", 32, tmp_path / "staged") == {"backbone": BACKBONE, "weights": "none",
-                                                                        "file": None, "sha256": None}
-    assert staged_weights(tmp_path / "staged")[0] is None and [p.name for p in (tmp_path / "staged").iterdir()] == [
-        "source.json"]
+                                                                        "input_size": 32, "file": None, "sha256": None}
+    assert staged_weights(tmp_path / "staged", "none", 32)[0] is None and [
+        p.name for p in (tmp_path / "staged").iterdir()] == ["source.json"]
+
+
+def test_the_weights_stage_downloads_with_no_tensorflow_start_up_line(mirror, tmp_path):
+    """Keras is imported only to download, after the stage's module: its start-up lines are dropped then too."""
+    folder, asked = mirror
+    name = get_backbone("MobileNetV2").weights_file(32)  # Keras publishes no hash for it: any bytes will do
+    (folder / name).write_bytes(b"MobileNetV2's weights")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(weights="imagenet", image_size=32)))
+    env = {key: value for key, value in os.environ.items() if key != "PIPELINE_TF_LOGS"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "weights", "MobileNetV2"], check=False, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert asked == [f"/{name}"]
+    assert (tmp_path / "data/weights/MobileNetV2" / name).read_bytes() == b"MobileNetV2's weights"
+    [line] = done.stderr.splitlines()  # nothing of TensorFlow's
+    assert line.startswith(f"INFO pipeline.stages.weights: MobileNetV2: weights imagenet ({name}, sha256 ")

@@ -29,7 +29,8 @@ def draw_all(table: pd.DataFrame, summary: dict, plots_dir: Path) -> dict[str, P
     save(scatter_chart(table, "size_mb", "model file size, MB (log scale)", chance), paths["accuracy_size"])
     if "binary" in summary:
         save(roc_chart(summary["binary_curves"], summary["binary"]), paths["binary_roc"])
-    save(confusion_chart(summary["best_confusion"], summary["classes"], summary["best"]), paths["confusion"])
+    save(confusion_chart(summary["reference_confusion"], summary["classes"], summary["reference"]["model"]),
+         paths["confusion"])
     return paths
 
 

@@ -1,7 +1,8 @@
 """The backbones, two ensembles of them and the classical baselines side by side, on one test split.
 
 Reads what evaluate, the training stages and baselines wrote; writes the summary, its plot
-tables, the PNG charts and the Markdown report.
+tables, the PNG charts and the Markdown report. The reference model, which every other is tested
+against, is chosen on the val split (or named beforehand): nothing here is chosen by a test score.
 """
 
 import json
@@ -12,13 +13,16 @@ import pandas as pd
 import yaml
 
 from pipeline.analysis import charts, report
-from pipeline.analysis.metrics import score_predictions, single_subject_classes
+from pipeline.analysis.metrics import headline_metrics, score_predictions, single_subject_classes
+from pipeline.analysis.selection import describe_selection, overrides
 from pipeline.analysis.stats import (
     any_class_but,
     ensemble,
+    holm,
     loss_weights,
     mcnemar_exact,
     paired_bootstrap,
+    subject_permutation_test,
 )
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import write_csv, write_json, write_text
@@ -27,7 +31,7 @@ from pipeline.core.params import Params
 TABLE_METRICS = ("balanced_accuracy", "macro_f1", "roc_auc_ovr")
 ORDINAL_TABLE_METRICS = ("qwk",)
 ENSEMBLES = ("ensemble_mean", "ensemble_val_loss")
-NOT_IN_JSON = ("binary_curves", "order", "per_class_recall", "best_confusion")  # for the tables and charts only
+NOT_IN_JSON = ("binary_curves", "order", "per_class_recall", "reference_confusion")  # for the tables and charts only
 
 
 def read_json(path: Path, stage: str) -> dict:
@@ -38,7 +42,7 @@ def read_json(path: Path, stage: str) -> dict:
 
 
 def read_predictions(path: Path, backbone: str) -> pd.DataFrame:
-    """The evaluate stage's one row per test image."""
+    """The evaluate stage's one row per test (or val) image."""
     if not path.is_file():
         raise PipelineError(f"{path} not found; run dvc repro evaluate@{backbone} first")
     return pd.read_csv(path, dtype={"path": str, "subject": str}, keep_default_na=False)
@@ -57,13 +61,15 @@ def training_seconds(sources: dict[str, Path]) -> float:
     return float(sum(read_json(path, stage)["seconds"] for stage, path in sources.items()))
 
 
-def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Labels and subjects of the test images, and each model's probabilities in one row order."""
+def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...],
+            split: str = "test") -> tuple[np.ndarray, np.ndarray, dict]:
+    """Labels and subjects of the `split`'s images, and each model's probabilities in one row order."""
     names = list(predictions)
     first = predictions[names[0]]
     for name in names[1:]:
         if predictions[name]["path"].tolist() != first["path"].tolist():
-            raise PipelineError(f"{name} was evaluated on other test images than {names[0]}; rerun dvc repro evaluate")
+            raise PipelineError(f"{name} was evaluated on other {split} images than {names[0]}; "
+                                "rerun dvc repro evaluate")
     probabilities = {name: frame[[f"prob_{c}" for c in classes]].to_numpy() for name, frame in predictions.items()}
     return first["label_index"].to_numpy(), first["subject"].to_numpy(), probabilities
 
@@ -74,8 +80,10 @@ def table_metrics(ordinal: bool) -> tuple[str, ...]:
 
 
 def model_row(name: str, kind: str, record: dict, seconds: float | None, metrics: tuple[str, ...]) -> dict:
-    """One table row: headline `metrics` with their intervals, size, latency, training time."""
-    row = {"model": name, "kind": kind, "accuracy": record.get("accuracy")}
+    """One table row: the val balanced accuracy, headline test `metrics` with their intervals, size, latency,
+    training time."""
+    row = {"model": name, "kind": kind, "val_balanced_accuracy": (record.get("val") or {}).get("balanced_accuracy"),
+           "accuracy": record.get("accuracy")}
     for metric in metrics:
         interval = (record.get("ci95") or {}).get(metric) or {}
         row.update({metric: record.get(metric), f"{metric}_low": interval.get("low"),
@@ -99,36 +107,87 @@ def ensemble_record(members: list[dict], scores: dict) -> dict:
 
 
 def baseline_rows(baselines: dict, metrics: tuple[str, ...]) -> list[dict]:
-    """Rows of the classical baselines' test scores (no intervals, latency or size)."""
-    return [model_row(name, f"baseline ({baselines['backbone']} features)", scores["test"], None, metrics)
-            for name, scores in sorted(baselines["models"].items())]
+    """Rows of the classical baselines' test scores (no intervals, latency or size): on the backbone's features, then
+    on the pixels (named `<model>_pixels`)."""
+    kinds = {"": f"baseline ({baselines['backbone']} features)", "_pixels": f"baseline ({pixels_label(baselines)})"}
+    models = {"": baselines["models"], "_pixels": baselines["pixels"]["models"]}
+    return [model_row(name + suffix, kind, scores["test"], None, metrics)
+            for suffix, kind in kinds.items() for name, scores in sorted(models[suffix].items())]
 
 
-def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame], val_losses: dict[str, float],
-              seconds: dict[str, float], baselines: dict | None, *, classes: tuple[str, ...], ordinal: bool,
-              negative_class: str, resamples: int, seed: int, sensitivity: float) -> dict:
-    """Every row of the comparison, the ensembles, the paired tests against the best backbone, per-class recall,
-    and, when `negative_class` names one, the binary view "any class but it vs it" (its ROC at `sensitivity`)."""
+def pixels_label(baselines: dict) -> str:
+    """What the pixel baselines read, e.g. 'pixels 16x16 gray'."""
+    size, channels = baselines["pixels"]["size"], baselines["pixels"]["channels"]
+    return f"pixels {size}x{size} {'gray' if channels == 1 else 'RGB'}"
+
+
+def baseline_summary(baselines: dict) -> dict:
+    """What the report says of the baselines: their inputs, folds and notes, each model's mean CV balanced accuracy
+    on both inputs, and the reductions."""
+    return {
+        "features": baselines["backbone"],
+        "pixels": pixels_label(baselines),
+        "folds": baselines["folds"],
+        "folds_asked": baselines["folds_asked"],
+        "notes": baselines["notes"],
+        "cv": {name: {"features": scores["cv"]["balanced_accuracy"],
+                      "pixels": baselines["pixels"]["models"][name]["cv"]["balanced_accuracy"]}
+               for name, scores in sorted(baselines["models"].items())},
+        "reductions": baselines["reductions"],
+    }
+
+
+def pick_reference(evaluations: dict[str, dict], named: str) -> dict:
+    """The model every other is tested against, chosen without reading a test score: the backbone `named` in
+    compare.reference, the only backbone, else the highest val balanced accuracy (ties: the first in `backbones`)."""
+    val = {name: (record.get("val") or {}).get("balanced_accuracy") for name, record in evaluations.items()}
+    if named or len(val) == 1:
+        model = named or next(iter(val))
+        rule = "named in `compare.reference` before the run" if named else "the only backbone compared"
+    else:
+        unscored = [name for name, score in val.items() if score is None]
+        if unscored:
+            raise PipelineError(f"no val balanced accuracy for {', '.join(unscored)} (metrics/eval/<backbone>.json), "
+                                "which the reference model is chosen on: rerun dvc repro evaluate@"
+                                f"{unscored[0]}, or, when the val split is empty, name it in compare.reference")
+        model = max(val, key=val.get)
+        rule = "the highest val balanced accuracy among the backbones (ties: the first in `backbones`)"
+    scored = evaluations[model].get("val") or {}
+    return {"model": model, "rule": rule, "val_balanced_accuracy": val[model], "val_images": scored.get("images", 0),
+            "val_subjects": scored.get("subjects", 0)}
+
+
+def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame],
+              val_predictions: dict[str, pd.DataFrame], val_losses: dict[str, float], seconds: dict[str, float],
+              baselines: dict | None, *, classes: tuple[str, ...], ordinal: bool, negative_class: str,
+              reference: str, resamples: int, seed: int, sensitivity: float) -> dict:
+    """Every row of the comparison, the ensembles, the reference model (`pick_reference`) and the paired tests
+    against it, per-class recall, and, when `negative_class` names one, the binary view "any class but it vs it"
+    (its ROC at `sensitivity`)."""
     negative = negative_index(negative_class, classes)
     metrics = table_metrics(ordinal)
     backbones = list(evaluations)
+    picked = pick_reference(evaluations, reference)
     labels, subjects, probabilities = aligned(predictions, classes)
+    val_labels, _, val_probabilities = aligned(val_predictions, classes, "val")
     records = dict(evaluations)
     rows = [model_row(name, "backbone", evaluations[name], seconds[name], metrics) for name in backbones]
     weights = np.zeros(0)
     if len(backbones) > 1:  # ensembles, weighted by the val losses (`val_losses` may be empty for one backbone)
         weights = loss_weights(np.array([val_losses[name] for name in backbones]))
-        members = [probabilities[name] for name in backbones]
-        for name, mixed in zip(ENSEMBLES, (ensemble(members), ensemble(members, weights))):
-            probabilities[name] = mixed
-            scores = score_predictions(labels, mixed, subjects, classes, resamples, seed, ordinal=ordinal)
-            records[name] = ensemble_record(list(evaluations.values()), scores)
+        for name, mix in zip(ENSEMBLES, (None, weights)):
+            probabilities[name] = ensemble([probabilities[member] for member in backbones], mix)
+            scores = score_predictions(labels, probabilities[name], subjects, classes, resamples, seed,
+                                       ordinal=ordinal)
+            val_mixed = ensemble([val_probabilities[member] for member in backbones], mix)
+            records[name] = {**ensemble_record(list(evaluations.values()), scores),
+                             "val": headline_metrics(val_labels, val_mixed, ordinal=ordinal) if len(val_labels)
+                             else None}
             rows.append(model_row(name, "ensemble", records[name], sum(seconds.values()), metrics))
     if baselines:
         rows += baseline_rows(baselines, metrics)
-    best = max(backbones, key=lambda name: evaluations[name]["balanced_accuracy"])
     summary = {
-        "best": best,
+        "reference": picked,
         "classes": list(classes),
         "ordinal": ordinal,
         "test_images": len(labels),
@@ -138,16 +197,25 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
         "order": [row["model"] for row in rows],
         "val_loss": val_losses,
         "ensemble_weights": dict(zip(backbones, weights.tolist())),
-        "tests": paired_tests(best, labels, subjects, probabilities, resamples, seed),
-        "baselines": None if not baselines else {"features": baselines["backbone"], "folds": baselines["folds"]},
+        "tests": paired_tests(picked["model"], labels, subjects, probabilities, resamples, seed),
+        "baselines": baseline_summary(baselines) if baselines else None,
         "per_class_recall": per_class_recall({name: records[name] for name in probabilities}, classes),
-        "best_confusion": evaluations[best]["confusion_matrix"],
+        "reference_confusion": evaluations[picked["model"]]["confusion_matrix"],
     }
     if negative is not None:
         summary.update(binary_view(negative_class, negative, labels, probabilities, sensitivity))
         for row in rows:
             row["binary_auc"] = summary["binary"]["models"].get(row["model"], {}).get("auc")
     return summary
+
+
+def add_explanations(summary: dict, explanations: dict[str, dict], grids: dict[str, Path]) -> None:
+    """Put what the explain stages wrote (backbone -> metrics) into the summary, its grid's path beside each,
+    and the maps' share inside the brain beside the backbone's scores where it was measured."""
+    summary["explanations"] = {name: {**metrics, "grid": grids[name].as_posix()} for name, metrics in explanations.items()}
+    for name, metrics in explanations.items():
+        if metrics.get("attention_inside_brain") is not None:
+            summary["models"][name]["attention_inside_brain"] = metrics["attention_inside_brain"]
 
 
 def negative_index(negative_class: str, classes: tuple[str, ...]) -> int | None:
@@ -188,18 +256,25 @@ def per_class_recall(records: dict[str, dict], classes: tuple[str, ...]) -> pd.D
     return table
 
 
-def paired_tests(best: str, labels: np.ndarray, subjects: np.ndarray, probabilities: dict[str, np.ndarray],
+def paired_tests(reference: str, labels: np.ndarray, subjects: np.ndarray, probabilities: dict[str, np.ndarray],
                  n_resamples: int, seed: int) -> dict:
-    """McNemar's exact test and the subject-paired bootstrap of balanced accuracy, best against each other model."""
+    """The reference against each other model with predictions, on balanced accuracy: the subject permutation
+    test with Holm-adjusted p-values (`p_holm`, over these comparisons), the subject-paired bootstrap's interval,
+    and McNemar's exact test per image (which ignores subjects: for reference only)."""
     predicted = {name: p.argmax(axis=1) for name, p in probabilities.items()}
-    return {
+    tests = {
         other: {
-            "mcnemar": mcnemar_exact(predicted[best] == labels, predicted[other] == labels),
-            "balanced_accuracy_difference": paired_bootstrap(labels, predicted[best], predicted[other], subjects,
-                                                             n_resamples, seed),
+            "permutation": subject_permutation_test(labels, predicted[reference], predicted[other], subjects,
+                                                    n_resamples, seed),
+            "balanced_accuracy_difference": paired_bootstrap(labels, predicted[reference], predicted[other],
+                                                             subjects, n_resamples, seed),
+            "mcnemar_per_image": mcnemar_exact(predicted[reference] == labels, predicted[other] == labels),
         }
-        for other in predicted if other != best
+        for other in predicted if other != reference
     }
+    for result, adjusted in zip(tests.values(), holm([result["permutation"]["p_value"] for result in tests.values()])):
+        result["permutation"]["p_holm"] = adjusted
+    return tests
 
 
 def provenance(params: Params, archive: str, lock_path: Path, demo: bool, models: dict[str, Path]) -> dict:
@@ -213,7 +288,10 @@ def provenance(params: Params, archive: str, lock_path: Path, demo: bool, models
         "params": {"seed": params.seed, "weights": params.weights, "image_size": params.image_size,
                    "batch_size": params.batch_size, "lr": params.lr, "epochs": params.epochs,
                    "fine_tune_lr": params.fine_tune_lr, "fine_tune_epochs": params.fine_tune_epochs,
-                   "evaluate.bootstrap": params.evaluate.bootstrap, "compare.sensitivity": params.compare.sensitivity},
+                   "evaluate.bootstrap": params.evaluate.bootstrap, "compare.sensitivity": params.compare.sensitivity,
+                   "compare.reference": params.compare.reference or "(val)"},
+        "tune": {name: values for name in params.backbones if (values := overrides(params, name))},
+        "selection": describe_selection(params),
     }
 
 
@@ -228,8 +306,10 @@ def write_outputs(summary: dict, origin: dict, summary_path: Path, plots_dir: Pa
     write_json(summary_path, {key: value for key, value in summary.items() if key not in NOT_IN_JSON})
     table = pd.DataFrame([summary["models"][name] for name in summary["order"]])
     write_csv(plots_dir / "summary.csv", table, float_format="%.6g")
-    tables = {"per_class_recall": plots_dir / "per_class_recall.csv", "binary_roc": plots_dir / "binary_roc.csv"}
+    tables = {"per_class_recall": plots_dir / "per_class_recall.csv", "binary_roc": plots_dir / "binary_roc.csv",
+              "single_subject_classes": plots_dir / "single_subject_classes.csv"}
     write_csv(tables["per_class_recall"], summary["per_class_recall"], float_format="%.6g")
+    write_csv(tables["single_subject_classes"], pd.DataFrame({"class": summary["single_subject_classes"]}))
     if "binary" in summary:
         curves = summary["binary_curves"]
         roc = pd.concat([pd.DataFrame({"model": name, **curve}) for name, curve in curves.items()], ignore_index=True)

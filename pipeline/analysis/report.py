@@ -5,18 +5,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.analysis.selection import overrides_text
+
 ALPHA = 0.05
+MOSTLY = 0.5  # a backbone whose Grad-CAM maps put less of their mass inside the brain than this is warned about
 LISTED_CLASSES = 12  # up to this many classes the report names them all and the per-class table shows each
 PER_CLASS_ENDS = 5  # beyond, the per-class table shows this many worst and best
+NAMED_IN_WARNING = 5  # a warning about more than LISTED_CLASSES classes names this many (the rest in a CSV)
 TABLE_COLUMNS = (  # (header, column, format); a metric with an interval is shown as "value [low, high]";
     # a column the table lacks (qwk with unordered classes, binary_auc with no binary view) is left out
     ("model", "model", "{}"),
     ("kind", "kind", "{}"),
+    ("val balanced accuracy", "val_balanced_accuracy", "{:.3f}"),
     ("balanced accuracy", "balanced_accuracy", "{:.3f}"),
     ("macro-F1", "macro_f1", "{:.3f}"),
     ("ROC AUC (one-vs-rest)", "roc_auc_ovr", "{:.3f}"),
     ("QWK", "qwk", "{:.3f}"),
     ("binary AUC", "binary_auc", "{:.3f}"),
+    ("Grad-CAM mass inside the brain", "attention_inside_brain", "{:.2f}"),
     ("parameters", "params", "{:,.0f}"),
     ("size (MB)", "size_mb", "{:.1f}"),
     ("latency (ms/image, batch 1)", "latency_ms", "{:.2f}"),
@@ -29,13 +35,16 @@ def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, 
     """The whole report as Markdown; `tables` are the CSV files it names (per_class_recall, binary_roc)."""
     sections = [
         "# Backbone comparison\n",
-        warnings(summary, table, origin),
+        pick(summary),
+        tuning(origin),
+        warnings(summary, table, origin, tables),
         setting(summary, tables["per_class_recall"]),
         "## Results\n\n" + markdown_table(table),
         charts(figures, summary, report_dir),
         tests(summary),
         per_class(summary, tables["per_class_recall"]),
         binary(summary, tables.get("binary_roc")),
+        explanations(summary, report_dir),
         ensembles(summary),
         baselines(summary),
         produced_by(origin),
@@ -61,13 +70,15 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header for header, _, _ in columns) + " |", "|" + "---|" * len(columns)]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(cell(row, column, pattern) for _, column, pattern in columns) + " |")
-    return "\n".join(lines) + "\n\nIntervals are 95% percentile intervals over test subjects resampled with " \
-        "replacement. Ensembles' parameters, size, latency and training time are their members' added up; " \
-        "training time is the features, train and finetune stages' logged seconds.\n"
+    return "\n".join(lines) + "\n\nEvery figure but the first is on the test split, in `backbones`' order: none " \
+        "ranks the models. Intervals are 95% percentile intervals over test subjects resampled with " \
+        "replacement within their class. Ensembles' parameters, size, latency and training time are their members' " \
+        "added up; training time is the features, train and finetune stages' logged seconds.\n"
 
 
-def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
-    """Plain statements that qualify the figures: the demo, random weights, fine-tuning not kept, thin intervals."""
+def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str, Path]) -> str:
+    """Plain statements that qualify the figures: the demo, random weights, fine-tuning not kept, thin intervals;
+    `tables` are the CSV files that name every class a warning has too many of to list."""
     lines = []
     if origin["demo"]:
         lines.append(f"> **This is the synthetic demo** (`data.archive: {origin['archive']}`): scans drawn from one "
@@ -87,24 +98,66 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict) -> str:
                 "kept, so the later split's scores are partly leaked (`split.drop_shared_images: true` drops them)")
         lines.append(f"> **The source's own splits share {shared['images']} image(s)** pixel-identical to one in an "
                      f"earlier split, e.g. {examples}: {fate}. The first 20: `metrics/split.json`.")
+    lines += attention_warnings(summary)
     single = summary["single_subject_classes"]
     if single:
         lines.append(f"> **Intervals understate the uncertainty**: the test split holds one subject of "
-                     f"{', '.join(single)}. Resampling subjects cannot show how another subject of these classes "
-                     "would score, so the brackets and the paired tests miss that part of the doubt.")
+                     f"{some_classes(single, tables['single_subject_classes'])}. Resampling subjects cannot show how "
+                     "another subject of these classes would score, so the brackets and the paired tests miss that "
+                     "part of the doubt.")
     return "\n>\n".join(lines) + "\n" if lines else ""
 
 
+def attention_warnings(summary: dict) -> list[str]:
+    """A line for each backbone whose Grad-CAM maps put most of their mass outside the brain."""
+    lines = []
+    for name, record in (summary.get("explanations") or {}).items():
+        share = record.get("attention_inside_brain")
+        if share is not None and share < MOSTLY:
+            lines.append(f"> **{name} looks mostly outside the brain**: {share:.0%} of its Grad-CAM maps' mass falls "
+                         f"inside the brain on {record['scans']} test scans, where the brain covers "
+                         f"{record['brain_share_of_image']:.0%} of the image. Its scores may rest on the background "
+                         "or the outline rather than the anatomy (see Where each model looks).")
+    return lines
+
+
+def pick(summary: dict) -> str:
+    """The reference model and the rule that chose it, which never reads a test score."""
+    reference = summary["reference"]
+    score = ("" if reference["val_balanced_accuracy"] is None else
+             f" ({reference['val_balanced_accuracy']:.3f} on {reference['val_images']} val images of "
+             f"{reference['val_subjects']} subjects)")
+    return (f"**Reference model: {reference['model']}**, chosen before the test split was read: "
+            f"{reference['rule']}{score}. Every other model is tested against it below; no model is "
+            "called best for its test score, which would favour whichever one the test split's luck favours.\n")
+
+
+def tuning(origin: dict) -> str:
+    """How the backbones' training params were chosen: by `select` on val, by hand, or shared by all."""
+    if origin["selection"]:
+        return origin["selection"] + "\n"
+    if origin["tune"]:
+        entries = "; ".join(f"{name} {overrides_text(values)}" for name, values in origin["tune"].items())
+        return ("Training params were set per backbone by hand (tune entries not written by `python -m pipeline "
+                f"select`, so not known to be chosen on val): {entries}; the other backbones use the shared values.\n")
+    return ""
+
+
+def some_classes(names: list[str], csv_path: Path) -> str:
+    """Every class name up to LISTED_CLASSES; past that, the count, a few names and the CSV that holds them all."""
+    if len(names) <= LISTED_CLASSES:
+        return ", ".join(names)
+    return f"{len(names)} classes ({', '.join(names[:NAMED_IN_WARNING])}, ...; all in `{csv_path.as_posix()}`)"
+
+
 def setting(summary: dict, per_class_csv: Path) -> str:
-    """What was tested on, and which model is best."""
-    best = summary["models"][summary["best"]]
+    """What was tested on."""
     classes = summary["classes"]
     kind = "ordinal" if summary["ordinal"] else "unordered"
     named = (f"classes {', '.join(classes)} ({kind})" if len(classes) <= LISTED_CLASSES
              else f"{len(classes)} classes ({kind}; named in `{per_class_csv.as_posix()}`)")
-    return (f"Test split: {summary['test_images']} images of {summary['test_subjects']} subjects, {named}. "
-            f"Best backbone by balanced accuracy: **{summary['best']}** ({best['balanced_accuracy']:.3f}); chance is "
-            f"{1 / len(classes):.3f}.\n")
+    return (f"Test split: {summary['test_images']} images of {summary['test_subjects']} subjects, {named}; "
+            f"chance balanced accuracy is {1 / len(classes):.3f}.\n")
 
 
 def charts(figures: dict[str, Path], summary: dict, report_dir: Path) -> str:
@@ -114,42 +167,59 @@ def charts(figures: dict[str, Path], summary: dict, report_dir: Path) -> str:
               "accuracy_latency": "Balanced accuracy against latency",
               "accuracy_size": "Balanced accuracy against size",
               "binary_roc": f"Any class but {negative} vs {negative}: ROC",
-              "confusion": f"{summary['best']}: confusion matrix on the test split"}
+              "confusion": f"{summary['reference']['model']} (the reference): confusion matrix on the test split"}
     links = [f"![{titles[name]}]({Path(os.path.relpath(path, report_dir)).as_posix()})"
              for name, path in figures.items()]
     return "## Charts\n\n" + "\n\n".join(links) + "\n"
 
 
 def tests(summary: dict) -> str:
-    """McNemar and the paired bootstrap, best backbone against every other model with predictions."""
-    best = summary["best"]
-    lines = [f"## Is {best} really ahead?\n",
-             f"On the same test images: McNemar's exact test (two-sided binomial on the images only one model gets "
-             f"right) and the balanced-accuracy difference {best} minus the other, with a 95% interval from "
-             f"subjects resampled alike for both models. A gap is called real when p < {ALPHA} and the interval "
-             f"excludes 0.\n",
-             f"| against | only {best} right | only the other right | McNemar p | difference [95% interval] | "
-             "resamples used | real gap? |",
-             "|---|---|---|---|---|---|---|"]
-    for other, result in summary["tests"].items():
-        mcnemar, difference = result["mcnemar"], result["balanced_accuracy_difference"]
+    """The reference against every other model with predictions: subject permutation test, Holm, bootstrap interval,
+    and the per-image McNemar for reference."""
+    reference = summary["reference"]["model"]
+    results = summary["tests"]
+    lines = [f"## Does any model differ from {reference}?\n",
+             f"On the same test images, the balanced-accuracy difference {reference} minus the other. Its p-value "
+             "comes from a paired permutation test whose unit is the subject: the two models' predictions are "
+             "swapped subject by subject and the difference recomputed. Holm's adjustment over these "
+             f"{len(results)} comparisons keeps the chance of any false alarm at {ALPHA}; a gap is called real when "
+             f"the adjusted p < {ALPHA}. The interval is a 95% subject-paired bootstrap interval, not adjusted. "
+             "McNemar's exact test counts images as independent, which slices of one subject are not; it is shown "
+             "only to compare, never for the verdict.\n",
+             *permutation_floor(results),
+             "| against | difference [95% interval] | p, subjects permuted | p, Holm | McNemar p per image "
+             "(ignores subjects) | real gap? |",
+             "|---|---|---|---|---|---|"]
+    for other, result in results.items():
+        permutation, difference = result["permutation"], result["balanced_accuracy_difference"]
         interval = "" if difference["low"] is None else f" [{difference['low']:.3f}, {difference['high']:.3f}]"
-        real = mcnemar["p_value"] < ALPHA and difference["low"] is not None and \
-            (difference["low"] > 0 or difference["high"] < 0)
-        lines.append(f"| {other} | {mcnemar['a_only']} | {mcnemar['b_only']} | {mcnemar['p_value']:.4f} | "
-                     f"{difference['difference']:.3f}{interval} | {difference['resamples_used']} | "
-                     f"{'yes' if real else 'no'} |")
-    if not summary["tests"]:
-        lines.append("| (one model only) | | | | | | |")
+        lines.append(f"| {other} | {difference['difference']:.3f}{interval} | {permutation['p_value']:.4f} | "
+                     f"{permutation['p_holm']:.4f} | {result['mcnemar_per_image']['p_value']:.4f} | "
+                     f"{'yes' if permutation['p_holm'] < ALPHA else 'no'} |")
+    if not results:
+        lines.append("| (one model only) | | | | | |")
     return "\n".join(lines) + "\n"
 
 
+def permutation_floor(results: dict) -> list[str]:
+    """A sentence when the test split has too few subjects for any adjusted p to fall below ALPHA."""
+    if not results:
+        return []
+    first = next(iter(results.values()))["permutation"]
+    smallest = 2 / first["permutations"] if first["exact"] else 1 / (first["permutations"] + 1)
+    if smallest * len(results) < ALPHA:
+        return []
+    return [f"With {first['subjects']} test subjects the smallest p the permutation test can give is "
+            f"{smallest:.4f}, so after Holm over {len(results)} comparisons none can fall below {ALPHA}: this "
+            "split is too small to call any gap real.\n"]
+
+
 def per_class(summary: dict, per_class_csv: Path) -> str:
-    """Each model's recall per class, worst first by the best backbone's; only the ends when there are many."""
+    """Each model's recall per class, worst first by the reference model's; only the ends when there are many."""
     recall = summary["per_class_recall"]
-    best = summary["best"]
+    reference = summary["reference"]["model"]
     models = [column for column in recall.columns if column not in ("class", "test_images")]
-    tested = recall[recall["test_images"] > 0].sort_values(best, kind="stable")
+    tested = recall[recall["test_images"] > 0].sort_values(reference, kind="stable")
     untested = recall.loc[recall["test_images"] == 0, "class"].tolist()
     shown = len(tested) <= LISTED_CLASSES
     extent = (f"every class, also in `{per_class_csv.as_posix()}`" if shown else
@@ -157,7 +227,7 @@ def per_class(summary: dict, per_class_csv: Path) -> str:
               f"`{per_class_csv.as_posix()}`")
     lines = ["## Per class\n",
              (f"Recall of each class (the share of its test images a model gets right; balanced accuracy is its mean "
-              f"over the classes), worst first by {best}'s: {extent}.\n"),
+              f"over the classes), worst first by {reference}'s: {extent}.\n"),
              "| class | test images | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
 
     def rows(part: pd.DataFrame) -> list[str]:
@@ -205,14 +275,56 @@ def ensembles(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def explanations(summary: dict, report_dir: Path) -> str:
+    """Each backbone's Grad-CAM grid, and its maps' share inside the brain against the brain's share of the image."""
+    explained = summary.get("explanations") or {}
+    if not explained:
+        return ""
+    lines = ["## Where each model looks\n",
+             "Grad-CAM maps (the class evidence on the base's last convolutional block, resized to the scan) for each "
+             "model's predicted class, on a fixed, seeded sample of test scans per class (`explain.per_class`). "
+             "Inside the brain: the share of the maps' mass within the brain's silhouette, averaged over the scans; "
+             "a map spread evenly would score the brain's share of the image. The last block sees the scan at 1/32 "
+             "of its side (2 x 2 cells at 64 px; 1 x 1, an even map, for InceptionV3 at the demo's size), so at small "
+             "sizes the share says little.\n"]
+    measured = {name: record for name, record in explained.items() if record.get("attention_inside_brain") is not None}
+    if measured:
+        lines += ["| model | Grad-CAM mass inside the brain | brain's share of the image | scans |", "|---|---|---|---|"]
+        lines += [f"| {name} | {record['attention_inside_brain']:.2f} | {record['brain_share_of_image']:.2f} | "
+                  f"{record['scans']} |" for name, record in measured.items()]
+        lines.append("")
+    lines += [f"![{name}: Grad-CAM on test scans]({Path(os.path.relpath(record['grid'], report_dir)).as_posix()})\n"
+              for name, record in explained.items()]
+    return "\n".join(lines)
+
+
 def baselines(summary: dict) -> str:
-    """Where the baseline rows come from, or that there are none."""
+    """Where the baseline rows come from, the folds and their notes, the CV of each model on both inputs, and the
+    reductions' table; or that there are none."""
     if summary["baselines"] is None:
         return "## Classical baselines\n\n`metrics/baselines.json` is absent: no baseline rows.\n"
-    return (f"## Classical baselines\n\nRows of kind `baseline`: classical models on the cached "
-            f"{summary['baselines']['features']} features, scored once on the test split (no intervals, size or "
-            f"latency); their {summary['baselines']['folds']}-fold grouped cross-validation is in "
-            "`metrics/baselines.json`.\n")
+    found = summary["baselines"]
+    features, pixels, folds = found["features"], found["pixels"], found["folds"]
+    lines = ["## Classical baselines\n",
+             f"Rows of kind `baseline`: classical models on the cached {features} features and on the raw {pixels} "
+             "(`baselines.pixel_size`, the stored images shrunk), scored once on the test split (no intervals, size "
+             f"or latency). Their cross-validation: mean balanced accuracy over {folds} folds grouped by subject "
+             "over train and val (`metrics/baselines.json`).\n"]
+    lines += [f"> **Fewer folds or unscored classes:** {note}.\n" for note in found["notes"]]
+    lines += [f"| model | CV on {features} features | CV on {pixels} |", "|---|---|---|"]
+    lines += [f"| {name} | {scores['features']:.3f} | {scores['pixels']:.3f} |" for name, scores in found["cv"].items()]
+    reductions, read = found["reductions"], {"features": f"{features} features", "pixels": pixels}
+    if reductions["models"]:
+        lines += ["\n### Multi-class reductions to binary models\n",
+                  f"scikit-learn's one-vs-rest, one-vs-one and output-code (`code_size` {reductions['code_size']:g}) "
+                  f"reductions around binary models, on the {read[reductions['input']]}, cross-validated as above; "
+                  "the fit is the one on train, timed on one core.\n",
+                  "| reduction | binary models | CV balanced accuracy | test balanced accuracy | fit on train (s) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {scores['binary_models']} | {scores['cv']['balanced_accuracy']:.3f} "
+                  f"± {scores['cv']['balanced_accuracy_std']:.3f} | {scores['test']['balanced_accuracy']:.3f} | "
+                  f"{scores['fit_seconds']:.2f} |" for name, scores in reductions["models"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def produced_by(origin: dict) -> str:
@@ -220,6 +332,7 @@ def produced_by(origin: dict) -> str:
     lines = ["## What produced these figures\n",
              f"- archive: `{origin['archive']}`, md5 `{origin['archive_md5'] or 'not in dvc.lock'}` (dvc.lock)"]
     lines += [f"- `{key}`: {value}" for key, value in origin["params"].items()]
+    lines += [f"- `tune.{name}`: {overrides_text(values)}" for name, values in origin["tune"].items()]
     lines += [f"- model `{name}`: md5 `{md5 or 'not in dvc.lock'}`" for name, md5 in origin["model_md5"].items()]
     lines.append("- inputs: `metrics/eval/<backbone>.json`, `plots/eval/<backbone>/predictions.csv`, the seconds and "
                  "validation losses under `dvclive/` and `metrics/features/<backbone>.json`; regenerate with "

@@ -1,11 +1,19 @@
 """Statistics for comparing models on the same test images: paired tests, ensembles, a binary ROC operating point.
 
 Labels are class indices in the order of the classes; probabilities are (n, n_classes) arrays whose rows sum to 1.
+The unit of every paired test's resampling is the subject: its images are not independent of each other.
 """
+
+import itertools
 
 import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
+from statsmodels.stats.multitest import multipletests
+
+from pipeline.analysis.metrics import balanced_accuracies, per_subject, stratified_draws, subject_classes
+
+EXACT_SUBJECTS = 16  # up to this many subjects the permutation test enumerates every swap (2**16 rows)
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -23,42 +31,55 @@ def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: n
                      n_resamples: int, seed: int) -> dict:
     """Balanced accuracy of a minus b, and its 95% percentile interval over subjects resampled for both at once.
 
-    Resamples are drawn as the eval intervals' are (same seed, same draws), and one is used only if it
-    holds every class the full set holds; `share_not_better` is the share of used resamples where a does
-    not beat b.
+    Resamples are the eval intervals' (same seed, same draws: subjects drawn within their class), and all are
+    used; `share_not_better` is the share of resamples where a does not beat b.
     """
     _, groups = np.unique(subjects, return_inverse=True)
-    n_groups = groups.max() + 1
-    totals, hits_a, hits_b = (_per_subject_class(groups, labels, weights)
+    totals, hits_a, hits_b = (per_subject(groups, labels, labels.max() + 1, weights)
+                              for weights in (None, predicted_a == labels, predicted_b == labels))
+
+    def difference(draws: np.ndarray) -> np.ndarray:
+        truths = draws @ totals
+        return balanced_accuracies(truths, draws @ hits_a) - balanced_accuracies(truths, draws @ hits_b)
+
+    differences = difference(stratified_draws(subject_classes(groups, labels), n_resamples, seed))
+    point = difference(np.ones((1, len(totals))))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"difference": float(point[0]), "low": float(low), "high": float(high),
+            "share_not_better": float(np.mean(differences <= 0)), "resamples_used": n_resamples}
+
+
+def subject_permutation_test(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray,
+                             subjects: np.ndarray, n_permutations: int, seed: int) -> dict:
+    """Two-sided paired permutation test of balanced accuracy a minus b, swapping the two models' predictions
+    subject by subject.
+
+    Balanced accuracy's difference is a sum of per-subject terms (a subject's hits minus the other model's, each
+    over its class's image count), and a swap flips one term's sign; so every permutation is a sign vector. All
+    2**subjects are enumerated when there are at most EXACT_SUBJECTS subjects; otherwise `n_permutations` random
+    ones are drawn, and p = (1 + hits) / (1 + draws).
+    """
+    _, groups = np.unique(subjects, return_inverse=True)
+    totals, hits_a, hits_b = (per_subject(groups, labels, labels.max() + 1, weights)
                               for weights in (None, predicted_a == labels, predicted_b == labels))
     present = totals.sum(axis=0) > 0
-    rng = np.random.default_rng(seed)
-    draws = np.array([np.bincount(rng.integers(n_groups, size=n_groups), minlength=n_groups)
-                      for _ in range(n_resamples)]).reshape(n_resamples, n_groups)
-    draws = draws[(draws @ totals > 0)[:, present].all(axis=1)]
-    differences = (_balanced_accuracy(draws, totals, hits_a, present)
-                   - _balanced_accuracy(draws, totals, hits_b, present))
-    everyone = np.ones((1, n_groups))
-    point = (_balanced_accuracy(everyone, totals, hits_a, present)
-             - _balanced_accuracy(everyone, totals, hits_b, present))
-    result = {"difference": float(point[0]), "low": None, "high": None, "share_not_better": None,
-              "resamples_used": len(draws)}
-    if len(draws):
-        low, high = np.percentile(differences, [2.5, 97.5])
-        result.update(low=float(low), high=float(high), share_not_better=float(np.mean(differences <= 0)))
-    return result
+    terms = ((hits_a - hits_b)[:, present] / totals.sum(axis=0)[present]).sum(axis=1) / present.sum()
+    observed = terms.sum()
+    n_subjects = len(terms)
+    exact = n_subjects <= EXACT_SUBJECTS
+    if exact:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n_subjects)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_permutations, n_subjects))
+    as_extreme = int(np.sum(np.abs(signs @ terms) >= abs(observed) - 1e-12))
+    p_value = as_extreme / len(signs) if exact else (1 + as_extreme) / (1 + len(signs))
+    return {"difference": float(observed), "p_value": float(p_value), "permutations": len(signs), "exact": exact,
+            "subjects": n_subjects}
 
 
-def _per_subject_class(groups: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """(subjects, classes) sums of `weights` (counts without them) over each subject's images of each class."""
-    n_groups, n_classes = groups.max() + 1, labels.max() + 1
-    flat = np.bincount(groups * n_classes + labels, weights=weights, minlength=n_groups * n_classes)
-    return flat.reshape(n_groups, n_classes)
-
-
-def _balanced_accuracy(draws: np.ndarray, totals: np.ndarray, hits: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Balanced accuracy per resample, a resample being how often each subject is drawn (one row of `draws`)."""
-    return ((draws @ hits)[:, present] / (draws @ totals)[:, present]).mean(axis=1)
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values for several comparisons (statsmodels' `multipletests`)."""
+    return multipletests(p_values, method="holm")[1].tolist() if p_values else []
 
 
 def ensemble(probabilities: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -31,8 +32,14 @@ ENCODINGS = ("png", "jpeg", "raw")
 CLASS_WEIGHTS = ("balanced", "none")
 SWITCHES = ("auto", "on", "off")
 KNN_TIES = ("nearest", "shrink", "random")
+REDUCTIONS = ("one_vs_rest", "one_vs_one", "output_code")  # sklearn.multiclass' reductions to binary models
+BINARY_BASES = ("linear_svm", "logistic_regression")  # the binary models they are made of
+BASELINE_INPUTS = ("pixels", "features")
 MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rotation / rotation_step)
 MAX_DEPTH = 20  # deepest nesting of the YAML file
+# the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
+TUNABLE = ("lr", "epochs", "batch_size", "fine_tune_lr", "fine_tune_epochs", "head.units", "head.dropout", "head.l2",
+           "fine_tune.unfreeze")
 REPR_CHARS = 80  # longest value repr in an error message
 
 
@@ -110,6 +117,15 @@ class DataParams(_Model):
                    "and digits kept", 0, _distinct(class_key))
     ordinal: bool  # the classes are ordered (QWK is reported only then)
     negative_class: str  # the "none" class of the binary view (any class vs it); empty: no binary view
+
+    def named_classes(self) -> dict:
+        """{"classes": the classes} when params name them, for a stage to check its inputs against; else {}."""
+        return {"classes": self.classes} if self.classes else {}
+
+    @property
+    def reads_demo(self) -> bool:
+        """Whether this run reads the synth stage's demo archive (the archive source at its path)."""
+        return self.source == "archive" and Path(self.archive) == paths.DEMO_ARCHIVE
 
     @model_validator(mode="after")
     def _classes_fit_the_source(self) -> "DataParams":
@@ -210,6 +226,11 @@ class EvaluateParams(_Model):
 
 class CompareParams(_Model):
     sensitivity: Share  # sensitivity target of the "any dementia" operating point
+    reference: str  # the model the others are tested against, named before seeing test; "": highest val balanced acc.
+
+
+class ExplainParams(_Model):
+    per_class: _int(1, 100)  # test scans per class in each backbone's Grad-CAM grid, drawn with `seed`
 
 
 class AuditParams(_Model):
@@ -223,10 +244,21 @@ class KnnParams(_Model):
     ties: _list(Literal[KNN_TIES], f"a non-empty list of distinct rules from {', '.join(KNN_TIES)}", 1, _distinct())
 
 
+class ReductionsParams(_Model):
+    input: Literal[BASELINE_INPUTS]  # what the reductions read: the pixels or the backbone's features
+    strategies: _list(Literal[REDUCTIONS], f"a list of distinct names from {', '.join(REDUCTIONS)} (may be empty)", 0,
+                      _distinct())
+    base_models: _list(Literal[BINARY_BASES], f"a non-empty list of distinct names from {', '.join(BINARY_BASES)}",
+                       1, _distinct())
+    code_size: _num(0.0, 10.0, open_low=True)  # output_code: int(code_size * classes) binary models
+
+
 class BaselinesParams(_Model):
     backbone: BackboneName  # whose cached features the classical models read
+    pixel_size: _int(4, 128)  # side of the images the classical models also read as raw pixels
     folds: _int(2, 100)  # grouped cross-validation folds over train and val
     knn: KnnParams
+    reductions: ReductionsParams
 
 
 class Params(_Model):
@@ -250,8 +282,14 @@ class Params(_Model):
     augment: AugmentParams
     evaluate: EvaluateParams
     compare: CompareParams
+    explain: ExplainParams
     audit: AuditParams
     baselines: BaselinesParams
+    tune: "TuneParams"  # per-backbone overrides of the TUNABLE keys, and how `select` chose them
+
+    def for_backbone(self, name: str) -> "Params":
+        """These params with tune.<name>'s overrides in place: what the backbone's train and finetune stages read."""
+        return _overridden(self, getattr(self.tune, name, None))
 
     @field_validator("weights")
     @classmethod
@@ -269,9 +307,10 @@ class Params(_Model):
     @field_validator("synth")
     @classmethod
     def _a_count_per_class(cls, synth: SynthParams, info: ValidationInfo) -> SynthParams:
-        if "data" not in info.data or not info.data["data"].classes:  # wrong (and reported) or the source's own
+        data = info.data.get("data")
+        if data is None or not data.reads_demo:  # wrong (and reported), or the demo is not read: synth writes none
             return synth
-        classes, counts = info.data["data"].classes, dict(synth.subjects)
+        classes, counts = data.classes, dict(synth.subjects)
         if set(counts) != set(classes):
             raise _invalid(f"a count for each of data.classes: {', '.join(classes)}", "subjects")
         return synth.model_copy(update={"subjects": tuple((name, counts[name]) for name in classes)})
@@ -281,7 +320,83 @@ class Params(_Model):
         for key, name in (("audit.backbone", self.audit.backbone), ("baselines.backbone", self.baselines.backbone)):
             if name not in self.backbones:
                 raise _invalid(f"one of backbones: {', '.join(self.backbones)}", key)
+        if self.baselines.pixel_size > self.image_size:
+            raise _invalid(f"at most image_size ({self.image_size})", "baselines.pixel_size")
+        if self.compare.reference and self.compare.reference not in self.backbones:
+            raise _invalid(f"'' (the highest val balanced accuracy) or one of backbones: {', '.join(self.backbones)}",
+                           "compare.reference")
         return self
+
+    @model_validator(mode="after")
+    def _tune_entries(self) -> "Params":
+        for name in self.backbones:  # DVC's train@<name> and finetune@<name> read tune.<name>: it must exist
+            if getattr(self.tune, name) is None:
+                raise _invalid(f"an entry for each of backbones; add `{name}: {{}}` (no overrides) under tune",
+                               f"tune.{name}")
+        return self
+
+
+def _optional(model: type[BaseModel], keys: tuple[str, ...], name: str) -> type[BaseModel]:
+    """A model of `model`'s fields named by dotted `keys`, each optional (absent: not overridden), checked alike."""
+    fields, nested = {}, {}
+    for key in keys:
+        field, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(field, []).append(rest)
+        else:
+            info = model.model_fields[field]
+            fields[field] = (Annotated[(info.annotation, *info.metadata)], Field(None, description=info.description))
+    for field, rests in nested.items():
+        inner = model.model_fields[field].annotation
+        fields[field] = (_optional(inner, tuple(rests), f"{inner.__name__}Tune"), None)
+    return create_model(name, __base__=_Model, **fields)
+
+
+def _overridden(model: BaseModel, overrides: BaseModel | None) -> BaseModel:
+    """`model` with each value `overrides` sets (recursively) in place of its own."""
+    if overrides is None:
+        return model
+    update = {key: _overridden(getattr(model, key), value) if isinstance(value, BaseModel) else value
+              for key, value in overrides if value is not None}
+    return model.model_copy(update=update)
+
+
+class Selection(_Model):
+    at: Text  # when `python -m pipeline select` wrote the entries (UTC)
+    metric: Text  # the val metric it ranked on
+    experiments: _int(1)  # how many runs (the baseline commit and its experiments) it chose among
+
+
+TuneEntry = _optional(Params, TUNABLE, "TuneEntry")
+TuneParams = create_model("TuneParams", __base__=_Model, selected=(Selection | None, ...),
+                          **{name: (TuneEntry, None) for name in BACKBONES})
+Params.model_rebuild()
+
+
+def tuned_values(raw: dict, backbone: str) -> dict[str, Any]:
+    """A backbone's value of each TUNABLE key in a params mapping as loaded: its tune entry's, else the top-level one."""
+    entry = ((raw.get("tune") or {}).get(backbone)) or {}
+    return {key: _get(entry, key, _get(raw, key)) for key in TUNABLE}
+
+
+def nested(values: dict[str, Any]) -> dict:
+    """Dotted keys and their values as the nested mapping params.yaml writes them."""
+    tree: dict = {}
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = value
+    return tree
+
+
+def _get(mapping: dict, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(mapping, dict) or part not in mapping:
+            return default
+        mapping = mapping[part]
+    return mapping
 
 
 class _Loader(yaml.SafeLoader):
@@ -414,3 +529,31 @@ def _short(value: Any) -> str:
     shortener.maxstring = shortener.maxother = REPR_CHARS
     text = shortener.repr(value)
     return text if len(text) <= REPR_CHARS else text[:REPR_CHARS - 3] + "..."
+
+
+def write_tune(path: Path, entries: dict[str, dict], selected: dict) -> None:
+    """Put tune.<backbone> for each of `entries` and tune.selected into params.yaml, each as one flow mapping in place
+    of its old value; every other byte of the file (comments, other keys, their layout) stays as it was."""
+    text = path.read_text(encoding="utf-8")
+    root = yaml.compose(text, Loader=_Loader)
+    tune = next((value for key, value in root.value if key.value == "tune"), None)
+    if not isinstance(tune, yaml.MappingNode):
+        raise PipelineError(f"{path}: no tune: mapping to write into; add one (see the committed params.yaml)")
+    spans = {key.value: (key.end_mark.index, _text_end(value)) for key, value in tune.value}
+    updates = {**entries, "selected": selected}
+    missing = sorted(set(updates) - set(spans))
+    if missing:
+        raise PipelineError(f"{path}: tune has no entry for {', '.join(missing)}; add `{missing[0]}: {{}}` under tune")
+    for name in sorted(updates, key=lambda name: spans[name][0], reverse=True):  # from the end: earlier spans hold
+        start, end = spans[name]
+        flow = yaml.safe_dump(updates[name], default_flow_style=True, sort_keys=False, width=2**16).strip()
+        text = f"{text[:start]}: {flow}{text[end:]}"
+    path.write_text(text, encoding="utf-8")
+
+
+def _text_end(node: yaml.Node) -> int:
+    """Where a node's own text ends: a block collection's last item, not the comments and indent after it."""
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and not node.flow_style and node.value:
+        last = node.value[-1]
+        return _text_end(last[1] if isinstance(node, yaml.MappingNode) else last)
+    return node.end_mark.index

@@ -23,6 +23,8 @@ MODELS = Path("models")
 LIVE = Path("dvclive")
 EVAL_METRICS = Path("metrics/eval")
 EVAL_PLOTS = Path("plots/eval")
+EXPLAIN_METRICS = Path("metrics/explain")
+EXPLAIN_PLOTS = Path("plots/explain")
 AUDIT_METRICS = Path("metrics/audit.json")
 AUDIT_PLOTS = Path("plots/audit")
 BASELINES_METRICS = Path("metrics/baselines.json")
@@ -100,6 +102,11 @@ def predictions(backbone: str) -> Path:
     return eval_plots(backbone) / "predictions.csv"
 
 
+def val_predictions(backbone: str) -> Path:
+    """One row per val image, written by evaluate; compare scores the ensembles' val figures from it."""
+    return eval_plots(backbone) / "val_predictions.csv"
+
+
 def confusion(backbone: str) -> Path:
     """(actual, predicted) per test image, for DVC's confusion-matrix plot."""
     return eval_plots(backbone) / "confusion.csv"
@@ -108,3 +115,13 @@ def confusion(backbone: str) -> Path:
 def roc(backbone: str) -> Path:
     """One-vs-rest ROC curve points per class."""
     return eval_plots(backbone) / "roc.csv"
+
+
+def explain_metrics(backbone: str) -> Path:
+    """How many scans explain@<backbone> drew and, for MRI, its maps' share inside the brain."""
+    return EXPLAIN_METRICS / f"{backbone}.json"
+
+
+def explain_grid(backbone: str) -> Path:
+    """The Grad-CAM overlays of explain@<backbone>: classes by scans."""
+    return EXPLAIN_PLOTS / backbone / "grid.png"

@@ -12,8 +12,10 @@ from pipeline.core.errors import PipelineError
 MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)  # input sizes with their own ImageNet weights
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Backbone:
+    """One backbone's facts, named at each entry (keyword-only, as timm's pretrained configs are)."""
+
     name: str  # the keras.applications function that builds it
     preprocessing: str  # 'tf': [-1, 1]; 'caffe': BGR mean subtraction; 'builtin': the model takes [0, 255]
     min_size: int  # smallest input side the constructor accepts
@@ -44,21 +46,29 @@ def _mobilenet_v2_file(size: int) -> str:
 
 
 BACKBONES = {backbone.name: backbone for backbone in (
-    Backbone("MobileNetV2", "tf", 32, 0.35, _mobilenet_v2_file, "mobilenet_v2", None),
-    Backbone("MobileNetV3Small", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
-             "mobilenet_v3", "d3e8ec802a04aa4fc771ee12a9a9b836"),
-    Backbone("MobileNetV3Large", "builtin", 32, 0.3, _fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
-             "mobilenet_v3", "07fb09a5933dd0c8eaafa16978110389"),
-    Backbone("InceptionV3", "tf", 75, 0.2, _fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-             "inception_v3", "bcbd6486424b2319ff4ef7d526e38f63"),
-    Backbone("ResNet101", "caffe", 32, 0.1, _fixed("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-             "resnet", "88cf7a10940856eca736dc7b7e228a21"),
-    Backbone("VGG19", "caffe", 32, 0.25, _fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-             "vgg19", "253f8cb515780f3b799900260a226db6"),
-    Backbone("EfficientNetV2B0", "builtin", 32, 0.2, _fixed("efficientnetv2-b0_notop.h5"),
-             "efficientnet_v2", "893217f2bb855e2983157299931e43ff"),
-    Backbone("ConvNeXtTiny", "builtin", 32, 0.2, _fixed("convnext_tiny_notop.h5"),
-             "convnext", "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
+    Backbone(name="MobileNetV2", preprocessing="tf", min_size=32, unfreeze=0.35,
+             weights_file=_mobilenet_v2_file, weights_folder="mobilenet_v2", weights_hash=None),
+    Backbone(name="MobileNetV3Small", preprocessing="builtin", min_size=32, unfreeze=0.3,
+             weights_file=_fixed("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+             weights_folder="mobilenet_v3", weights_hash="d3e8ec802a04aa4fc771ee12a9a9b836"),
+    Backbone(name="MobileNetV3Large", preprocessing="builtin", min_size=32, unfreeze=0.3,
+             weights_file=_fixed("weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+             weights_folder="mobilenet_v3", weights_hash="07fb09a5933dd0c8eaafa16978110389"),
+    Backbone(name="InceptionV3", preprocessing="tf", min_size=75, unfreeze=0.2,
+             weights_file=_fixed("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             weights_folder="inception_v3", weights_hash="bcbd6486424b2319ff4ef7d526e38f63"),
+    Backbone(name="ResNet101", preprocessing="caffe", min_size=32, unfreeze=0.1,
+             weights_file=_fixed("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             weights_folder="resnet", weights_hash="88cf7a10940856eca736dc7b7e228a21"),
+    Backbone(name="VGG19", preprocessing="caffe", min_size=32, unfreeze=0.25,
+             weights_file=_fixed("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             weights_folder="vgg19", weights_hash="253f8cb515780f3b799900260a226db6"),
+    Backbone(name="EfficientNetV2B0", preprocessing="builtin", min_size=32, unfreeze=0.2,
+             weights_file=_fixed("efficientnetv2-b0_notop.h5"),
+             weights_folder="efficientnet_v2", weights_hash="893217f2bb855e2983157299931e43ff"),
+    Backbone(name="ConvNeXtTiny", preprocessing="builtin", min_size=32, unfreeze=0.2,
+             weights_file=_fixed("convnext_tiny_notop.h5"), weights_folder="convnext",
+             weights_hash="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
 )}
 
 

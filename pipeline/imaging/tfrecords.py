@@ -7,13 +7,14 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.files import write_json
 from pipeline.core.params import SPLITS
 from pipeline.core.text import escape
@@ -73,12 +74,15 @@ def write_meta(out_dir: Path, meta: dict) -> None:
     write_json(out_dir / META_NAME, meta)
 
 
-def read_meta(tfrecord_dir: Path) -> dict:
-    """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it."""
+def read_meta(tfrecord_dir: Path, expected: Mapping = MappingProxyType({})) -> dict:
+    """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it: missing, or recording
+    other values than `expected` (image_size, classes: what params say now)."""
     path = tfrecord_dir / META_NAME
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the preprocess stage first (dvc repro preprocess)")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    check_inputs(path, meta, expected, "preprocess")
+    return meta
 
 
 def decode_image(encoded: tf.Tensor, encoding: str, image_size: int, channels: int) -> tf.Tensor:
@@ -135,6 +139,26 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """A split's stored images shrunk to size x size (each pixel the mean of those it covers, channels as stored) and
+    flattened to [0, 1]:
+    `features` (n, size * size * channels) float32, `labels`, and `paths` as the features stage stores them."""
+    meta = read_meta(tfrecord_dir)
+    if size > meta["image_size"]:
+        raise PipelineError(f"{tfrecord_dir}: images of {meta['image_size']} px cannot be shrunk to {size} px; "
+                            "rerun the preprocess stage (dvc repro preprocess)")
+    parts = {"features": [np.zeros((0, size * size * meta["channels"]), np.float32)],
+             "labels": [np.zeros(0, np.int32)], "paths": [np.zeros(0, str)]}
+    batches = (make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True)
+               if meta["counts"][split] else [])
+    for images, labels, ids in batches:
+        small = tf.image.resize(images, (size, size), method="area") / 255.0
+        parts["features"].append(tf.reshape(small, (len(labels), -1)).numpy())
+        parts["labels"].append(labels.numpy())
+        parts["paths"].append(np.array([value.decode() for value in ids["path"].numpy()]))
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _shard_paths(tfrecord_dir: Path, meta: dict, split: str) -> list[Path]:

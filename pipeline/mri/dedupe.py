@@ -27,7 +27,7 @@ from pipeline.mri.forking import frozen_for_fork
 from pipeline.mri.layout import FoundFile, count_on_disk, find_files
 from pipeline.mri.matching import match_copies
 from pipeline.mri.subjects import fits_a_name_rule, group_subjects
-from pipeline.tables.index import IndexRow
+from pipeline.tables.index import IndexRow, account
 
 BATCH = 32  # files a worker reads and fingerprints together
 IN_FLIGHT = 2  # batches sent ahead to each worker, so that none waits for its next
@@ -75,11 +75,9 @@ def build_index(root: Path, classes: tuple[str, ...], settings: DedupeParams) ->
     rows.update(placed)
     rows.update(_inherit_from_kept(set_aside, rows))
     index = [rows[path] for path in sorted(rows)]
-    on_disk = count_on_disk(root)
-    if on_disk != len(index):
-        raise PipelineError(f"data.archive {root}: {on_disk} entries on disk but {len(index)} rows indexed; "
-                            "did files change while the stage ran? Rerun `dvc repro dedupe`")
-    report.update(_counts(on_disk, found, index, empty_folders))
+    report.update(account(index, count_on_disk(root), f"entries on disk in data.archive {root}"),
+                  layouts=dict(sorted(Counter(file.layout or "none" for file in found).items())),
+                  empty_class_folders=empty_folders)
     return index, report
 
 
@@ -375,21 +373,3 @@ def _distribution(values: list[float]) -> dict:
         return {}
     quantiles = np.quantile(values, [0.0, 0.01, 0.05, 0.5])
     return {name: round(float(value), 4) for name, value in zip(("min", "p01", "p05", "median"), quantiles)}
-
-
-def _counts(on_disk: int, found: list[FoundFile], index: list[IndexRow], empty_folders: list[str]) -> dict:
-    status = defaultdict(Counter)
-    for row in index:
-        status[row.status][row.kind] += 1
-    used = sum(row.status == "ok" for row in index)
-    subjects = defaultdict(set)
-    for row in index:
-        if row.status == "ok" and row.kind == "original":
-            subjects[row.label].add(row.subject)
-    return {
-        "files": {"found": on_disk, "used": used, "set_aside": len(index) - used},
-        "status": {name: dict(sorted(kinds.items())) for name, kinds in sorted(status.items())},
-        "layouts": dict(sorted(Counter(file.layout or "none" for file in found).items())),
-        "empty_class_folders": empty_folders,
-        "subjects": {label: len(values) for label, values in sorted(subjects.items())},
-    }

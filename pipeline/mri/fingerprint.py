@@ -80,10 +80,8 @@ def reduce(image: Image.Image, frame: tuple[int, int]) -> np.ndarray:
 def fingerprints(reduced: np.ndarray, angles: np.ndarray) -> Fingerprints:
     """The keys and the views at `angles` (radians) of reduced scans stacked (n, rows, columns)."""
     work = reduced.astype(np.float32)
-    border = np.concatenate([work[:, 0], work[:, -1], work[:, :, 0], work[:, :, -1]], axis=1)
-    background = np.median(border, axis=1).astype(np.float64)
-    peak = _percentile(work.reshape(len(work), -1), 99).astype(np.float64)
-    silhouette = _filled(work > (background + 0.2 * (peak - background))[:, None, None])
+    background, peak = _levels(work)
+    silhouette = _silhouette(work, background, peak)
     centre, spread, area = _moments(silhouette)
     centre, spread = centre.astype(np.float32), spread.astype(np.float32)
     work -= background.astype(np.float32)[:, None, None]
@@ -93,6 +91,23 @@ def fingerprints(reduced: np.ndarray, angles: np.ndarray) -> Fingerprints:
         peak - background < 8, UNIFORM, np.where(area < 16, TOO_SMALL, np.where(key_norm * view_norm == 0, UNIFORM, ""))
     )
     return Fingerprints(keys=keys, views=views, blank=blank.tolist())
+
+
+def silhouettes(reduced: np.ndarray) -> np.ndarray:
+    """The brain's silhouette (boolean, same shape) in reduced scans stacked (n, rows, columns of at most 53)."""
+    work = reduced.astype(np.float32)
+    return _silhouette(work, *_levels(work))
+
+
+def _levels(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each scan's background (the median of its border) and peak (its 99th percentile)."""
+    border = np.concatenate([work[:, 0], work[:, -1], work[:, :, 0], work[:, :, -1]], axis=1)
+    return np.median(border, axis=1).astype(np.float64), _percentile(work.reshape(len(work), -1), 99).astype(np.float64)
+
+
+def _silhouette(work: np.ndarray, background: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """The pixels a fifth of the way from background to peak or brighter, every gap between them closed."""
+    return _filled(work > (background + 0.2 * (peak - background))[:, None, None])
 
 
 def _percentile(values: np.ndarray, q: float) -> np.ndarray:

@@ -21,6 +21,7 @@ from pipeline.mri.layout import ORIGINAL_PREFIXES, archive_folders
 
 TRUTH_COLUMNS = ("path", "kind", "label", "source", "subject")
 COPY_SIZES = ((180, 180), (200, 190))  # (width, height), as in Kaggle's augmented set
+UNUSED_NOTE = "README.txt"  # all the demo folder holds when the run reads other images
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +56,14 @@ def _write_class(root: Path, rank: int, n_classes: int, synth: SynthParams,
     rng = np.random.default_rng(stream)
     originals = _write_originals(root, originals_dir / label, label, rank, n_classes, n_subjects, synth, rng)
     return originals + _write_copies(root, copies_dir / label, originals, synth.copies_per_class, rng)
+
+
+def write_unused(root: Path, reason: str) -> None:
+    """In place of a demo archive that no stage reads: a folder holding only a note that says why."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / UNUSED_NOTE).write_text(f"No demo archive: {reason}.\n", encoding="utf-8")
 
 
 def write_truth(path: Path, truth: list[TruthRow]) -> None:

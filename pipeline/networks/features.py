@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from pipeline.core.files import replacing, write_json
 from pipeline.core.params import SPLITS, AugmentParams, Params
-from pipeline.core.registry import describe, get_backbone
+from pipeline.core.registry import describe, get_backbone, input_size
 from pipeline.imaging.augment import augment_dataset
 from pipeline.imaging.tfrecords import make_dataset, read_meta
 from pipeline.networks.backbones import base_of, build_extractor, calibrate_batchnorm
@@ -27,14 +27,14 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
     through it params.evaluate.batch_size at a time."""
     backbone = get_backbone(backbone_name)
     keras.utils.set_random_seed(params.seed)
-    weights_file, source = staged_weights(weights_dir)
+    data_meta = read_meta(tfrecord_dir, {"image_size": params.image_size})
+    weights_file, source = staged_weights(weights_dir, params.weights, input_size(backbone, params.image_size))
     extractor = build_extractor(backbone, str(weights_file) if weights_file else "none", params.image_size)
     if weights_file is None:
         images, _ = next(iter(make_dataset(tfrecord_dir, "train", CALIBRATION_IMAGES)))
         calibrated = calibrate_batchnorm(backbone, extractor, images)
         log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
                  backbone.name, calibrated, len(images))
-    data_meta = read_meta(tfrecord_dir)
     counts = data_meta["counts"]
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(base_weights_file(out_dir)) as partial:

@@ -25,7 +25,7 @@ from pipeline.networks.training import (
     open_live,
     training_callbacks,
 )
-from pipeline.tables.features import base_weights_file
+from pipeline.tables.features import base_weights_file, read_features_meta
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,9 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     keras.utils.set_random_seed(params.seed)  # before the head loads: its dropout layers draw their seeds then
     mixed = use_mixed_precision(params.fine_tune.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    data_meta = read_meta(tfrecord_dir)
+    data_meta = read_meta(tfrecord_dir, {"image_size": params.image_size, **params.data.named_classes()})
+    read_features_meta(features_dir, {"weights": params.weights, "image_size": params.image_size,
+                                      "classes": data_meta["classes"]})
     counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
     with strategy.scope():
         head = load_head(files.head)
@@ -147,6 +149,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     save_model(model, files.model)
     meta = {
         **describe(backbone, params.weights, params.image_size),
+        "classes": classes,  # what the model's outputs are, for evaluate to check against the TFRecords
         "unfrozen_layers": unfrozen,
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
         "total_params": int(model.count_params()),

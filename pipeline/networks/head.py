@@ -54,7 +54,7 @@ def train_head(features_dir: Path, out_path: Path, live_dir: Path, params: Param
     """Fit a head on features_dir's train.npz (val.npz for early stopping), save it to out_path; return a summary."""
     start = time.perf_counter()
     keras.utils.set_random_seed(params.seed)
-    meta = read_features_meta(features_dir)
+    meta = read_features_meta(features_dir, params.data.named_classes())
     train, val = load_features(features_dir, "train"), load_features(features_dir, "val")
     n_classes = len(meta["classes"])
     head = build_head(train["features"], n_classes, params.head)

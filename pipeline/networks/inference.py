@@ -37,10 +37,7 @@ def inference_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
 def predict_split(infer: Callable, tfrecord_dir: Path, split: str, batch_size: int,
                   classes: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of `split`, in splits.csv order: path, subject, label, label_index, predicted, prob_<class>."""
-    meta = read_meta(tfrecord_dir)
-    if tuple(meta["classes"]) != classes:
-        raise PipelineError(f"{tfrecord_dir}: classes {meta['classes']} differ from the expected {list(classes)}; "
-                            "rerun dvc repro preprocess")
+    meta = read_meta(tfrecord_dir, {"classes": classes})
     dataset = make_dataset(tfrecord_dir, split, batch_size, with_ids=True)
     batches = [
         (infer(images).numpy(), labels.numpy(), ids)

@@ -21,6 +21,8 @@ from pipeline.core.paths import ModelFiles
 
 log = logging.getLogger(__name__)
 
+KERAS_PATCHED = "3.15"  # the Keras release multi_worker_strategy's patch was written for (requirements.txt pins it)
+
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> dict[int, float] | None:
     """'balanced' weights n / (k * count) per class present (1 for absent classes), or None for 'none'."""
@@ -94,13 +96,15 @@ def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
     """MultiWorkerMirroredStrategy over TF_CONFIG's cluster, with Keras' fit and evaluate made to run under it.
 
     Create it before anything asks TensorFlow for its devices. Keras 3's TensorFlow trainer
-    (3.15) fails on a cluster's first step (keras-team/keras#20585): it hands collective ops a
-    whole batch to reduce before building the model, and scalar metrics to reduce along axis 0.
-    Here the build takes this worker's first replica's batch (only its shapes matter), and
-    metrics are averaged across replicas only, as Keras does on one machine. And the datasets
+    (KERAS_PATCHED) fails on a cluster's first step (keras-team/keras#20585): it hands collective
+    ops a whole batch to reduce before building the model, and scalar metrics to reduce along
+    axis 0. Here the build takes this worker's first replica's batch (only its shapes matter),
+    and metrics are averaged across replicas only, as Keras does on one machine; on any other
+    Keras it stops with one line before patching anything. And the datasets
     it distributes are shared out by element: a split in fewer TFRecord files than workers
     cannot be shared out by file, TensorFlow's first choice.
     """
+    refuse_unpatched_keras(keras.__version__)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     by_element = tf.data.Options()
     by_element.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -112,6 +116,14 @@ def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
         keras_tf_trainer.reduce_per_replica = _reduce_across_replicas(keras_tf_trainer.reduce_per_replica)
         keras_tf_trainer._pipeline_multi_worker = True
     return strategy
+
+
+def refuse_unpatched_keras(version: str) -> None:
+    """A PipelineError unless `version` is the Keras release (KERAS_PATCHED) whose internals the patch replaces."""
+    if version.split(".")[:2] != KERAS_PATCHED.split("."):
+        raise PipelineError(f"training on a cluster patches Keras {KERAS_PATCHED}'s TensorFlow trainer "
+                            f"(keras-team/keras#20585) and this is Keras {version}; install requirements.txt's keras, "
+                            "or check the patch in pipeline/networks/training.py against this Keras and update it")
 
 
 def _build_from_local_batch(model: keras.Model, iterator=None, data_batch=None) -> None:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.files import replacing, write_json
 from pipeline.core.registry import Backbone
 
@@ -92,7 +92,7 @@ def stage_weights(backbone: Backbone, weights: str, size: int, out_dir: Path) ->
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    record = {"backbone": backbone.name, "weights": weights, "file": file, "sha256": None}
+    record = {"backbone": backbone.name, "weights": weights, "input_size": size, "file": file, "sha256": None}
     if source is not None:
         with replacing(out_dir / file) as partial:
             shutil.copyfile(source, partial)
@@ -101,10 +101,13 @@ def stage_weights(backbone: Backbone, weights: str, size: int, out_dir: Path) ->
     return record
 
 
-def staged_weights(weights_dir: Path) -> tuple[Path | None, dict]:
-    """The staged file (None for random weights) and its source.json, or a PipelineError saying how to stage it."""
+def staged_weights(weights_dir: Path, weights: str, size: int) -> tuple[Path | None, dict]:
+    """The staged file (None for random weights) and its source.json, or a PipelineError saying how to stage it
+    (none staged, or staged for other `weights` or input size than these)."""
     path = weights_dir / SOURCE_NAME
+    stage = f"weights@{weights_dir.name}"
     if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro weights@{weights_dir.name} first")
+        raise PipelineError(f"{path} not found; run `dvc repro {stage}` first")
     record = json.loads(path.read_text())
+    check_inputs(path, record, {"weights": weights, "input_size": size}, stage)
     return (weights_dir / record["file"] if record["file"] else None), record

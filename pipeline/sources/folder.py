@@ -6,10 +6,10 @@ from pathlib import Path
 from pipeline.core.errors import PipelineError
 from pipeline.imaging.reader import is_image_name, not_a_file
 from pipeline.mri.fingerprint import upright_views
-from pipeline.mri.layout import find_files
+from pipeline.mri.layout import count_on_disk, find_files
 from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
-from pipeline.tables.index import IndexRow
+from pipeline.tables.index import IndexRow, account
 from pipeline.tables.source import SourceInfo
 
 GROUP_COLUMNS = ("path", "group")
@@ -94,7 +94,9 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
                 for row in rows]
     rows, identical = group_identical(rows, pixels)
     usable = [row for row in rows if row.status == "ok"]
+    counted = f"entries on disk in data.archive {root}" + (f" besides {csv_path}" if csv_path else "")
     report = {
+        **account(rows, count_on_disk(root) - bool(csv_path), counted),  # the group CSV is no image: it has no row
         "identical": identical,
         "empty_class_folders": empty_folders,
         "groups": {"file": csv_path, **_group_report(groups, usable, {file.path for file in found})}

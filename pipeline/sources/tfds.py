@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError
 from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
-from pipeline.tables.index import IndexRow
+from pipeline.tables.index import IndexRow, account
 from pipeline.tables.source import SourceInfo
 
 OWN_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}  # TFDS name -> ours
@@ -89,9 +89,10 @@ def index_tfds(source: str, data_dir: str, classes: tuple[str, ...], out_dir: Pa
     channels = builder.info.features[image_key].shape[-1]
     if channels not in (1, 3):  # not declared: as the pixels are
         channels = 3 if any(pixels[row.path].colour for row in rows if row.status == "ok") else 1
-    report = {"tfds": {"name": builder.name, "version": str(builder.version), "data_dir": str(builder.data_dir),
-                       "splits": {split: builder.info.splits[split].num_examples for split in builder.info.splits},
-                       "own_splits_used": own_splits},
+    declared = {split: builder.info.splits[split].num_examples for split in builder.info.splits}
+    report = {**account(rows, sum(declared.values()), f"examples in the splits of tfds:{builder.name}"),
+              "tfds": {"name": builder.name, "version": str(builder.version), "data_dir": str(builder.data_dir),
+                       "splits": declared, "own_splits_used": own_splits},
               "identical": identical}
     info = SourceInfo(source=source, root=out_dir.as_posix(), classes=classes or names, channels=channels,
                       own_splits=own_splits)

@@ -25,9 +25,10 @@ def main(params: Params) -> None:
     write_index(paths.INDEX, rows)
     write_source_info(paths.SOURCE_INFO, info)
     write_json(paths.DEDUPE_METRICS, report)
-    used = sum(row.status == "ok" for row in rows)
-    log.info("indexed %d files of %s (%d used, %d classes, %d channel(s)) into %s; metrics in %s", len(rows),
-             info.source, used, len(info.classes), info.channels, paths.INDEX, paths.DEDUPE_METRICS)
+    files = report["files"]
+    log.info("indexed %d files of %s (%d used, %d set aside, %d classes, %d channel(s)) into %s; metrics in %s",
+             files["found"], info.source, files["used"], files["set_aside"], len(info.classes), info.channels,
+             paths.INDEX, paths.DEDUPE_METRICS)
 
 
 def _warnings(report: dict) -> list[str]:

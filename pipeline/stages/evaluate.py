@@ -1,8 +1,10 @@
-"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject.
+"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject, and on val.
 
 Writes metrics/eval/<backbone>.json (headline metrics, per class and per subject, 95% intervals
-by subject bootstrap, model size and CPU latency) and, under plots/eval/<backbone>/, one row
-per test image (predictions.csv, confusion.csv) and one-vs-rest ROC curves (roc.csv).
+by subject bootstrap, model size and CPU latency; under `val`, the val split's headline metrics and
+intervals, which models are chosen and tuned on) and, under plots/eval/<backbone>/, one row per test
+image (predictions.csv, confusion.csv), one per val image (val_predictions.csv) and one-vs-rest ROC
+curves (roc.csv).
 """
 
 import json
@@ -10,9 +12,9 @@ import logging
 import math
 from pathlib import Path
 
-from pipeline.analysis.metrics import evaluate_predictions, roc_curves
+from pipeline.analysis.metrics import evaluate_predictions, roc_curves, validation_scores
 from pipeline.core import paths
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, check_inputs
 from pipeline.core.files import write_csv, write_json
 from pipeline.core.params import Params
 from pipeline.imaging.tfrecords import read_meta
@@ -24,14 +26,23 @@ log = logging.getLogger(__name__)
 
 def main(params: Params, backbone: str) -> None:
     files = paths.model_files(backbone)
+    data_meta = read_meta(paths.TFRECORDS, params.data.named_classes())
+    classes = tuple(data_meta["classes"])  # the source's, as preprocess stored them
+    meta = read_model_meta(files.meta, backbone, {key: data_meta[key] for key in ("image_size", "classes")})
     model = load_model(files.model, backbone)
-    meta = read_model_meta(files.meta, backbone)
     infer = inference_function(model)
-    classes = tuple(read_meta(paths.TFRECORDS)["classes"])  # the source's, as preprocess stored them
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
-    shape = (read_meta(paths.TFRECORDS)["image_size"],) * 2 + (3,)
+    val_predictions, report["val"] = predictions.iloc[:0], None
+    if data_meta["counts"]["val"]:
+        val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
+        report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
+                                          ordinal=params.data.ordinal)
+    else:
+        log.warning("the val split has no images: no val scores, so compare needs compare.reference to name "
+                    "the reference model when it compares several backbones")
+    shape = (data_meta["image_size"],) * 2 + (3,)
     report.update(
         backbone=backbone,
         pretrained=bool(meta["pretrained"]),
@@ -44,17 +55,22 @@ def main(params: Params, backbone: str) -> None:
     )
     write_json(paths.eval_metrics(backbone), report)
     write_csv(paths.predictions(backbone), predictions)
+    write_csv(paths.val_predictions(backbone), val_predictions)
     write_csv(paths.confusion(backbone), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
     write_csv(paths.roc(backbone), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
+    if report["val"]:
+        log.info("%s on %d val images of %d subjects: balanced accuracy %.3f", backbone, report["val"]["images"],
+                 report["val"]["subjects"], report["val"]["balanced_accuracy"])
     log.info("%s on %d test images of %d subjects: accuracy %.3f, balanced accuracy %.3f, macro-F1 %.3f",
              backbone, report["test_images"], report["test_subjects"], report["accuracy"],
              report["balanced_accuracy"], report["macro_f1"])
     log.info("wrote %s and %s/", paths.eval_metrics(backbone), paths.eval_plots(backbone))
 
 
-def read_model_meta(path: Path, backbone: str) -> dict:
-    """The meta.json fine-tuning wrote beside the model, with the keys the report needs."""
+def read_model_meta(path: Path, backbone: str, expected: dict) -> dict:
+    """The meta.json fine-tuning wrote beside the model, with the keys the report needs, made for `expected`
+    (the TFRecords' image size and classes)."""
     if not path.is_file():
         raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
     meta = json.loads(path.read_text())
@@ -62,4 +78,5 @@ def read_model_meta(path: Path, backbone: str) -> dict:
     if missing:
         raise PipelineError(f"{path}: no {' or '.join(map(repr, missing))} key; "
                             f"run dvc repro finetune@{backbone} again")
+    check_inputs(path, meta, expected, f"finetune@{backbone}")
     return meta

@@ -14,7 +14,8 @@ def main(params: Params, backbone_name: str) -> None:
     backbone = get_backbone(backbone_name)
     files = paths.model_files(backbone.name)
     live_dir = paths.live_dir("finetune", backbone.name)
-    meta = fine_tune(paths.TFRECORDS, paths.features_dir(backbone.name), files, live_dir, backbone, params)
+    meta = fine_tune(paths.TFRECORDS, paths.features_dir(backbone.name), files, live_dir, backbone,
+                     params.for_backbone(backbone.name))
     log.info("%s fine-tuned: %d of %d parameters trainable, %d epochs in %.0f s on %d replica(s); saved to %s",
              backbone.name, meta["trainable_params"], meta["total_params"], meta["epochs_run"], meta["seconds"],
              meta["replicas"], meta["saved_to"])

@@ -1,4 +1,5 @@
-"""`python -m pipeline serve [--host H] [--port P] [--allow-remote]`: the web app on the workspace's trained models.
+"""`python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`: the web app on the workspace's
+trained models.
 
 Not a DVC stage: it reads what the stages wrote, and serves until stopped.
 """
@@ -27,12 +28,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def main(params: Params, host: str = HOST, port: int = PORT, allow_remote: bool = False) -> None:
-    """Load the models and serve; binding beyond loopback needs `allow_remote`, and warns."""
+def main(params: Params, host: str = HOST, port: int = PORT, allow_remote: list[str] | None = None) -> None:
+    """Load the models and serve. Binding beyond loopback needs `allow_remote` (the host names other machines use
+    for this one; none: any), and warns; without it, requests named for anything but loopback are refused."""
     if not is_loopback(host):
-        if not allow_remote:
-            raise PipelineError(f"--host {host} would serve beyond this machine; add --allow-remote to mean it")
-        log.warning("serving on %s: anyone who can reach this machine's port %d can use the app (no login)",
-                    host, port)
-    app = create_app(Path.cwd(), params)
+        if allow_remote is None:
+            raise PipelineError(f"--host {host} would serve beyond this machine; add --allow-remote to mean it "
+                                "(followed by the names other machines call this one, to refuse any other)")
+        log.warning("serving on %s: anyone who can reach this machine's port %d can use the app (no login); "
+                    "Host names answered: %s", host, port, ", ".join(allow_remote) or "any")
+    remote = None if allow_remote is None else tuple(allow_remote)
+    app = create_app(Path.cwd(), params, remote=remote)
     uvicorn.run(app, host=host, port=port, log_level="info")

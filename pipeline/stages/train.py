@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 def main(params: Params, backbone_name: str) -> None:
     backbone = get_backbone(backbone_name)
     out_path = paths.model_files(backbone.name).head
-    summary = train_head(paths.features_dir(backbone.name), out_path, paths.live_dir("train", backbone.name), params)
+    summary = train_head(paths.features_dir(backbone.name), out_path, paths.live_dir("train", backbone.name),
+                         params.for_backbone(backbone.name))
     log.info("%s head: %d epochs in %.0f s, %s; saved to %s", backbone.name, summary["epochs_run"],
              summary["seconds"], ", ".join(f"{k} {v:.3f}" for k, v in summary["final"].items()), out_path)

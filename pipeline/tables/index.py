@@ -1,6 +1,7 @@
 """The index every source yields, one row per file found: its columns, reading and writing."""
 
 import csv
+from collections import Counter, defaultdict
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
@@ -51,3 +52,23 @@ def read_index(path: Path) -> pd.DataFrame:
     if missing:
         raise PipelineError(f"{path}: missing columns {', '.join(missing)}; run `dvc repro dedupe` again")
     return index
+
+
+def account(rows: list[IndexRow], found: int, counted: str) -> dict:
+    """What became of every file or example a source found, for metrics/dedupe.json: found, used and set aside,
+    rows per status and kind, and subjects per class (used originals). `found` is counted apart from the rows
+    (a walk of the folder, the dataset's declared sizes), as `counted` says; a row too many or too few stops here."""
+    if found != len(rows):
+        raise PipelineError(f"{found} {counted} but {len(rows)} rows indexed; did the files change while the stage ran? "
+                            "Rerun `dvc repro dedupe`")
+    status, subjects = defaultdict(Counter), defaultdict(set)
+    for row in rows:
+        status[row.status][row.kind] += 1
+        if row.status == "ok" and row.kind == "original":
+            subjects[row.label].add(row.subject)
+    used = sum(status["ok"].values())
+    return {
+        "files": {"found": found, "used": used, "set_aside": found - used},
+        "status": {name: dict(sorted(kinds.items())) for name, kinds in sorted(status.items())},
+        "subjects": {label: len(values) for label, values in sorted(subjects.items())},
+    }

@@ -13,6 +13,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
 from pipeline.analysis.plots_page import bundle
 from pipeline.core import paths
@@ -20,6 +22,7 @@ from pipeline.core.params import Params
 from pipeline.imaging.tfrecords import read_meta
 from pipeline.networks.inference import read_scans
 from pipeline.web import live, report
+from pipeline.web.guard import RefuseCrossSite, allowed_hosts
 from pipeline.web.models import Batcher, Busy, Models
 
 log = logging.getLogger(__name__)
@@ -70,12 +73,15 @@ def read_upload(upload: UploadFile, sizes: set[int], channels: int) -> dict[int,
         return pixels
 
 
-def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI:
-    """The app over the project at `root`, with its trained models loaded once, now."""
+def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tuple[str, ...] | None = None) -> FastAPI:
+    """The app over the project at `root`, with its trained models loaded and warmed once, now; it answers requests
+    named for loopback and the `remote` host names (`allowed_hosts`)."""
     trained_on = read_meta(root / paths.TFRECORDS)  # the source's classes and channels, as the models saw them
     classes, channels = tuple(trained_on["classes"]), trained_on["channels"]
     models = Models(root, params.backbones, classes)
+    models.warm()
     batcher = Batcher(models.predict, limits.waiting, limits.batch)
+    experiments = report.Experiments(root, params.backbones)
     vega = f"(() => {{\n{bundle()}\n}})();\n"
 
     @asynccontextmanager
@@ -83,8 +89,11 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
         worker = asyncio.create_task(batcher.run())
         yield
         worker.cancel()
+        experiments.close()
 
     app = FastAPI(title="honest-backbones", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RefuseCrossSite)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(remote), www_redirect=False)  # outermost
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(Exception)
@@ -108,8 +117,7 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
 
     @app.get("/api/comparison")
     async def comparison():
-        return {"report": await asyncio.to_thread(report.report, root),
-                "experiments": await asyncio.to_thread(report.experiments, root, params.backbones)}
+        return {"report": await asyncio.to_thread(report.report, root), "experiments": await experiments.get()}
 
     @app.get("/plots/compare/{name}")  # where reports/comparison.md's image links point from the page
     async def chart(name: str):
@@ -135,6 +143,10 @@ def create_app(root: Path, params: Params, limits: Limits = Limits()) -> FastAPI
                 max_files=limits.files, max_fields=limits.files)
         except TooLarge:
             raise HTTPException(413, f"upload too large: over {limits.request_bytes} bytes") from None
+        except ClientDisconnect:  # nobody to answer
+            log.info("upload cut short: %s hung up", f"{request.client.host}:{request.client.port}"
+                     if request.client else "the client")
+            return Response(status_code=400)
         try:
             uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
             if not uploads:

@@ -33,6 +33,12 @@ class Models:
             log.warning("no %s ensemble: %s", WEIGHTED, error)
             self.weights = None
 
+    def warm(self) -> None:
+        """Trace each model's inference for one image and then for a batch (the shape every later call reuses), so
+        the first upload is answered as fast as the next."""
+        for count in (1, 2):
+            self.predict({size: np.zeros((count, size, size, 3), np.float32) for size in set(self.sizes.values())})
+
     @property
     def names(self) -> list[str]:
         """The models the API answers for: each backbone, then the ensembles."""

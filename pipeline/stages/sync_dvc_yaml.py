@@ -1,0 +1,25 @@
+"""Command `sync-dvc-yaml`: dvc.yaml's training charts and model registry rewritten for params.yaml's `backbones`."""
+
+import logging
+
+from pipeline.core import paths
+from pipeline.core.dvc_yaml import synced
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import write_text
+from pipeline.core.params import Params
+
+log = logging.getLogger(__name__)
+
+
+def main(params: Params) -> None:
+    """Rewrite dvc.yaml's generated blocks, or say they already follow `backbones`."""
+    if not paths.DVC_YAML.is_file():
+        raise PipelineError(f"{paths.DVC_YAML} not found; run sync-dvc-yaml in the project's root folder")
+    text = paths.DVC_YAML.read_text()
+    new = synced(text, list(params.backbones))
+    if new == text:
+        log.info("%s already follows backbones: %s", paths.DVC_YAML, ", ".join(params.backbones))
+        return
+    write_text(paths.DVC_YAML, new)
+    log.info("%s: training plots and artifacts rewritten for backbones: %s", paths.DVC_YAML,
+             ", ".join(params.backbones))
