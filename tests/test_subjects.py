@@ -139,6 +139,24 @@ def test_groups_that_are_not_whole_subjects_are_merged_with_their_nearest_such_g
     assert evidence["merged_to_whole_subjects"] == 1
 
 
+def on_a_plane(points: list[tuple[float, float]]) -> np.ndarray:
+    """Unit views of points in a plane, near enough one another that their distances are the points' (x 0.01)."""
+    views = np.column_stack([np.ones(len(points)), 0.01 * np.array(points, float)])
+    return (views / np.linalg.norm(views, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_groups_are_merged_when_a_slice_lies_about_as_near_the_other_as_its_own():
+    # Subjects of 6: A along y = 0 from x 0 to 4 plus a slice 3 below its end, B along y = 0 from x 5.5; the link
+    # (4, 0)-(5.5, 0) is 1.5 steps long, cut; but A's sixth slice is 3.02 from its own and 3.23 from B's first.
+    points = [(x, 0.0) for x in range(5)] + [(4.3, -3.0)] + [(5.5 + x, 0.0) for x in range(6)]
+    names = [f"slice{index:02d}" for index in range(12)]
+    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(points), 6, 1.1)
+    assert ids == ["A/g000"] * 12 and evidence["merged_as_ambiguous"] == 1
+    far = points[:5] + [(4.3, -1.0)] + points[6:]  # now 1.04 from its own, 1.56 from B: no doubt
+    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(far), 6, 1.1)
+    assert ids == ["A/g000"] * 6 + ["A/g001"] * 6 and evidence["merged_as_ambiguous"] == 0
+
+
 def test_truth_scores_count_recovered_split_and_mixed_subjects_with_examples(tmp_path):
     # True subjects a, b, c, d; found: a whole in g0, b over g1 and g2, c and d together in g3.
     placed = {"a0": "g0", "a1": "g0", "b0": "g1", "b1": "g2", "c0": "g3", "d0": "g3"}

@@ -21,7 +21,7 @@ CONFIRMATION = 0.9  # share of a rule's neighbour links the pixels must confirm
 MIN_SHARE = 0.75  # a cut leaving fewer than this share of a subject's slices on a side is a piece broken off
 THIN = 1.25  # a cut whose link is less than THIN x dedupe.separation times its ends' steps rests on weak evidence
 TIE = 1e-9  # the least distance given to a tree link: identical views are still linked
-EVIDENCE = ("kept_though_apart", "cut_on_a_thin_margin", "merged_to_whole_subjects")
+EVIDENCE = ("kept_though_apart", "cut_on_a_thin_margin", "merged_to_whole_subjects", "merged_as_ambiguous")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,10 @@ def _chains(views: np.ndarray, slices_per_subject: int, separation: float) -> tu
     separate the two sides) and both sides keep at least MIN_SHARE of a subject's slices. A subject
     has `slices_per_subject` slices, so a group of any other multiple holds a piece of a subject
     cut off from the rest: such groups are merged with their most similar such group until the
-    sizes add up. Every doubt merges: a merged group costs balance, a split subject is leakage.
+    sizes add up. Last, a cut holds only where every slice on either side is at least `separation`
+    times closer to its own group than to the other (`_merge_ambiguous`): end slices of two
+    subjects can be alike enough to trade places while both groups keep whole-subject sizes.
+    Every doubt merges: a merged group costs balance, a split subject is leakage.
     """
     n = len(views)
     counts = Counter()
@@ -154,12 +157,28 @@ def _chains(views: np.ndarray, slices_per_subject: int, separation: float) -> tu
         sizes = np.bincount(group)
         unexplained = np.flatnonzero(sizes % slices_per_subject)
         if len(unexplained) < 2:
-            return group, counts
+            return _merge_ambiguous(distance, group, separation, counts), counts
         piece = unexplained[np.argmin(sizes[unexplained])]  # the smallest first, ties to the lowest number
         others = unexplained[unexplained != piece]
         nearest = others[np.argmax([similarity[np.ix_(group == piece, group == other)].max() for other in others])]
         group = np.unique(np.where(group == piece, nearest, group), return_inverse=True)[1]
         counts["merged_to_whole_subjects"] += 1
+
+
+def _merge_ambiguous(distance: np.ndarray, group: np.ndarray, separation: float, counts: Counter) -> np.ndarray:
+    """Merge groups until every slice is at least `separation` times closer to its own group than to any other."""
+    while True:
+        if group.max() < 1:
+            return group
+        nearest = np.column_stack([distance[:, group == other].min(axis=1) for other in range(group.max() + 1)])
+        own = nearest[np.arange(len(group)), group].copy()
+        nearest[np.arange(len(group)), group] = np.inf
+        ratio = nearest / own[:, None]
+        slice_, other = np.unravel_index(np.argmin(ratio), ratio.shape)
+        if ratio[slice_, other] >= separation:
+            return group
+        group = np.unique(np.where(group == other, group[slice_], group), return_inverse=True)[1]
+        counts["merged_as_ambiguous"] += 1
 
 
 def _components(n: int, start: np.ndarray, end: np.ndarray) -> np.ndarray:
