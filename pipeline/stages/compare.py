@@ -7,6 +7,7 @@ when present. Writes metrics/summary.json, plots/compare/ (summary.csv, per_clas
 """
 
 import logging
+from pathlib import Path
 
 from pipeline.analysis.comparison import (
     add_explanations,
