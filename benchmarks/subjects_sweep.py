@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/subjects-sweep"))
     args = parser.parse_args()
     print("| setting | seed | recovered of 17 | found groups | true subjects over several groups | "
-          "true subjects in two splits | weak links (kept though apart / thin cuts / merged to whole) | "
+          "true subjects in two splits | weak links (kept though apart / thin cuts / merged to whole / merged as ambiguous) | "
           "copy orphans | audit pixel flags |")
     print("|---|---:|---:|---:|---:|---:|---|---:|---|")
     for name, setting in SETTINGS.items():
