@@ -46,7 +46,8 @@ def run(root: Path, setting: Setting, seed: int) -> dict:
     write_other_archive(root, SUBJECTS, 32, 20, seed, setting, shape=(104, 88), pixel=2.0)
     rows, report = build_index(root, params.data.classes, settings)
     write_index(root.parent / "index.csv", rows)
-    split = assign_splits(read_index(root.parent / "index.csv"), params.data.classes, params.split.ratios, params.seed, params.split.copies_in_train)
+    split = assign_splits(read_index(root.parent / "index.csv"), params.data.classes, params.split.ratios, params.seed,
+                          params.split.copies_in_train)
     scores = score_against_truth(rows, truth_file(root))
     where = dict(zip(split.rows["path"], split.rows["split"]))
     originals = split.rows[split.rows["kind"] == "original"]
@@ -67,7 +68,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/subjects-sweep"))
     args = parser.parse_args()
     print("| setting | seed | recovered of 17 | found groups | true subjects over several groups | "
-          "true subjects in two splits | weak links (kept though apart / thin cuts / merged to whole / merged as ambiguous) | "
+          "true subjects in two splits | "
+          "weak links (kept though apart / thin cuts / merged to whole / merged as ambiguous) | "
           "copy orphans | audit pixel flags |")
     print("|---|---:|---:|---:|---:|---:|---|---:|---|")
     for name, setting in SETTINGS.items():

@@ -92,7 +92,8 @@ def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_i
     """Dedupe's error planted: slices 0-3 of train subjects s2 and s3 of every class found as subjects of their own,
     dealt to test: 8 cuts, past the flags an honest split may give though none of train's originals is flagged."""
     pool = synthetic_pool(leak=False)
-    cut_off = [f"orig/c{label}/s{number}-{slice_}.jpg" for label in range(4) for number in (2, 3) for slice_ in range(4)]
+    cut_off = [f"orig/c{label}/s{number}-{slice_}.jpg"
+               for label in range(4) for number in (2, 3) for slice_ in range(4)]
     cut = pool.rows["path"].isin(cut_off)
     pool.rows.loc[cut, "subject"] += "b"
     pool.rows.loc[cut, "split"] = "test"

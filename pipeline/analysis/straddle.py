@@ -9,14 +9,15 @@ the other side: it is flagged, with that image named. Both ends of a cut are che
 side and the train side), as the slice across the cut is as close as the slice on its own side
 about half the time.
 
-How many flags an honest split gives is read from the archive itself: the same comparison
-within train (each train original's nearest original of another found subject in train against
-its nearest in its own) gives k of m train originals where another subject's slice beats a
-slice's own neighbour with nothing leaking (the ends of subjects, where slices change fastest).
-That rate is itself an estimate: k = 0 of m says the honest rate is small, not 0, and reading
-it as 0 made one honest flag fail the check (two archives of the subjects sweep, BENCHMARKS.md). So the flags of an honest split are taken as beta-binomial: n
-draws at a rate whose uncertainty is the Jeffreys posterior Beta(k + 1/2, m - k + 1/2), and the
-check fails past its upper 1 - ALPHA quantile (6 flags when k = 0 and n is up to about 1.5 m, as on the demo).
+How many flags an honest split gives is read from the archive itself: the same comparison within
+train (each train original's nearest original of another found subject in train against its
+nearest in its own) gives k of m train originals where another subject's slice beats a slice's
+own neighbour with nothing leaking (the ends of subjects, where slices change fastest). That
+rate is itself an estimate: k = 0 of m says the honest rate is small, not 0, and reading it as 0
+made one honest flag fail the check (two archives of the subjects sweep, BENCHMARKS.md). So the
+flags of an honest split are taken as beta-binomial: n draws at a rate whose uncertainty is the
+Jeffreys posterior Beta(k + 1/2, m - k + 1/2), and the check fails past its upper 1 - ALPHA
+quantile (6 flags when k = 0 and n is up to about 1.5 m, as on the demo).
 """
 
 from pathlib import Path
