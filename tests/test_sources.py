@@ -335,7 +335,7 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
     del groups["fish/05.png"]  # not listed: set aside
     write_groups(root / "groups.csv", groups)
     (root / "fish/notes.txt").write_text("not an image")
-    _, report, _ = index_folder(root, (), root / "groups.csv", 0.95)
+    _, report, _ = index_folder(root, (), root / "groups.csv", 32, 1.1)
     assert report["files"] == {"found": 19, "used": 17, "set_aside": 2}  # groups.csv is not counted: it has no row
     assert report["status"] == {"ok": {"original": 17}, "rejected": {"original": 2}}
     assert report["subjects"] == {"cat": 3, "dog": 3, "fish": 3}
@@ -348,7 +348,7 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
     monkeypatch.setattr(folder_source, "read_pixels", a_file_arrives_meanwhile)
     with pytest.raises(PipelineError, match=r"^20 entries on disk in data.archive \S+photos besides groups.csv but 19 "
                                             r"rows indexed; did the files change while the stage ran\?"):
-        index_folder(root, (), root / "groups.csv", 0.95)
+        index_folder(root, (), root / "groups.csv", 32, 1.1)
 
 
 def test_the_tfds_source_counts_its_examples_like_the_archive_and_reconciles_them_with_the_declared_sizes(
