@@ -92,7 +92,7 @@ def pixel_pool(pool: Pool, size: int = 8) -> Pool:
 
 def write_tfrecords(root, pool: Pool, size: int = 32) -> None:
     """The pool's images (`synthetic_images`) as the preprocess stage would leave them in data/tfrecords."""
-    from pipeline.imaging.tfrecords import encode_image, serialize_example, write_meta, write_shards
+    from pipeline.imaging.tfrecords import TFRecordsMeta, encode_image, serialize_example, write_meta, write_shards
 
     directory = root / "data/tfrecords"
     directory.mkdir(parents=True)
@@ -105,5 +105,7 @@ def write_tfrecords(root, pool: Pool, size: int = 32) -> None:
                     for number, row in zip(rows.index, rows.itertuples()))
         counts[split] = len(rows)
         shards[split] = write_shards(directory, split, examples, len(rows), 64)
-    write_meta(directory, {"classes": [f"class{k}" for k in range(N_CLASSES)], "counts": counts, "image_size": size,
-                           "channels": 1, "encoding": "raw", "shard_size": 64, "shards": shards})
+    classes = tuple(f"class{k}" for k in range(N_CLASSES))
+    class_counts = {split: {name: int(((pool.rows["split"] == split) & (pool.rows["label"] == index)).sum())
+                            for index, name in enumerate(classes)} for split in SPLITS}
+    write_meta(directory, TFRecordsMeta(classes, counts, class_counts, size, 1, "raw", 64, shards))

@@ -11,6 +11,7 @@ from pipeline.core.params import SPLITS, AugmentParams, parse_params
 from pipeline.imaging.augment import augment_dataset, augment_images, draw
 from pipeline.imaging.tfrecords import (
     ID_FIELDS,
+    TFRecordsMeta,
     encode_image,
     make_dataset,
     serialize_example,
@@ -174,10 +175,9 @@ def write_records(out: Path, images: np.ndarray) -> Path:
                                   dict.fromkeys(ID_FIELDS, str(number))) for number, image in enumerate(images))
     out.mkdir()
     shards = write_shards(out, "train", examples, count, shard_size=4)
-    write_meta(out, {"classes": ["scan"], "counts": {"train": count, "val": 0, "test": 0},
-                     "class_counts": {split: {"scan": count if split == "train" else 0} for split in SPLITS},
-                     "image_size": SIZE, "channels": channels, "encoding": "png", "shard_size": 4,
-                     "shards": {"train": shards, "val": [], "test": []}})
+    write_meta(out, TFRecordsMeta(("scan",), {"train": count, "val": 0, "test": 0},
+                                  {split: {"scan": count if split == "train" else 0} for split in SPLITS},
+                                  SIZE, channels, "png", 4, {"train": shards, "val": [], "test": []}))
     return out
 
 

@@ -163,7 +163,7 @@ def test_evaluate_a_test_split_without_a_class(project):
 
 def test_a_missing_model_says_which_stage_makes_it(project):
     write_test_split(project, CLASSES)
-    with pytest.raises(PipelineError, match=r"models/other/meta.json not found; run dvc repro finetune@other first"):
+    with pytest.raises(PipelineError, match=r"models/other/meta.json not found; run `dvc repro finetune@other` first"):
         main(load_params(Path("params.yaml")), "other")
 
 

@@ -18,7 +18,7 @@ from pipeline.analysis.report import attention_warnings, explanations
 from pipeline.core.files import save_model
 from pipeline.core.registry import BACKBONES, get_backbone
 from pipeline.explain.attention import attention_summary, brain_masks, mass_inside
-from pipeline.explain.gradcam import gradcam
+from pipeline.explain.gradcam import GradCAM, gradcam
 from pipeline.explain.sample import sample_per_class
 from pipeline.networks.backbones import build_extractor
 from pipeline.networks.inference import load_model
@@ -112,19 +112,37 @@ def test_a_chosen_class_is_explained_instead_of_the_predicted_one(shortcut):
     assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_gives_a_map_of_the_input_size_from_its_saved_model(name, tmp_path):
-    """The saved model nests its base; InceptionV3 resizes 32 px inside it to 75."""
+def saved_backbone(name: str, folder: Path) -> keras.Model:
+    """A registered backbone at 32 px with a 3-class head, saved and loaded back as the pipeline does."""
     keras.utils.set_random_seed(0)
     extractor = build_extractor(get_backbone(name), "none", 32)
     head = keras.Sequential([keras.Input(extractor.output.shape[1:]),
                              keras.layers.Dense(3, activation="softmax", name="probabilities")], name="head")
-    save_model(keras.Model(extractor.input, head(extractor.output), name=name), tmp_path / "model.keras")
-    model = load_model(tmp_path / "model.keras", name)
+    save_model(keras.Model(extractor.input, head(extractor.output), name=name), folder / "model.keras")
+    return load_model(folder / "model.keras", name)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_gives_a_map_of_the_input_size_from_its_saved_model(name, tmp_path):
+    """The saved model nests its base; InceptionV3 resizes 32 px inside it to 75."""
+    model = saved_backbone(name, tmp_path)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     explanation = gradcam(model, images)
     assert explanation.maps.shape == (2, 32, 32)
     np.testing.assert_allclose(explanation.probabilities, model.predict_on_batch(images), atol=1e-5)
+
+
+def test_the_traced_explainer_gives_the_eager_maps_and_traces_once_for_any_number_of_images(tmp_path):
+    """What the web app runs on every upload; InceptionV3, whose inner resize must trace too."""
+    model = saved_backbone("InceptionV3", tmp_path)
+    images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    traced = GradCAM(model, traced=True)
+    for count in (1, 3, 2):
+        explanation, eager = traced(images[:count]), gradcam(model, images[:count])
+        np.testing.assert_allclose(explanation.maps, eager.maps, atol=1e-4)
+        assert (explanation.classes == eager.classes).all()
+    assert traced(images, class_index=2).classes.tolist() == [2] * 3
+    assert traced.run.experimental_get_tracing_count() == 1
 
 
 def test_brain_masks_find_a_bright_disc_and_mass_inside_weighs_the_map():
@@ -156,9 +174,15 @@ def test_compare_warns_when_a_model_looks_mostly_outside_the_brain(tmp_path):
                "B": {"attention_inside_brain": 0.8, "brain_share_of_image": 0.45, "scans": 8,
                      "grid": "plots/explain/B/grid.png"}}
     lines = attention_warnings({"explanations": records})
-    assert len(lines) == 1 and lines[0].startswith("> **A looks mostly outside the brain**: 30%")
+    assert lines == ["> **A model looks mostly outside the brain**: the share of its Grad-CAM maps' mass inside the "
+                     "brain is A 30%, on 8 test scans where the brain covers 45% of the image. Its scores may rest on "
+                     "the background or the outline rather than the anatomy (see Where each model looks)."]
+    records["B"]["attention_inside_brain"] = 0.4
+    [line] = attention_warnings({"explanations": records})  # one line for all, not one each
+    assert line.startswith("> **2 models look mostly outside the brain**: the share of their Grad-CAM maps' mass "
+                           "inside the brain is A 30%, B 40%, on 8 test scans")
     section = explanations({"explanations": records}, Path("reports"))
-    assert "![A: Grad-CAM on test scans](../plots/explain/A/grid.png)" in section and "| B | 0.80 | 0.45 | 8 |" in section
+    assert "![A: Grad-CAM on test scans](../plots/explain/A/grid.png)" in section and "| B | 0.40 | 0.45 | 8 |" in section
 
 
 def test_the_share_inside_the_brain_stands_beside_the_backbones_scores():

@@ -12,9 +12,9 @@ from PIL import Image
 from pipeline.__main__ import main as cli
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import save_model
-from pipeline.core.params import parse_params
+from pipeline.core.params import SPLITS, parse_params
 from pipeline.core.registry import get_backbone
-from pipeline.imaging.tfrecords import make_dataset, write_meta, write_tfrecords
+from pipeline.imaging.tfrecords import TFRecordsMeta, make_dataset, write_meta, write_tfrecords
 from pipeline.networks.backbones import base_of, build_model
 from pipeline.networks.head import build_head
 from pipeline.networks.inference import model_input, predict_scans
@@ -72,7 +72,7 @@ def test_every_backbone_gives_its_probabilities_for_every_scan(scans, models):
 
 
 def test_a_missing_model_is_a_pipeline_error_and_an_unreadable_scan_gets_its_row(scans, models, tmp_path):
-    with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run dvc repro finetune@absent"):
+    with pytest.raises(PipelineError, match=r"models/absent/model.keras not found; run `dvc repro finetune@absent` first"):
         predict_scans(scans, {"absent": models["first"].parents[1] / "absent" / "model.keras"}, CLASSES)
     (tmp_path / "notes.jpg").write_text("not an image")
     table = predict_scans([tmp_path / "notes.jpg", scans[0], tmp_path / "nowhere.jpg"], {"first": models["first"]},
@@ -88,8 +88,10 @@ def test_cli_prints_a_row_per_scan_and_backbone(scans, models, tmp_path, monkeyp
     raw = raw_params(backbones=["MobileNetV3Small"], image_size=SIZE)
     Path("params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 1  # nothing says what it was trained on
-    assert "data/tfrecords/meta.json not found; run the preprocess stage first" in capsys.readouterr().err
-    write_meta(Path("data/tfrecords"), {"classes": list(CLASSES), "channels": 1})
+    assert "data/tfrecords/meta.json not found; run `dvc repro preprocess` first" in capsys.readouterr().err
+    empty = TFRecordsMeta(tuple(CLASSES), dict.fromkeys(SPLITS, 0), {split: dict.fromkeys(CLASSES, 0) for split in SPLITS},
+                          SIZE, 1, "png", 8, {split: [] for split in SPLITS})
+    write_meta(Path("data/tfrecords"), empty)
     assert cli(["predict", *map(str, scans), "--params", "params.yaml"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["scan", "backbone", "predicted", *(f"prob_{name}" for name in CLASSES)]

@@ -102,11 +102,11 @@ def test_meta_counts_and_shards_match_the_rows(archive, tmp_path):
     _, rows = archive
     meta = write(archive, tmp_path / "out", shard_size=2)
     assert read_meta(tmp_path / "out") == meta
-    assert meta["counts"] == {"train": 6, "val": 2, "test": 2}
-    assert meta["class_counts"]["train"] == {name: sum(r.split == "train" and r.label == name for r in rows)
-                                            for name in CLASSES}
-    assert meta["shards"]["train"] == [f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
-    assert (meta["image_size"], meta["channels"], meta["encoding"]) == (SIZE, 1, "png")
+    assert meta.counts == {"train": 6, "val": 2, "test": 2}
+    assert meta.class_counts["train"] == {name: sum(r.split == "train" and r.label == name for r in rows)
+                                          for name in CLASSES}
+    assert meta.shards["train"] == [f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    assert (meta.image_size, meta.channels, meta.encoding) == (SIZE, 1, "png")
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
         [META_NAME, *(name for names in meta["shards"].values() for name in names)])
 
@@ -178,3 +178,9 @@ def test_main_writes_the_split_shards_of_an_archive(tiny_archive, tmp_path, monk
     images, labels, ids = read_all(Path("data/tfrecords"), "val")
     assert images.shape[1:] == (SIZE, SIZE, 3)
     assert ids["path"] == [row["path"] for row in rows if row["split"] == "val"]
+
+
+def test_a_meta_json_of_another_version_names_the_stage_to_rerun(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["a"], "image_size": 32}))  # no counts, shards, ...
+    with pytest.raises(PipelineError, match=r"meta.json is not what this version writes .*; run `dvc repro preprocess`$"):
+        read_meta(tmp_path)

@@ -296,7 +296,7 @@ def test_read_splits_gives_the_rows_in_file_order_with_names_unescaped(tmp_path)
 def test_read_splits_says_what_is_wrong_and_where(tmp_path):
     path = tmp_path / "splits.csv"
     where = re.escape(str(path))
-    with pytest.raises(PipelineError, match=rf"^{where} not found; run the split stage first \(dvc repro split\)$"):
+    with pytest.raises(PipelineError, match=rf"^{where} not found; run `dvc repro split` first$"):
         read_splits(path, CLASSES)
     path.write_text("path,label,kind,source,score\na.jpg,NonDemented,original,a.jpg,\n")
     with pytest.raises(PipelineError, match=rf"^{where}: missing column\(s\) split, subject$"):

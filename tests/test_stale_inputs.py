@@ -6,14 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.analysis.comparison import read_predictions
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
 from pipeline.core.registry import get_backbone
+from pipeline.networks.finetune import load_head
 from pipeline.networks.weights import stage_weights
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import features as features_stage
 from pipeline.stages import finetune as finetune_stage
 from pipeline.stages import train as train_stage
+from pipeline.tables.features import load_features, read_features_meta
+from pipeline.tables.index import read_index
+from pipeline.tables.source import read_source_info
 from tests.conftest import raw_params
 
 BACKBONE = "MobileNetV3Small"
@@ -82,3 +87,16 @@ def test_evaluate_with_a_model_of_other_classes_than_the_tfrecords_names_finetun
     with pytest.raises(PipelineError, match=rf"^models/{BACKBONE}/meta.json was made for classes .*: it is stale; "
                                             rf"run `dvc repro finetune@{BACKBONE}` first$"):
         evaluate_stage.main(params(), BACKBONE)
+
+
+@pytest.mark.parametrize(("read", "stage"), [
+    (lambda root: read_source_info(root / "data/interim/source.json"), "dedupe"),
+    (lambda root: read_index(root / "data/interim/index.csv"), "dedupe"),
+    (lambda root: load_features(root / f"data/features/{BACKBONE}", "train"), f"features@{BACKBONE}"),
+    (lambda root: read_features_meta(root / f"data/features/{BACKBONE}"), f"features@{BACKBONE}"),
+    (lambda root: load_head(root / f"models/{BACKBONE}/head.keras"), f"train@{BACKBONE}"),
+    (lambda root: read_predictions(root / f"plots/eval/{BACKBONE}/predictions.csv", BACKBONE), f"evaluate@{BACKBONE}"),
+])
+def test_a_missing_input_names_the_stage_that_makes_it_in_one_phrasing(read, stage, tmp_path):
+    with pytest.raises(PipelineError, match=rf" not found; run `dvc repro {stage}` first$"):
+        read(tmp_path)

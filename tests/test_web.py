@@ -1,8 +1,10 @@
 """The web app in Debian's Chromium and through its API, on tiny models in a project folder of its own."""
 
 import asyncio
+import base64
 import contextlib
 import http.server
+import io
 import json
 import logging
 import os
@@ -27,17 +29,19 @@ from PIL import Image
 from pipeline.__main__ import main as cli
 from pipeline.core import paths
 from pipeline.core.params import load_params
-from pipeline.networks.inference import model_input, predict_scans
+from pipeline.explain.gradcam import gradcam
+from pipeline.explain.overlays import overlay_pixels
+from pipeline.networks.inference import load_model, model_input, predict_scans
 from pipeline.web import live, report
 from pipeline.web.app import Limits, create_app
 from pipeline.web.guard import allowed_hosts
-from pipeline.web.models import Batcher, Busy
+from pipeline.web.models import Batcher, Busy, Models
 from tests.bad_files import plant_bad_files
 from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
 from tests.web_project import BACKBONES, EPOCHS, append_epoch, write_project, write_scan
 
-STAGES_SHOWN = 4 + 5 * len(BACKBONES) + 4  # synth to preprocess, weights to evaluate per backbone, the rest
+STAGES_SHOWN = 4 + 6 * len(BACKBONES) + 4  # synth to preprocess, weights to explain per backbone, the rest
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = {"127.0.0.1", "localhost"}
@@ -222,11 +226,85 @@ def test_every_bad_upload_gets_a_4xx_with_its_reason_and_the_server_goes_on(serv
     assert all(abs(sum(classes.values()) - 1) < 1e-5 for classes in good["probabilities"].values())
 
 
+def png_pixels(url: str) -> np.ndarray:
+    """The pixels of a data: URL's PNG."""
+    header, _, data = url.partition(",")
+    assert header == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+
+
+def test_explain_gives_each_backbones_map_over_the_scan_as_it_saw_it_and_a_bad_upload_its_4xx(server, project,
+                                                                                              tmp_path):
+    scan = write_scan(tmp_path / "scan.jpg")
+    answer = httpx.post(f"{server}/api/predict?explain=1", timeout=60,
+                        files=[("file", ("bad.jpg", b"no")), ("file", ("scan.jpg", scan.read_bytes()))])
+    assert answer.status_code == 200
+    bad, good = answer.json()["files"]
+    assert "explanations" not in bad and bad["error"].startswith("not a readable image")
+    assert list(good["explanations"]) == BACKBONES
+    seen = model_input([scan], SIZE)
+    classes = load_params(project / "params.yaml").data.classes
+    for backbone, shown in good["explanations"].items():
+        expected = gradcam(load_model(project / paths.model_files(backbone).model, backbone), seen)
+        assert shown["class"] == classes[expected.classes[0]] == max(good["probabilities"][backbone],
+                                                                     key=good["probabilities"][backbone].get)
+        overlay, plain = png_pixels(shown["overlay"]), png_pixels(shown["scan"])
+        assert overlay.shape == (SIZE, SIZE, 3) and plain.shape == (SIZE, SIZE)
+        np.testing.assert_allclose(plain, seen[0, ..., 0], atol=0.5)
+        np.testing.assert_allclose(overlay, overlay_pixels(seen[0], expected.maps[0]), atol=1, err_msg=backbone)
+        assert np.abs(overlay.astype(int) - np.repeat(plain[..., None], 3, axis=-1)).mean() > 10  # a map is drawn
+    assert "explanations" not in post(server, [("scan.jpg", scan.read_bytes())]).json()["files"][0]
+    refused = httpx.post(f"{server}/api/predict?explain=1", files=[("file", ("notes.txt", b"text"))], timeout=30)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "notes.txt: not a readable image (unknown or corrupt format)"
+    too_big = httpx.post(f"{server}/api/predict?explain=1", files=[("file", ("big.jpg", b"\0" * 2**21))], timeout=30)
+    assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]
+    wrong = httpx.post(f"{server}/api/predict?explain=yes", files=[("file", ("scan.jpg", scan.read_bytes()))])
+    assert wrong.status_code == 400 and "explain=1" in wrong.json()["detail"]
+
+
+def test_warming_traces_each_backbones_grad_cam_once_for_every_later_upload(project):
+    models = Models(project, tuple(BACKBONES), load_params(project / "params.yaml").data.classes)
+    models.warm()
+    assert [explainer.run.experimental_get_tracing_count() for explainer in models.explainers.values()] == [1] * len(
+        BACKBONES)
+    pixels = {SIZE: model_input([write_scan(project / "scan.jpg")] * 3, SIZE)}
+    answers = models.answer(pixels, np.array([True, False, True]))
+    assert [explainer.run.experimental_get_tracing_count() for explainer in models.explainers.values()] == [1] * len(
+        BACKBONES)
+    assert (answers["classes"][BACKBONES[0]][[0, 2]] >= 0).all() and answers["classes"][BACKBONES[0]][1] == -1
+    assert answers["maps"][BACKBONES[0]][1].max() == 0 < answers["maps"][BACKBONES[0]][0].max()
+
+
+def test_requests_with_and_without_maps_share_one_batch_and_get_their_own_rows():
+    async def scenario():
+        calls = []
+
+        def answer(pixels, wanted):
+            calls.append(wanted.tolist())
+            return {"probabilities": {"m": pixels[1]}, "maps": {"m": np.where(wanted, pixels[1][:, 0], -1)}}
+
+        batcher = Batcher(answer, max_waiting=4, max_batch=4)
+        plain = asyncio.create_task(batcher.submit({1: np.full((1, 1), 1.0)}))
+        explained = asyncio.create_task(batcher.submit({1: np.full((2, 1), 2.0)}, explain=True))
+        await asyncio.sleep(0)  # both queued before the worker starts
+        worker = asyncio.create_task(batcher.run())
+        answers = await plain, await explained
+        worker.cancel()
+        return calls, answers
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's event loop
+        calls, (plain, explained) = thread.submit(asyncio.run, scenario()).result()
+    assert calls == [[False, True, True]]
+    assert plain["maps"]["m"].tolist() == [-1] and plain["probabilities"]["m"].tolist() == [[1.0]]
+    assert explained["maps"]["m"].tolist() == [2.0, 2.0]
+
+
 def test_a_full_queue_answers_busy():
     async def scenario():
         release = asyncio.Event()
 
-        def slow(pixels):
+        def slow(pixels, _wanted):
             asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
             return {"m": pixels[1]}
 
@@ -253,7 +331,7 @@ def test_the_batch_after_a_concurrent_one_waits_for_its_clients_and_a_lone_clien
     async def scenario():
         loop, sizes = asyncio.get_running_loop(), []
 
-        def predict(pixels):
+        def predict(pixels, _wanted):
             sizes.append(len(pixels[1]))
             time.sleep(0.05)
             return {"m": pixels[1]}
@@ -530,20 +608,40 @@ def test_after_an_upload_each_models_answer_is_on_the_first_screen_and_nothing_s
     page.context.close()
 
 
+def test_an_upload_shows_each_backbones_map_over_the_scan_and_its_toggle_hides_and_shows_it(page, tmp_path):
+    page.goto("/")
+    page.set_input_files("#files", str(write_scan(tmp_path / "scan.jpg")))
+    page.wait_for_selector(".prediction .gradcam")
+    figures = page.locator(".prediction .gradcam")
+    assert figures.evaluate_all("(all) => all.map((figure) => figure.dataset.model)") == BACKBONES
+    for backbone in BACKBONES:
+        figure = page.locator(f".gradcam[data-model='{backbone}']")
+        overlay, seen = figure.locator("img.overlay"), figure.locator("img.seen")
+        assert overlay.evaluate("(image) => image.complete && image.naturalWidth") == SIZE
+        assert overlay.is_visible() and overlay.bounding_box() == seen.bounding_box()
+        figure.locator("input.toggle").uncheck()
+        assert overlay.is_hidden() and seen.is_visible()
+        figure.locator("input.toggle").check()
+        assert overlay.is_visible()
+    page.locator(f".gradcam[data-model='{BACKBONES[0]}'] input.toggle").uncheck()
+    assert [page.locator(f".gradcam[data-model='{name}'] img.overlay").is_visible() for name in BACKBONES] == [
+        False, *[True] * (len(BACKBONES) - 1)]  # one model's toggle leaves the others' maps
+
+
 def test_a_failed_prediction_says_why_and_can_be_retried(page, tmp_path):
     scan = write_scan(tmp_path / "scan.jpg")
     page.goto("/")
     page.wait_for_selector("#report table")
-    page.route("**/api/predict", lambda route: route.abort("connectionrefused"))  # the server stopped
+    page.route("**/api/predict*", lambda route: route.abort("connectionrefused"))  # the server stopped
     page.set_input_files("#files", str(scan))
     assert "cannot reach the server" in page.wait_for_selector(".failure .error").inner_text()
     assert page.locator(".busy").count() == 0
-    page.unroute("**/api/predict")
-    page.route("**/api/predict", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>",
+    page.unroute("**/api/predict*")
+    page.route("**/api/predict*", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>",
                                                              content_type="text/html"))
     page.click(".failure button")
     page.wait_for_selector(".failure .error:has-text('502')")
-    page.unroute("**/api/predict")
+    page.unroute("**/api/predict*")
     page.click(".failure button")
     page.wait_for_selector(".prediction .top-class")
 

@@ -24,7 +24,7 @@ from pipeline.analysis.stats import (
     paired_bootstrap,
     subject_permutation_test,
 )
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_file
 from pipeline.core.files import write_csv, write_json, write_text
 from pipeline.core.params import Params
 
@@ -36,15 +36,13 @@ NOT_IN_JSON = ("binary_curves", "order", "per_class_recall", "reference_confusio
 
 def read_json(path: Path, stage: str) -> dict:
     """A JSON file another stage wrote, or a PipelineError naming that stage."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro {stage} first")
+    require_file(path, stage)
     return json.loads(path.read_text())
 
 
 def read_predictions(path: Path, backbone: str) -> pd.DataFrame:
     """The evaluate stage's one row per test (or val) image."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro evaluate@{backbone} first")
+    require_file(path, f"evaluate@{backbone}")
     return pd.read_csv(path, dtype={"path": str, "subject": str}, keep_default_na=False)
 
 

@@ -109,16 +109,20 @@ def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str,
 
 
 def attention_warnings(summary: dict) -> list[str]:
-    """A line for each backbone whose Grad-CAM maps put most of their mass outside the brain."""
-    lines = []
-    for name, record in (summary.get("explanations") or {}).items():
-        share = record.get("attention_inside_brain")
-        if share is not None and share < MOSTLY:
-            lines.append(f"> **{name} looks mostly outside the brain**: {share:.0%} of its Grad-CAM maps' mass falls "
-                         f"inside the brain on {record['scans']} test scans, where the brain covers "
-                         f"{record['brain_share_of_image']:.0%} of the image. Its scores may rest on the background "
-                         "or the outline rather than the anatomy (see Where each model looks).")
-    return lines
+    """One line naming every backbone whose Grad-CAM maps put most of their mass outside the brain (none: no line)."""
+    outside = {name: record for name, record in (summary.get("explanations") or {}).items()
+               if record.get("attention_inside_brain") is not None and record["attention_inside_brain"] < MOSTLY}
+    if not outside:
+        return []
+    shares = ", ".join(f"{name} {record['attention_inside_brain']:.0%}" for name, record in outside.items())
+    brain = sorted({f"{record['brain_share_of_image']:.0%}" for record in outside.values()})
+    scans = sorted({str(record["scans"]) for record in outside.values()})
+    one = len(outside) == 1
+    return [f"> **{'A model looks' if one else f'{len(outside)} models look'} mostly outside the brain**: the share "
+            f"of {'its' if one else 'their'} Grad-CAM maps' mass inside the brain is {shares}, on {' or '.join(scans)} "
+            f"test scans where the brain covers {' to '.join(brain)} of the image. "
+            f"{'Its' if one else 'Their'} scores may rest on the background or the outline rather than the anatomy "
+            "(see Where each model looks)."]
 
 
 def pick(summary: dict) -> str:

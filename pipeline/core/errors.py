@@ -13,6 +13,12 @@ class PipelineError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits 1."""
 
 
+def require_file(path: Path, stage: str) -> None:
+    """Stop when a file another stage writes is missing, saying which stage makes it."""
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run `dvc repro {stage}` first")
+
+
 def check_inputs(path: Path, recorded: Mapping[str, Any], expected: Mapping[str, Any], stage: str) -> None:
     """Stop when a file a stage reads records other values than `expected` (params now, or what the file it was
     made from says): the file is stale, so say which keys differ and which stage to run first."""

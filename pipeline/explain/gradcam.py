@@ -28,31 +28,52 @@ def pooling_layer(base: keras.Model) -> keras.layers.Layer:
     return next(layer for layer in reversed(base.layers) if isinstance(layer, keras.layers.GlobalAveragePooling2D))
 
 
+class GradCAM:
+    """Grad-CAM of one model, its layers split around the base once. `traced`: the computation is traced once
+    (tf.function, for any number of images), seconds at the first call, then many times faster than eagerly: for
+    callers that explain again and again (the web app, on every upload)."""
+
+    def __init__(self, model: keras.Model, traced: bool = False):
+        base = base_of(model)
+        self.tapped = keras.Model(base.inputs, [pooling_layer(base).input, base.output], name=f"{base.name}_tapped")
+        self.before, self.after = _around(model, base)
+        signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32), tf.TensorSpec((), tf.int32)]
+        self.run = tf.function(self.raw_maps, input_signature=signature) if traced else self.raw_maps
+
+    def __call__(self, images: np.ndarray, class_index: int | None = None) -> Explanation:
+        """Grad-CAM maps of `images` (n, side, side, 3 floats in [0, 255], as inference reads them) for
+        `class_index`, or for each image's predicted class when None."""
+        maps, classes, probabilities = self.run(tf.convert_to_tensor(images, tf.float32),
+                                                tf.constant(-1 if class_index is None else class_index, tf.int32))
+        maps = maps.numpy()
+        peaks = maps.max(axis=(1, 2), keepdims=True)
+        maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
+        return Explanation(maps=maps.astype(np.float32), classes=classes.numpy(), probabilities=probabilities.numpy())
+
+    def raw_maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The maps before scaling (at the images' side), the classes they explain (`class_index`, or each image's
+        predicted class when it is negative) and the probabilities."""
+        with tf.GradientTape() as tape:
+            x = images
+            for layer in self.before:
+                x = layer(x, training=False)
+            block, x = self.tapped(x, training=False)
+            for layer in self.after[:-1]:
+                x = layer(x, training=False)
+            logits = tf.matmul(x, self.after[-1].kernel) + self.after[-1].bias  # the class scores before the softmax
+            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+            classes = tf.where(class_index < 0, predicted, tf.fill(tf.shape(predicted), class_index))
+            scores = tf.gather(logits, classes, axis=1, batch_dims=1)
+        gradients = tape.gradient(scores, block)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        maps = tf.nn.relu(tf.reduce_sum(weights * block, axis=-1))[..., None]
+        return tf.image.resize(maps, tf.shape(images)[1:3], method="bilinear")[..., 0], classes, tf.nn.softmax(logits)
+
+
 def gradcam(model: keras.Model, images: np.ndarray, class_index: int | None = None) -> Explanation:
     """Grad-CAM maps of `images` (n, side, side, 3 floats in [0, 255], as inference reads them) for `class_index`,
-    or for each image's predicted class when None."""
-    base = base_of(model)
-    tapped = keras.Model(base.inputs, [pooling_layer(base).input, base.output], name=f"{base.name}_tapped")
-    before, after = _around(model, base)
-    images = tf.convert_to_tensor(images, tf.float32)
-    with tf.GradientTape() as tape:
-        x = images
-        for layer in before:
-            x = layer(x, training=False)
-        block, x = tapped(x, training=False)
-        for layer in after[:-1]:
-            x = layer(x, training=False)
-        logits = tf.matmul(x, after[-1].kernel) + after[-1].bias  # the class scores before the softmax
-        probabilities = tf.nn.softmax(logits)
-        classes = tf.argmax(logits, axis=1) if class_index is None else tf.fill([len(images)], class_index)
-        scores = tf.gather(logits, classes, axis=1, batch_dims=1)
-    gradients = tape.gradient(scores, block)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(weights * block, axis=-1))[..., None]
-    maps = tf.image.resize(maps, images.shape[1:3], method="bilinear")[..., 0].numpy()
-    peaks = maps.max(axis=(1, 2), keepdims=True)
-    maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
-    return Explanation(maps=maps.astype(np.float32), classes=classes.numpy(), probabilities=probabilities.numpy())
+    or for each image's predicted class when None (`GradCAM`, run eagerly: for one call)."""
+    return GradCAM(model)(images, class_index)
 
 
 def _around(model: keras.Model, base: keras.Model) -> tuple[list, list]:

@@ -1,9 +1,13 @@
-"""Grad-CAM maps drawn over the scans: one grid of classes by scans for a stage, one PNG per scan for predict."""
+"""Grad-CAM maps drawn over the scans: one grid of classes by scans for a stage, one PNG per scan for predict, and
+the scan and its overlay as PNGs of the scan's own side for the web app."""
 
+import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from PIL import Image
 
 from pipeline.analysis.charts import save
 
@@ -11,11 +15,28 @@ ALPHA = 0.45  # opacity of the map over the scan
 CELL_INCHES = 1.9
 
 
+def gray(image: np.ndarray) -> np.ndarray:
+    """A scan (side, side[, 3]) in [0, 255] as one gray uint8 channel."""
+    return np.round(np.clip(image.mean(axis=-1) if image.ndim == 3 else image, 0, 255)).astype(np.uint8)
+
+
+def overlay_pixels(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The scan in gray with its map (in [0, 1], the scan's side) over it in colour: RGB uint8 of the scan's side."""
+    colours = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
+    blended = (1 - ALPHA) * gray(image)[..., None] + ALPHA * colours
+    return np.round(blended).astype(np.uint8)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A gray (side, side) or RGB (side, side, 3) uint8 image as PNG bytes, pixel for pixel, without metadata."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def draw(axes, image: np.ndarray, heat: np.ndarray, title: str) -> None:
     """One scan in gray with its map over it in colour, titled."""
-    axes.imshow(image.mean(axis=-1) if image.ndim == 3 else image, cmap="gray", vmin=0, vmax=255,
-                interpolation="nearest")
-    axes.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=ALPHA, interpolation="nearest")
+    axes.imshow(overlay_pixels(image, heat), interpolation="nearest")
     axes.set_title(title, fontsize=7)
     axes.set_axis_off()
 

@@ -5,7 +5,7 @@ import itertools
 import json
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.files import write_json
 from pipeline.core.params import SPLITS
 from pipeline.core.text import escape
@@ -69,20 +69,36 @@ def write_shards(out_dir: Path, split: str, examples: Iterable[bytes], count: in
     return names
 
 
-def write_meta(out_dir: Path, meta: dict) -> None:
+@dataclass(frozen=True)
+class TFRecordsMeta:
+    """meta.json beside the shards: what the preprocess stage stored, and how."""
+
+    classes: tuple[str, ...]  # the source's label names; a label's index is its position
+    counts: dict[str, int]  # images per split
+    class_counts: dict[str, dict[str, int]]  # images per split and class
+    image_size: int  # square side, in pixels
+    channels: int  # 1 (gray) or 3 (RGB), as stored
+    encoding: str  # png, jpeg or raw
+    shard_size: int  # records per shard
+    shards: dict[str, list[str]]  # each split's shard file names, in read order
+
+
+def write_meta(out_dir: Path, meta: TFRecordsMeta) -> None:
     """Write meta.json (indent 2, sorted keys) beside the shards."""
-    write_json(out_dir / META_NAME, meta)
+    write_json(out_dir / META_NAME, {**asdict(meta), "classes": list(meta.classes)})
 
 
-def read_meta(tfrecord_dir: Path, expected: Mapping = MappingProxyType({})) -> dict:
+def read_meta(tfrecord_dir: Path, expected: Mapping = MappingProxyType({})) -> TFRecordsMeta:
     """The meta.json the preprocess stage wrote, or a PipelineError saying how to make it: missing, or recording
     other values than `expected` (image_size, classes: what params say now)."""
     path = tfrecord_dir / META_NAME
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the preprocess stage first (dvc repro preprocess)")
-    meta = json.loads(path.read_text())
-    check_inputs(path, meta, expected, "preprocess")
-    return meta
+    require_file(path, "preprocess")
+    values = json.loads(path.read_text())
+    check_inputs(path, values, expected, "preprocess")
+    try:
+        return TFRecordsMeta(**{**values, "classes": tuple(values["classes"])})
+    except (TypeError, KeyError) as error:
+        raise PipelineError(f"{path} is not what this version writes ({error}); run `dvc repro preprocess`") from None
 
 
 def decode_image(encoded: tf.Tensor, encoding: str, image_size: int, channels: int) -> tf.Tensor:
@@ -104,12 +120,12 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
     reshuffled each pass, reproducibly for a given seed.
     """
     meta = read_meta(tfrecord_dir)
-    stored = meta["channels"]
+    stored = meta.channels
     channels = stored if channels is None else channels
     if channels not in (1, 3) or channels < stored:
         raise ValueError(f"channels must be 1 or 3 and at least the {stored} stored, got {channels}")
     files = _shard_paths(tfrecord_dir, meta, split)
-    encoding, size = meta["encoding"], meta["image_size"]
+    encoding, size = meta.encoding, meta.image_size
 
     def parse(record):
         example = tf.io.parse_single_example(record, FEATURES)
@@ -128,12 +144,12 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
         cycle_length=len(files),
-        block_length=1 if shuffle else meta["shard_size"],
+        block_length=1 if shuffle else meta.shard_size,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
     if shuffle:
-        dataset = dataset.shuffle(min(meta["counts"][split], SHUFFLE_BUFFER), seed=seed)
+        dataset = dataset.shuffle(min(meta.counts[split], SHUFFLE_BUFFER), seed=seed)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
@@ -146,13 +162,13 @@ def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256
     flattened to [0, 1]:
     `features` (n, size * size * channels) float32, `labels`, and `paths` as the features stage stores them."""
     meta = read_meta(tfrecord_dir)
-    if size > meta["image_size"]:
-        raise PipelineError(f"{tfrecord_dir}: images of {meta['image_size']} px cannot be shrunk to {size} px; "
+    if size > meta.image_size:
+        raise PipelineError(f"{tfrecord_dir}: images of {meta.image_size} px cannot be shrunk to {size} px; "
                             "rerun the preprocess stage (dvc repro preprocess)")
-    parts = {"features": [np.zeros((0, size * size * meta["channels"]), np.float32)],
+    parts = {"features": [np.zeros((0, size * size * meta.channels), np.float32)],
              "labels": [np.zeros(0, np.int32)], "paths": [np.zeros(0, str)]}
     batches = (make_dataset(tfrecord_dir, split, batch_size, channels=None, with_ids=True)
-               if meta["counts"][split] else [])
+               if meta.counts[split] else [])
     for images, labels, ids in batches:
         small = tf.image.resize(images, (size, size), method="area") / 255.0
         parts["features"].append(tf.reshape(small, (len(labels), -1)).numpy())
@@ -161,10 +177,10 @@ def read_pixels(tfrecord_dir: Path, split: str, size: int, batch_size: int = 256
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def _shard_paths(tfrecord_dir: Path, meta: dict, split: str) -> list[Path]:
-    if split not in meta["shards"]:
-        raise PipelineError(f"{tfrecord_dir / META_NAME}: no split {split!r}; it has {', '.join(meta['shards'])}")
-    paths = [tfrecord_dir / name for name in meta["shards"][split]]
+def _shard_paths(tfrecord_dir: Path, meta: TFRecordsMeta, split: str) -> list[Path]:
+    if split not in meta.shards:
+        raise PipelineError(f"{tfrecord_dir / META_NAME}: no split {split!r}; it has {', '.join(meta.shards)}")
+    paths = [tfrecord_dir / name for name in meta.shards[split]]
     if not paths:
         raise PipelineError(f"{tfrecord_dir}: split {split!r} has no images")
     missing = [path.name for path in paths if not path.is_file()]
@@ -179,7 +195,7 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
 
 
 def write_tfrecords(rows: list, root: Path, out_dir: Path, classes: tuple[str, ...], channels: int,
-                    image_size: int, encoding: str, shard_size: int) -> dict:
+                    image_size: int, encoding: str, shard_size: int) -> TFRecordsMeta:
     """Replace `out_dir` with each split's shards, written in row order, and meta.json; return the meta.
 
     `rows` are splits.csv's rows (`pipeline.tables.split.SplitRow`): path (under `root`), label, split and the
@@ -198,18 +214,16 @@ def write_tfrecords(rows: list, root: Path, out_dir: Path, classes: tuple[str, .
             for row in tqdm(split_rows, desc=f"preprocess {split}", unit="image")
         )
         shards[split] = write_shards(out_dir, split, examples, len(split_rows), shard_size)
-    meta = {
-        "classes": list(classes),
-        "counts": {split: sum(row.split == split for row in rows) for split in SPLITS},
-        "class_counts": {
-            split: {name: sum(row.split == split and row.label == name for row in rows) for name in classes}
-            for split in SPLITS
-        },
-        "image_size": image_size,
-        "channels": channels,
-        "encoding": encoding,
-        "shard_size": shard_size,
-        "shards": shards,
-    }
+    meta = TFRecordsMeta(
+        classes=tuple(classes),
+        counts={split: sum(row.split == split for row in rows) for split in SPLITS},
+        class_counts={split: {name: sum(row.split == split and row.label == name for row in rows) for name in classes}
+                      for split in SPLITS},
+        image_size=image_size,
+        channels=channels,
+        encoding=encoding,
+        shard_size=shard_size,
+        shards=shards,
+    )
     write_meta(out_dir, meta)
     return meta

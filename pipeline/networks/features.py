@@ -35,7 +35,7 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
         calibrated = calibrate_batchnorm(backbone, extractor, images)
         log.info("%s: random weights; %d BatchNorm layers' statistics set from %d train scans",
                  backbone.name, calibrated, len(images))
-    counts = data_meta["counts"]
+    counts = data_meta.counts
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(base_weights_file(out_dir)) as partial:
         base_of(extractor).save_weights(partial)
@@ -52,7 +52,7 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
         "weights_sha256": source["sha256"],  # which file the base started from, pinned
         "dim": int(extractor.output.shape[-1]),
         "views": 1 + params.augment.views,
-        "classes": data_meta["classes"],
+        "classes": list(data_meta.classes),
         "counts": written,
     }
     write_json(out_dir / META_NAME, meta)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import require_file
 from pipeline.core.files import save_model, write_json
 from pipeline.core.params import Params
 from pipeline.core.paths import ModelFiles
@@ -72,16 +72,14 @@ def steps_per_epoch(train_count: int, max_train_images: int, batch_size: int) ->
 
 def load_head(path: Path) -> keras.Model:
     """The head the train stage saved, or a PipelineError saying how to make it."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the train stage first (dvc repro train@<backbone>)")
+    require_file(path, f"train@{path.parent.name}")
     return keras.models.load_model(path)
 
 
 def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model,
                           base_weights: Path) -> tuple[keras.Model, int]:
     """The base from `base_weights` under the trained head, the base's top unfrozen, compiled; and the layers unfrozen."""
-    if not base_weights.is_file():
-        raise PipelineError(f"{base_weights} not found; run the features stage first (dvc repro features@{backbone.name})")
+    require_file(base_weights, f"features@{backbone.name}")
     model = build_model(backbone, str(base_weights), params.image_size, head)
     share = backbone.unfreeze if params.fine_tune.unfreeze == -1 else params.fine_tune.unfreeze
     unfrozen = unfreeze_top(base_of(model), share)
@@ -120,12 +118,12 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     data_meta = read_meta(tfrecord_dir, {"image_size": params.image_size, **params.data.named_classes()})
     read_features_meta(features_dir, {"weights": params.weights, "image_size": params.image_size,
-                                      "classes": data_meta["classes"]})
-    counts, class_counts = data_meta["counts"], data_meta["class_counts"]["train"]
+                                      "classes": data_meta.classes})
+    counts, class_counts = data_meta.counts, data_meta.class_counts["train"]
     with strategy.scope():
         head = load_head(files.head)
         model, unfrozen = build_fine_tune_model(backbone, params, head, base_weights_file(features_dir))
-    classes = data_meta["classes"]
+    classes = data_meta.classes
     labels = np.repeat(np.arange(len(classes)), [class_counts[name] for name in classes])
     has_val = counts["val"] > 0
     live = open_live(live_dir)

@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_file
 from pipeline.imaging.reader import load_image
 from pipeline.imaging.tfrecords import make_dataset, read_meta
 
@@ -24,8 +24,7 @@ WARMUP_CALLS = 3
 def load_model(path: Path, backbone: str) -> keras.Model:
     """A fine-tuned model, uncompiled, in Keras' safe mode (no code from the file), or a PipelineError saying
     which stage makes it."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
+    require_file(path, f"finetune@{backbone}")
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
@@ -42,7 +41,7 @@ def predict_split(infer: Callable, tfrecord_dir: Path, split: str, batch_size: i
     batches = [
         (infer(images).numpy(), labels.numpy(), ids)
         for images, labels, ids in tqdm(dataset, desc=f"predict {split}", unit="batch",
-                                        total=math.ceil(meta["counts"][split] / batch_size))
+                                        total=math.ceil(meta.counts[split] / batch_size))
     ]
     probabilities = np.concatenate([batch[0] for batch in batches]).astype(np.float64)
     if probabilities.shape[1] != len(classes):

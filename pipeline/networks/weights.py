@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.files import replacing, write_json
 from pipeline.core.registry import Backbone
 
@@ -106,8 +106,7 @@ def staged_weights(weights_dir: Path, weights: str, size: int) -> tuple[Path | N
     (none staged, or staged for other `weights` or input size than these)."""
     path = weights_dir / SOURCE_NAME
     stage = f"weights@{weights_dir.name}"
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run `dvc repro {stage}` first")
+    require_file(path, stage)
     record = json.loads(path.read_text())
     check_inputs(path, record, {"weights": weights, "input_size": size}, stage)
     return (weights_dir / record["file"] if record["file"] else None), record

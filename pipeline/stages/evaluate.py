@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.analysis.metrics import evaluate_predictions, roc_curves, validation_scores
 from pipeline.core import paths
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.files import write_csv, write_json
 from pipeline.core.params import Params
 from pipeline.imaging.tfrecords import read_meta
@@ -27,22 +27,22 @@ log = logging.getLogger(__name__)
 def main(params: Params, backbone: str) -> None:
     files = paths.model_files(backbone)
     data_meta = read_meta(paths.TFRECORDS, params.data.named_classes())
-    classes = tuple(data_meta["classes"])  # the source's, as preprocess stored them
-    meta = read_model_meta(files.meta, backbone, {key: data_meta[key] for key in ("image_size", "classes")})
+    classes = data_meta.classes  # the source's, as preprocess stored them
+    meta = read_model_meta(files.meta, backbone, {"image_size": data_meta.image_size, "classes": data_meta.classes})
     model = load_model(files.model, backbone)
     infer = inference_function(model)
     predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
     val_predictions, report["val"] = predictions.iloc[:0], None
-    if data_meta["counts"]["val"]:
+    if data_meta.counts["val"]:
         val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
         report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
                                           ordinal=params.data.ordinal)
     else:
         log.warning("the val split has no images: no val scores, so compare needs compare.reference to name "
                     "the reference model when it compares several backbones")
-    shape = (data_meta["image_size"],) * 2 + (3,)
+    shape = (data_meta.image_size,) * 2 + (3,)
     report.update(
         backbone=backbone,
         pretrained=bool(meta["pretrained"]),
@@ -71,8 +71,7 @@ def main(params: Params, backbone: str) -> None:
 def read_model_meta(path: Path, backbone: str, expected: dict) -> dict:
     """The meta.json fine-tuning wrote beside the model, with the keys the report needs, made for `expected`
     (the TFRecords' image size and classes)."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run dvc repro finetune@{backbone} first")
+    require_file(path, f"finetune@{backbone}")
     meta = json.loads(path.read_text())
     missing = [key for key in ("pretrained", "fine_tuning_kept") if key not in meta]
     if missing:

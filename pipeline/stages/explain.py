@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def main(params: Params, backbone: str) -> None:
     model = load_model(paths.model_files(backbone).model, backbone)
-    classes = tuple(read_meta(paths.TFRECORDS)["classes"])
+    classes = read_meta(paths.TFRECORDS).classes
     images, labels, _ = read_split(paths.TFRECORDS, "test", params.evaluate.batch_size)
     rows = sample_per_class(labels, len(classes), params.explain.per_class, params.seed)
     figure, metrics = explain_sample(model, images, labels, rows, classes, brain=params.data.source == "archive",

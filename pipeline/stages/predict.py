@@ -15,11 +15,11 @@ def main(params: Params, *scans: str, explain: Path | None = None) -> None:
     write each model's overlay of each readable scan under it."""
     models = {backbone: paths.model_files(backbone).model for backbone in params.backbones}
     meta = read_meta(paths.TFRECORDS)  # what the models were trained on: the source's classes and channels
-    table = predict_scans([Path(scan) for scan in scans], models, tuple(meta["classes"]), meta["channels"])
+    table = predict_scans([Path(scan) for scan in scans], models, meta.classes, meta.channels)
     if not table["error"].any():
         table = table.drop(columns="error")
     print(table.to_string(index=False, na_rep="", float_format=lambda value: f"{value:.3f}"))
     if explain is not None:
-        written = write_overlays(explain_scans([Path(scan) for scan in scans], models, meta["channels"]),
-                                 tuple(meta["classes"]), explain)
+        written = write_overlays(explain_scans([Path(scan) for scan in scans], models, meta.channels),
+                                 meta.classes, explain)
         print(f"wrote {len(written)} Grad-CAM overlays under {explain}")

@@ -17,7 +17,7 @@ def main(params: Params) -> None:
     rows = read_splits(paths.SPLITS, info.classes)
     meta = write_tfrecords(rows, Path(info.root), paths.TFRECORDS, info.classes, info.channels, params.image_size,
                            params.preprocess.encoding, params.preprocess.shard_size)
-    sizes = ", ".join(f"{split} {meta['counts'][split]}" for split in SPLITS)
-    n_shards = sum(len(names) for names in meta["shards"].values())
+    sizes = ", ".join(f"{split} {meta.counts[split]}" for split in SPLITS)
+    n_shards = sum(len(names) for names in meta.shards.values())
     log.info("wrote %d images (%s), %dx%d, %d channel(s), %s, as %d shards and meta.json to %s", len(rows), sizes,
              params.image_size, params.image_size, info.channels, params.preprocess.encoding, n_shards, paths.TFRECORDS)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import PipelineError, check_inputs
+from pipeline.core.errors import PipelineError, check_inputs, require_file
 from pipeline.core.params import SPLITS
 from pipeline.tables.index import read_index
 
@@ -30,8 +30,7 @@ class Pool:
 def load_features(features_dir: Path, split: str) -> dict[str, np.ndarray]:
     """The arrays of one split's features file, or a PipelineError saying which stage makes it."""
     path = split_file(features_dir, split)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the features stage first (dvc repro features@<backbone>)")
+    require_file(path, f"features@{features_dir.name}")
     with np.load(path) as arrays:
         return {name: arrays[name] for name in arrays.files}
 
@@ -40,8 +39,7 @@ def read_features_meta(features_dir: Path, expected: Mapping = MappingProxyType(
     """The meta.json the features stage wrote beside the arrays; a PipelineError when it records other values
     than `expected` (weights, image_size, classes: what params or the TFRecords say now)."""
     path = features_dir / META_NAME
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the features stage first (dvc repro features@<backbone>)")
+    require_file(path, f"features@{features_dir.name}")
     meta = json.loads(path.read_text())
     check_inputs(path, meta, expected, f"features@{features_dir.name}")
     return meta
@@ -61,8 +59,7 @@ def load_pool(features_dir: Path, index_path: Path) -> Pool:
     splits = {}
     for split in SPLITS:
         path = split_file(features_dir, split)
-        if not path.is_file():
-            raise PipelineError(f"{path} not found; run dvc repro features@{features_dir.name} first")
+        require_file(path, f"features@{features_dir.name}")
         with np.load(path) as arrays:
             plain = arrays["view"] == 0
             splits[split] = {name: arrays[name][plain] for name in ("features", "labels", "paths")}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_file
 from pipeline.core.files import replacing
 from pipeline.core.text import escape, unescape
 
@@ -43,8 +43,7 @@ def read_index(path: Path) -> pd.DataFrame:
     Python strings, not pandas' pyarrow-backed ones (its default once pyarrow is installed, as TFDS brings it):
     a file name that is not UTF-8 unescapes to surrogates, which pyarrow cannot hold.
     """
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run `dvc repro dedupe` first")
+    require_file(path, "dedupe")
     text = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
     index = pd.DataFrame({column: pd.Series([unescape(value) for value in text[column]], dtype=object)
                           for column in text.columns})

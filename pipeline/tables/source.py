@@ -4,7 +4,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import require_file
 from pipeline.core.files import write_json
 
 
@@ -23,7 +23,6 @@ def write_source_info(path: Path, info: SourceInfo) -> None:
 
 def read_source_info(path: Path) -> SourceInfo:
     """The dedupe stage's source.json, or a PipelineError saying how to make it."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run `dvc repro dedupe` first")
+    require_file(path, "dedupe")
     values = json.loads(path.read_text(encoding="utf-8"))
     return SourceInfo(**{**values, "classes": tuple(values["classes"])})

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_file
 from pipeline.core.params import SPLITS
 from pipeline.core.text import unescape
 from pipeline.tables.index import ROW_COLUMNS
@@ -167,8 +167,7 @@ def _small_class_warning(name: str, n: int) -> str:
 
 def read_splits(path: Path, classes: tuple[str, ...]) -> list[SplitRow]:
     """The rows of splits.csv, in file order, with known labels and splits."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the split stage first (dvc repro split)")
+    require_file(path, "split")
     columns = [field.name for field in fields(SplitRow)]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)

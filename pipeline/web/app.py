@@ -1,6 +1,7 @@
 """The FastAPI app: the page, its JSON endpoints, and the upload API (`POST /api/predict`)."""
 
 import asyncio
+import base64
 import logging
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from pipeline.analysis.plots_page import bundle
 from pipeline.core import paths
 from pipeline.core.params import Params
+from pipeline.explain.overlays import gray, overlay_pixels, png_bytes
 from pipeline.imaging.tfrecords import read_meta
 from pipeline.networks.inference import read_scans
 from pipeline.web import live, report
@@ -73,14 +75,33 @@ def read_upload(upload: UploadFile, sizes: set[int], channels: int) -> dict[int,
         return pixels
 
 
+def data_url(png: bytes) -> str:
+    """PNG bytes as a data: URL, for an <img> or a script."""
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
+def explanation(image: np.ndarray, heat: np.ndarray, explained: str) -> dict[str, str]:
+    """One model's Grad-CAM of one scan for the API: the class it explains (the model's most likely), the scan as the
+    model saw it and its map over it (`overlay_pixels`), both PNGs of the model's input side, as data: URLs."""
+    return {"class": explained, "scan": data_url(png_bytes(gray(image))),
+            "overlay": data_url(png_bytes(overlay_pixels(image, heat)))}
+
+
+def explanations(decoded: list[dict[int, np.ndarray]], answers: dict, sizes: dict[str, int],
+                 classes: tuple[str, ...]) -> list[dict[str, dict[str, str]]]:
+    """Per readable upload (its pixels at each input size), each backbone's `explanation` from the worker's answer."""
+    return [{name: explanation(pixels[sizes[name]][0], maps[index], classes[answers["classes"][name][index]])
+             for name, maps in answers["maps"].items()} for index, pixels in enumerate(decoded)]
+
+
 def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tuple[str, ...] | None = None) -> FastAPI:
     """The app over the project at `root`, with its trained models loaded and warmed once, now; it answers requests
     named for loopback and the `remote` host names (`allowed_hosts`)."""
     trained_on = read_meta(root / paths.TFRECORDS)  # the source's classes and channels, as the models saw them
-    classes, channels = tuple(trained_on["classes"]), trained_on["channels"]
+    classes, channels = trained_on.classes, trained_on.channels
     models = Models(root, params.backbones, classes)
     models.warm()
-    batcher = Batcher(models.predict, limits.waiting, limits.batch)
+    batcher = Batcher(models.answer, limits.waiting, limits.batch)
     experiments = report.Experiments(root, params.backbones)
     vega = f"(() => {{\n{bundle()}\n}})();\n"
 
@@ -132,7 +153,12 @@ def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tu
 
     @app.post("/api/predict")
     async def predict(request: Request):
-        """Per uploaded file (multipart field `file`), each model's probability per class, or that file's error."""
+        """Per uploaded file (multipart field `file`), each model's probability per class, or that file's error; with
+        `?explain=1` also each backbone's Grad-CAM of it (`explanation`)."""
+        flag = request.query_params.get("explain", "0")
+        if flag not in ("0", "1"):
+            raise HTTPException(400, f"explain={flag!r}: give explain=1 for each model's Grad-CAM map, or 0")
+        explain = flag == "1"
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit():
             raise HTTPException(400, "bad Content-Length header")
@@ -160,17 +186,22 @@ def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tu
         if good:
             try:
                 answers = await batcher.submit({size: np.concatenate([pixels[size] for pixels in good])
-                                                for size in sizes})
+                                                for size in sizes}, explain)
             except Busy:
                 return JSONResponse({"detail": "server busy: too many scans waiting for the models; retry shortly"},
                                     status_code=503, headers={"Retry-After": "1"})
+            if explain:
+                explained = await asyncio.to_thread(explanations, good, answers, models.sizes, classes)
         results, index = [], 0
         for upload, pixels in zip(uploads, decoded):
             if isinstance(pixels, str):
                 results.append({"file": upload.filename, "error": pixels})
                 continue
-            results.append({"file": upload.filename, "probabilities": {
-                name: dict(zip(classes, map(float, values[index]))) for name, values in answers.items()}})
+            probabilities = {name: dict(zip(classes, map(float, values[index])))
+                             for name, values in answers["probabilities"].items()}
+            results.append({"file": upload.filename, "probabilities": probabilities})
+            if explain:
+                results[-1]["explanations"] = explained[index]
             index += 1
         if not good:
             detail = "; ".join(f"{result['file']}: {result['error']}" for result in results)

@@ -1,5 +1,6 @@
-// The page: sends chosen scans to /api/predict, polls /api/live (every second while a stage runs, slower when
-// idle, not while hidden), and loads the comparison. Every call to the server shows its failure and a way to retry.
+// The page: sends chosen scans to /api/predict?explain=1 (each model's probabilities and Grad-CAM map), polls
+// /api/live (every second while a stage runs, slower when idle, not while hidden), and loads the comparison. Every
+// call to the server shows its failure and a way to retry.
 "use strict";
 
 const LIVE_STAGES = ["head", "fine-tuning"];
@@ -194,6 +195,29 @@ function modelAnswer(model, probabilities) {
   return {line, top, probability};
 }
 
+// Each backbone's Grad-CAM map over the scan as that model saw it, with a toggle per model that hides and shows it.
+function drawMaps(explanations) {
+  const strip = element("div", undefined, {class: "maps"});
+  strip.append(element("p", "Where each model looks (Grad-CAM, for its most likely class):", {class: "maps-note"}));
+  for (const [model, shown] of Object.entries(explanations)) {
+    const figure = element("figure", undefined, {class: "gradcam", "data-model": model});
+    const stack = element("div", undefined, {class: "stack"});
+    stack.append(element("img", undefined, {class: "seen", src: shown.scan, alt: `the scan as ${model} saw it`}),
+                 element("img", undefined, {class: "overlay", src: shown.overlay,
+                                            alt: `where ${model} sees ${shown.class}`}));
+    const toggle = element("input", undefined, {type: "checkbox", class: "toggle"});
+    toggle.checked = true;
+    toggle.addEventListener("change", () => figure.classList.toggle("map-hidden", !toggle.checked));
+    const label = element("label");
+    label.append(toggle, " map");
+    const caption = element("figcaption");
+    caption.append(element("span", model, {class: "model"}), " ", element("strong", shown.class), label);
+    figure.append(stack, caption);
+    strip.append(figure);
+  }
+  return strip;
+}
+
 function drawPrediction(result, file) {
   const box = element("article", undefined, {class: "prediction", "data-file": result.file});
   box.append(element("h3", result.file));
@@ -235,7 +259,7 @@ function drawPrediction(result, file) {
   chart.spec = barSpec(models.flatMap((model) => classes.map((name, order) =>
     ({model, class: name, order, probability: result.probabilities[model][name]}))));
   details.append(scroll, chart);
-  answer.append(summary, details);
+  answer.append(summary, ...(result.explanations ? [drawMaps(result.explanations)] : []), details);
   box.append(answer);
   return box;
 }
@@ -248,7 +272,7 @@ async function upload(files) {
   out.replaceChildren(element("p", `predicting ${files.length} scan(s)...`, {class: "busy"}));
   let answer;
   try {
-    answer = await callServer("/api/predict", {method: "POST", body: form,
+    answer = await callServer("/api/predict?explain=1", {method: "POST", body: form,
                                                signal: AbortSignal.timeout(PREDICT_TIMEOUT_MS)});
   } catch (error) {
     out.replaceChildren(failure(`No prediction: ${error.message}`, () => upload(files)));
