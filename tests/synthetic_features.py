@@ -5,14 +5,18 @@ import json
 import numpy as np
 import pandas as pd
 import yaml
+from PIL import Image
+from scipy import ndimage
 
 from pipeline.core.params import SPLITS
 from pipeline.tables.features import Pool
 from pipeline.tables.index import INDEX_COLUMNS
+from pipeline.tables.source import SourceInfo, write_source_info
 from tests.conftest import raw_params
 
 N_CLASSES = 4
 BACKBONE = "MobileNetV3Small"
+ARCHIVE = "data/raw/demo"
 
 
 def synthetic_pool(leak: bool) -> Pool:
@@ -52,7 +56,26 @@ def write_project(root, pool: Pool, **params) -> None:
                                  source_split="")
     (root / "data/interim").mkdir(parents=True)
     index[list(INDEX_COLUMNS)].to_csv(root / "data/interim/index.csv", index=False)
+    write_slices(root / ARCHIVE, pool.rows.loc[pool.rows["kind"] == "original", "path"])
+    write_source_info(root / "data/interim/source.json", SourceInfo(
+        source="archive", root=ARCHIVE, classes=tuple(f"class{k}" for k in range(N_CLASSES)), channels=1,
+        own_splits=False))
     (root / "params.yaml").write_text(yaml.safe_dump(raw_params(**params)))
+
+
+def write_slices(archive, paths) -> None:
+    """A 48 px slice per original path `orig/<subject>-<slice>.jpg`: a disc whose texture is its true subject's,
+    drifting a little from slice to slice, so neighbouring slices of a subject are far more alike than two subjects'."""
+    rows, cols = np.mgrid[:48, :48]
+    disc = (rows - 23.5) ** 2 + (cols - 23.5) ** 2 < 20**2
+    for path in paths:
+        subject, slice_ = path.removeprefix("orig/").removesuffix(".jpg").rsplit("-", 1)
+        rng = np.random.default_rng(list(subject.encode()))
+        base, drift = (ndimage.gaussian_filter(rng.normal(size=(48, 48)), 3) for _ in range(2))
+        texture = base + 0.1 * int(slice_) * drift
+        pixels = np.where(disc, 128 + 100 * texture / np.abs(texture).max(), 0)
+        (archive / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(archive / path, quality=95)
 
 
 def synthetic_images(pool: Pool, size: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
 from pipeline.core.paths import truth_file
 from pipeline.mri.dedupe import build_index, reference_shape
+from pipeline.mri.matching import match_copies, match_copies_per_subject
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
 from pipeline.tables.index import read_index, write_index
@@ -210,3 +211,22 @@ def test_reference_shape_is_the_commonest_among_a_spread_sample_of_originals(tmp
     paths[-1].write_bytes(b"not an image")
     assert reference_shape(paths) == (30, 20)  # (rows, columns)
     assert reference_shape(paths[-1:]) == (1, 1) and reference_shape([]) == (1, 1)
+
+
+def test_a_copy_is_weighed_against_every_subject_when_one_subjects_alike_slices_fill_its_candidates():
+    """Subject x's 20 slices hold the copy's 4 nearest keys and score 0.95; its source, y's one slice, has a key far
+    off. Nearest candidates alone give x with a margin of 0.95 (no other subject among them); per subject, y."""
+    rng = np.random.default_rng(0)
+    copy = np.abs(rng.normal(size=8)).astype(np.float32)
+    copy /= np.linalg.norm(copy)
+    off = np.abs(rng.normal(size=(20, 8))).astype(np.float32)
+    off -= (off @ copy)[:, None] * copy  # orthogonal to the copy, then mixed in: similarity 0.95
+    alike = 0.95 * copy + np.sqrt(1 - 0.95**2) * off / np.linalg.norm(off, axis=1, keepdims=True)
+    views = np.concatenate([alike, copy[None]])[:, None, :]
+    keys = np.concatenate([rng.normal(0, 0.01, (20, 4)), np.full((1, 4), 10.0)]).astype(np.float32)
+    subjects = np.array(["x"] * 20 + ["y"])
+    arguments = (np.zeros((1, 4), np.float32), [copy[None]], keys, views, subjects, 4)
+    assert match_copies(*arguments).margin[0] == pytest.approx(0.95, abs=1e-3)
+    matches = match_copies_per_subject(*arguments)
+    assert matches.source[0] == 20 and matches.score[0] == pytest.approx(1.0, abs=1e-5)
+    assert matches.margin[0] == pytest.approx(0.05, abs=1e-3)

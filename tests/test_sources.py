@@ -73,7 +73,7 @@ def test_folder_source_accounts_for_every_file_and_keeps_groups_and_twins_togeth
     groups["dog/cat-copy.png"] = "dog-patient9"
     write_groups(root / "groups.csv", groups)
 
-    rows, report, info = index_folder(root, (), root / "groups.csv", 0.95)
+    rows, report, info = index_folder(root, (), root / "groups.csv", 32, 1.1)
 
     by_path = {row.path: row for row in rows}
     assert set(by_path) == files_on_disk(root) - {"groups.csv"}  # every file found has its row
@@ -101,7 +101,7 @@ def test_folder_without_a_group_file_splits_per_image_but_keeps_identical_images
         for number in range(10):
             save(root / f"{name}/{number}.png", np.full((32, 32), 10 * number + rank, np.uint8))
     save(root / "benign/again.png", np.full((32, 32), 0, np.uint8))  # benign/0.png's pixels
-    rows, report, info = index_folder(root, ("malignant", "benign"), None, 0.95)
+    rows, report, info = index_folder(root, ("malignant", "benign"), None, 32, 1.1)
     assert info.classes == ("malignant", "benign") and info.channels == 1
     subjects = {row.path: row.subject for row in rows}
     assert subjects["benign/again.png"] == subjects["benign/0.png"]
@@ -113,7 +113,7 @@ def test_a_group_file_without_its_columns_is_refused_with_the_fix(tmp_path):
     colour_folder(root)
     (root / "groups.csv").write_text("file,patient\ncat/00.png,p1\n")
     with pytest.raises(PipelineError, match=r"missing column\(s\) path, group"):
-        index_folder(root, (), root / "groups.csv", 0.95)
+        index_folder(root, (), root / "groups.csv", 32, 1.1)
 
 
 def test_a_group_file_outside_the_folder_is_refused_as_dvc_would_not_see_it_change(tmp_path):
@@ -121,14 +121,14 @@ def test_a_group_file_outside_the_folder_is_refused_as_dvc_would_not_see_it_chan
     write_groups(tmp_path / "groups.csv", colour_folder(root))
     with pytest.raises(PipelineError, match=r"^data.groups \S+/groups.csv is outside data.archive \S+/photos: move it "
                                             r"into that folder, which dedupe depends on"):
-        index_folder(root, (), tmp_path / "groups.csv", 0.95)
+        index_folder(root, (), tmp_path / "groups.csv", 32, 1.1)
 
 
 def test_grouping_by_pixels_with_no_readable_image_sets_every_file_aside(tmp_path):
     for name in ("benign", "malignant"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "scan.png").write_bytes(b"no png")
-    rows, _, _ = index_folder(tmp_path, (), Path(PIXELS), 0.95)
+    rows, _, _ = index_folder(tmp_path, (), Path(PIXELS), 32, 1.1)
     assert [(row.path, row.status) for row in rows] == [("benign/scan.png", "rejected"), ("malignant/scan.png", "rejected")]
     assert all(row.reason.startswith("not a readable image") for row in rows)
 
@@ -335,7 +335,7 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
     del groups["fish/05.png"]  # not listed: set aside
     write_groups(root / "groups.csv", groups)
     (root / "fish/notes.txt").write_text("not an image")
-    _, report, _ = index_folder(root, (), root / "groups.csv", 0.95)
+    _, report, _ = index_folder(root, (), root / "groups.csv", 32, 1.1)
     assert report["files"] == {"found": 19, "used": 17, "set_aside": 2}  # groups.csv is not counted: it has no row
     assert report["status"] == {"ok": {"original": 17}, "rejected": {"original": 2}}
     assert report["subjects"] == {"cat": 3, "dog": 3, "fish": 3}
@@ -348,7 +348,7 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
     monkeypatch.setattr(folder_source, "read_pixels", a_file_arrives_meanwhile)
     with pytest.raises(PipelineError, match=r"^20 entries on disk in data.archive \S+photos besides groups.csv but 19 "
                                             r"rows indexed; did the files change while the stage ran\?"):
-        index_folder(root, (), root / "groups.csv", 0.95)
+        index_folder(root, (), root / "groups.csv", 32, 1.1)
 
 
 def test_the_tfds_source_counts_its_examples_like_the_archive_and_reconciles_them_with_the_declared_sizes(

@@ -10,13 +10,14 @@ import pytest
 from pipeline.core.params import parse_params
 from pipeline.core.paths import truth_file
 from pipeline.mri.dedupe import build_index, scan_files
-from pipeline.mri.subjects import subjects_from_pixels
+from pipeline.mri.subjects import EVIDENCE, subjects_from_pixels
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
 from pipeline.sources.folder import PIXELS, index_folder
 from pipeline.tables.index import IndexRow, read_index, write_index
 from pipeline.tables.split import assign_splits, split_metrics
 from tests.conftest import raw_params
+from tests.other_archive import write_other_archive
 
 # 17 subjects whose originals' names carry no subject; seed 11 is one where linking each slice to
 # its two most similar (the rule until 2026-12-01) merged 4 groups of subjects.
@@ -86,11 +87,11 @@ def test_ids_do_not_depend_on_the_input_order(opaque_archive, opaque_split, opaq
                        [opaque_archive / row.path for row in originals], workers=1)
     views = np.stack([scan.views[0] for scan in scans])
     names, labels = [row.path for row in originals], [row.label for row in originals]
-    threshold = opaque_params.dedupe.neighbour_similarity
-    ids = subjects_from_pixels(names, labels, views, threshold)
+    settings = (opaque_params.dedupe.slices_per_subject, opaque_params.dedupe.separation)
+    ids, _ = subjects_from_pixels(names, labels, views, *settings)
     assert ids == [row.subject for row in originals]  # the dedupe stage calls it alike
     order = np.random.default_rng(0).permutation(len(names))
-    shuffled = subjects_from_pixels([names[i] for i in order], [labels[i] for i in order], views[order], threshold)
+    shuffled, _ = subjects_from_pixels([names[i] for i in order], [labels[i] for i in order], views[order], *settings)
     assert dict(zip([names[i] for i in order], shuffled)) == dict(zip(names, ids))
 
 
@@ -101,27 +102,59 @@ def on_a_circle(angles: list[float], plane: int = 0) -> np.ndarray:
     return views
 
 
-STEP = float(np.arccos(0.97))  # neighbours in a chain correlate 0.97, slices two apart 0.97**2 or so
+STEP = 0.2  # radians between neighbouring slices of a chain
 
 
-def test_mutual_neighbours_above_the_threshold_chain_and_others_do_not():
-    # Two chains of 5 whose facing ends correlate 0.945: slice 4's two most similar are 3 and 5 (0.945 > cos(2 STEP)),
-    # and 5's are 6 and 4, so 4 and 5 are mutual neighbours, linked or not by the threshold alone.
-    gap = float(np.arccos(0.945))
-    views = on_a_circle([STEP * index for index in range(5)] + [4 * STEP + gap + STEP * index for index in range(5)])
+def chain(start: float, count: int, step: float = STEP) -> list[float]:
+    return [start + step * index for index in range(count)]
+
+
+def test_a_link_parts_two_subjects_only_when_clearly_longer_than_the_steps_at_its_ends():
+    # Two chains of 5 on one circle: the link between their facing ends is 1.5 or 1.05 times their steps.
     names = [f"slice{index}" for index in range(10)]
-    assert subjects_from_pixels(names, ["A"] * 10, views, 0.95) == ["A/g000"] * 5 + ["A/g001"] * 5
-    assert subjects_from_pixels(names, ["A"] * 10, views, 0.94) == ["A/g000"] * 10
-    assert subjects_from_pixels(names, ["A"] * 5 + ["B"] * 5, views, 0.94) == ["A/g000"] * 5 + ["B/g000"] * 5
-
-
-def test_a_slice_broken_off_its_chain_joins_its_nearest_rather_than_stand_alone():
-    # Slice 0 correlates 0.9 with slice 1, below the threshold: it links to no slice.
-    off = float(np.arccos(0.9))
-    views = np.concatenate([on_a_circle([0.0] + [off + STEP * index for index in range(4)]),
-                            on_a_circle([STEP * index for index in range(5)], plane=1)])
-    ids = subjects_from_pixels([f"slice{index}" for index in range(10)], ["A"] * 10, views, 0.95)
+    apart = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.5 * STEP, 5))
+    ids, _ = subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.1)
     assert ids == ["A/g000"] * 5 + ["A/g001"] * 5
+    close = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.05 * STEP, 5))
+    assert subjects_from_pixels(names, ["A"] * 10, close, 5, 1.1)[0] == ["A/g000"] * 10
+    assert subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.6)[0] == ["A/g000"] * 10
+    assert subjects_from_pixels(names, ["A"] * 5 + ["B"] * 5, close, 5, 1.1)[0] == ["A/g000"] * 5 + ["B/g000"] * 5
+
+
+def test_a_cut_that_leaves_less_than_most_of_a_subject_on_a_side_is_not_made():
+    # The same two chains, 1.5 steps apart, counted as subjects of 8 slices: 5 is under 0.75 x 8.
+    apart = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.5 * STEP, 5))
+    ids, evidence = subjects_from_pixels([f"slice{index}" for index in range(10)], ["A"] * 10, apart, 8, 1.1)
+    assert ids == ["A/g000"] * 10 and evidence["kept_though_apart"] == 1
+
+
+def test_groups_that_are_not_whole_subjects_are_merged_with_their_nearest_such_group():
+    # Subjects of 5 slices: A and C far apart in one plane, B in another; A's fifth slice (row 9) sits next to B's
+    # end, so the pixels alone give groups of 4, 6 and 5.
+    views = np.concatenate([on_a_circle(chain(0.0, 4)), on_a_circle(chain(0.0, 5) + [5.05 * STEP], plane=1),
+                            on_a_circle(chain(np.pi / 2, 5))])
+    names = [f"slice{index:02d}" for index in range(15)]
+    ids, evidence = subjects_from_pixels(names, ["A"] * 15, views, 5, 1.1)
+    assert ids[:10] == ["A/g000"] * 10 and len(set(ids[10:])) == 1 and ids[10] != ids[0]
+    assert evidence["merged_to_whole_subjects"] == 1
+
+
+def on_a_plane(points: list[tuple[float, float]]) -> np.ndarray:
+    """Unit views of points in a plane, near enough one another that their distances are the points' (x 0.01)."""
+    views = np.column_stack([np.ones(len(points)), 0.01 * np.array(points, float)])
+    return (views / np.linalg.norm(views, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_groups_are_merged_when_a_slice_lies_about_as_near_the_other_as_its_own():
+    # Subjects of 6: A along y = 0 from x 0 to 4 plus a slice 3 below its end, B along y = 0 from x 5.5; the link
+    # (4, 0)-(5.5, 0) is 1.5 steps long, cut; but A's sixth slice is 3.02 from its own and 3.23 from B's first.
+    points = [(x, 0.0) for x in range(5)] + [(4.3, -3.0)] + [(5.5 + x, 0.0) for x in range(6)]
+    names = [f"slice{index:02d}" for index in range(12)]
+    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(points), 6, 1.1)
+    assert ids == ["A/g000"] * 12 and evidence["merged_as_ambiguous"] == 1
+    far = points[:5] + [(4.3, -1.0)] + points[6:]  # now 1.04 from its own, 1.56 from B: no doubt
+    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(far), 6, 1.1)
+    assert ids == ["A/g000"] * 6 + ["A/g001"] * 6 and evidence["merged_as_ambiguous"] == 0
 
 
 def test_truth_scores_count_recovered_split_and_mixed_subjects_with_examples(tmp_path):
@@ -143,7 +176,7 @@ def test_a_folder_of_opaque_slices_is_grouped_into_subjects_from_pixels(opaque_a
     """`data.source: folder` with `data.groups: pixels`: the originals alone, in class folders, no group file."""
     folder = Path(shutil.copytree(opaque_archive / "OriginalDataset", tmp_path / "slices"))
     rows, _, info = index_folder(folder, opaque_params.data.classes, Path(PIXELS),
-                                 opaque_params.dedupe.neighbour_similarity)
+                                 opaque_params.dedupe.slices_per_subject, opaque_params.dedupe.separation)
     truth = {path.removeprefix("OriginalDataset/"): subject for path, subject in
              pd.read_csv(truth_file(opaque_archive)).set_index("path")["subject"].items()}
     found = {row.path: row.subject for row in rows if row.status == "ok"}
@@ -157,3 +190,18 @@ def test_a_folder_of_opaque_slices_is_grouped_into_subjects_from_pixels(opaque_a
         members.setdefault(subject, set()).add(truth[path])
     recovered = sum(len(members[next(iter(groups))]) == 1 for groups in by_true.values())
     assert recovered >= 0.8 * len(by_true) and info.channels == 1
+
+
+OTHER_SUBJECTS = {"NonDemented": 4, "VeryMildDemented": 3, "MildDemented": 3, "ModerateDemented": 2}
+
+
+def test_an_archive_from_another_generator_keeps_every_subject_in_one_split(tmp_path):
+    """Procedural anatomy per subject, 1-5 mm slices, warps, bias, noise (`tests/other_archive.py`), opaque names."""
+    root = tmp_path / "other"
+    write_other_archive(root, OTHER_SUBJECTS, 16, 4, seed=0, shape=(64, 54), pixel=3.25)
+    params = parse_params(raw_params(dedupe={"slices_per_subject": 16, "workers": 1}))
+    rows, report = build_index(root, params.data.classes, params.dedupe)
+    assert set(report["subject_rules"]["NonDemented"]["weak_evidence"]) == set(EVIDENCE)
+    scores = score_against_truth(rows, truth_file(root))
+    assert scores["true_subjects"] == 12 and scores["true_subjects_split"] == 0, scores
+    assert scores["true_subjects_recovered"] >= 6, scores

@@ -25,7 +25,7 @@ from pipeline.imaging.reader import InvalidImage, decode_full_and_reduced, is_im
 from pipeline.mri.fingerprint import KEY_SIZE, VIEW_SIZE, fingerprints, frame_shape, pixel_digest, reduce
 from pipeline.mri.forking import frozen_for_fork
 from pipeline.mri.layout import FoundFile, count_on_disk, find_files
-from pipeline.mri.matching import match_copies
+from pipeline.mri.matching import match_copies, match_copies_per_subject
 from pipeline.mri.subjects import fits_a_name_rule, group_subjects
 from pipeline.tables.index import IndexRow, account
 
@@ -311,8 +311,10 @@ def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[
         upright = np.stack([scan.views[0] for _, scan in originals]) if originals else None
         if originals:
             stems = [Path(file.path).stem for file, _ in originals]
-            grouping = group_subjects(label, stems, upright, settings.slices_per_subject, settings.neighbour_similarity)
+            grouping = group_subjects(label, stems, upright, settings.slices_per_subject, settings.separation)
             rules[label] = {"rule": grouping.rule, "note": grouping.note, "subjects": len(set(grouping.subjects))}
+            if grouping.rule == "pixels":
+                rules[label]["weak_evidence"] = grouping.evidence
             for (file, _), subject in zip(originals, grouping.subjects):
                 rows[file.path] = _row(file, "ok", "", source=file.path, subject=subject)
         if not copies:
@@ -321,7 +323,8 @@ def _place(kept: list[tuple[FoundFile, Scan]], settings: DedupeParams) -> tuple[
             for file, _ in copies:
                 rows[file.path] = _row(file, "orphan", f"no original of class {label} to match")
             continue
-        matches = match_copies(
+        match = match_copies_per_subject if grouping.rule == "pixels" else match_copies
+        matches = match(
             np.stack([scan.key for _, scan in copies]),
             [scan.views for _, scan in copies],
             np.stack([scan.key for _, scan in originals]),

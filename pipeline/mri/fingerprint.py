@@ -20,10 +20,14 @@ pixels are the same (`pixel_digest`), whichever source they come from.
 """
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from pipeline.imaging.reader import decode_image
 
 WORK_SIDE = 40  # longer side of the reduced frame, in pixels
 SIDE = 28  # views are SIDE x SIDE samples
@@ -59,6 +63,13 @@ def frame_shape(reference: tuple[int, int]) -> tuple[int, int]:
     rows, cols = reference
     scale = WORK_SIDE / max(rows, cols)
     return max(8, round(rows * scale)), max(8, round(cols * scale))
+
+
+def upright_views(root: Path, paths: list[str]) -> np.ndarray:
+    """The upright views (n, VIEW_SIZE) of readable scans under `root`, in the frame of the commonest size."""
+    images = [decode_image(root / path) for path in paths]
+    frame = frame_shape(Counter(image.size[::-1] for image in images).most_common(1)[0][0])
+    return fingerprints(np.stack([reduce(image, frame) for image in images]), np.zeros(1)).views[:, 0]
 
 
 def reduce(image: Image.Image, frame: tuple[int, int]) -> np.ndarray:

@@ -64,3 +64,31 @@ def _nearest(copy_keys: np.ndarray, original_keys: np.ndarray, k: int) -> np.nda
     basis = np.linalg.svd(original_keys - mean, full_matrices=False)[2][:dims].T
     tree = cKDTree((original_keys - mean) @ basis)
     return tree.query((copy_keys - mean) @ basis, k=k, workers=-1)[1].reshape(len(copy_keys), k)
+
+
+def match_copies_per_subject(
+    copy_keys: np.ndarray,
+    copy_views: list[np.ndarray],
+    original_keys: np.ndarray,
+    original_views: np.ndarray,
+    original_subjects: np.ndarray,
+    candidates: int,
+) -> Matches:
+    """`match_copies` within each subject's originals, the best subject against the next: the margin always weighs
+    two subjects, where one subject's alike slices can fill all of `match_copies`' nearest candidates (it then
+    weighs none and a copy of another subject's slice passes unseen)."""
+    subjects = np.unique(original_subjects)
+    if len(subjects) < 2:
+        return match_copies(copy_keys, copy_views, original_keys, original_views, original_subjects, candidates)
+    sources, scores = [], []
+    for subject in subjects:
+        members = np.flatnonzero(original_subjects == subject)
+        matches = match_copies(copy_keys, copy_views, original_keys[members], original_views[members],
+                               original_subjects[members], candidates)
+        sources.append(members[matches.source])
+        scores.append(matches.score)
+    sources, scores = np.column_stack(sources), np.column_stack(scores)
+    best, runner_up = np.argsort(-scores, axis=1, kind="stable")[:, :2].T
+    rows = np.arange(len(scores))
+    return Matches(source=sources[rows, best], score=scores[rows, best],
+                   margin=scores[rows, best] - scores[rows, runner_up])

@@ -16,7 +16,7 @@ def index_source(params: Params, images_dir: Path) -> tuple[list[IndexRow], dict
     if data.source == "folder":
         from pipeline.sources.folder import index_folder
         return index_folder(Path(data.archive), data.classes, Path(data.groups) if data.groups else None,
-                            params.dedupe.neighbour_similarity)
+                            params.dedupe.slices_per_subject, params.dedupe.separation)
     from pipeline.mri.dedupe import build_index
     rows, report = build_index(Path(data.archive), data.classes, params.dedupe)
     return rows, report, SourceInfo(source="archive", root=data.archive, classes=data.classes, channels=1,

@@ -1,14 +1,11 @@
 """A folder of class subfolders, with an optional CSV (`path`, `group`) naming each file's group."""
 
 import csv
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.core.errors import PipelineError
-from pipeline.imaging.reader import decode_image, is_image_name, not_a_file
-from pipeline.mri.fingerprint import fingerprints, frame_shape, reduce
+from pipeline.imaging.reader import is_image_name, not_a_file
+from pipeline.mri.fingerprint import upright_views
 from pipeline.mri.layout import count_on_disk, find_files
 from pipeline.mri.subjects import subjects_from_pixels
 from pipeline.sources.pixels import group_identical, read_pixels, set_aside_unreadable
@@ -50,18 +47,17 @@ def read_groups(path: Path) -> dict[str, str]:
     return groups
 
 
-def slice_subjects(root: Path, paths: list[str], labels: list[str], threshold: float) -> dict[str, str]:
+def slice_subjects(root: Path, paths: list[str], labels: list[str], slices_per_subject: int,
+                   separation: float) -> dict[str, str]:
     """{path: subject} for MRI slices with no group file: chains of neighbouring slices (`subjects_from_pixels`)."""
     if not paths:
         return {}
-    images = [decode_image(root / path) for path in paths]
-    frame = frame_shape(Counter(image.size[::-1] for image in images).most_common(1)[0][0])
-    views = fingerprints(np.stack([reduce(image, frame) for image in images]), np.zeros(1)).views[:, 0]
-    return dict(zip(paths, subjects_from_pixels(paths, labels, views, threshold)))
+    views = upright_views(root, paths)
+    return dict(zip(paths, subjects_from_pixels(paths, labels, views, slices_per_subject, separation)[0]))
 
 
 def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
-                 neighbour_similarity: float) -> tuple[list[IndexRow], dict, SourceInfo]:
+                 slices_per_subject: int, separation: float) -> tuple[list[IndexRow], dict, SourceInfo]:
     """One row per file under `root`: usable images grouped by the CSV, by their pixels (MRI slices, `data.groups:
     pixels`) or each on its own; identical images together."""
     classes = classes or class_folders(root)
@@ -93,7 +89,7 @@ def index_folder(root: Path, classes: tuple[str, ...], groups_file: Path | None,
     if by_pixels:
         usable = [row for row in rows if row.status == "ok"]
         subjects = slice_subjects(root, [row.path for row in usable], [row.label for row in usable],
-                                  neighbour_similarity)
+                                  slices_per_subject, separation)
         rows = [IndexRow(**{**row.__dict__, "subject": subjects[row.path]}) if row.path in subjects else row
                 for row in rows]
     rows, identical = group_identical(rows, pixels)

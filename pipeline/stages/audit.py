@@ -1,11 +1,16 @@
-"""Stage `audit`: the leakage audit (see `pipeline.analysis.audit`); fails when the split by subject leaks."""
+"""Stage `audit`: the leakage audit (see `pipeline.analysis.audit`) and the pixel check of the found subjects
+(`pipeline.analysis.straddle`); fails when either sees a leak."""
 
 import logging
+from pathlib import Path
 
 from pipeline.analysis.audit import check_audit, log_verdicts, run_audit, write_outputs
+from pipeline.analysis.straddle import check_straddling, straddling_images
 from pipeline.core import paths
 from pipeline.core.params import Params
+from pipeline.mri.fingerprint import upright_views
 from pipeline.tables.features import load_pool, read_features_meta
+from pipeline.tables.source import read_source_info
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +19,17 @@ def main(params: Params) -> None:
     pool = load_pool(paths.features_dir(params.audit.backbone), paths.INDEX)
     classes = read_features_meta(paths.features_dir(params.audit.backbone))["classes"]
     report = run_audit(pool, len(classes), params.audit, params.seed)
+    originals = pool.rows[pool.rows["kind"] == "original"]
+    originals = originals[originals.groupby("subject")["path"].transform("size") > 1]  # no pixels judge a lone image
+    views = upright_views(Path(read_source_info(paths.SOURCE_INFO).root), originals["path"].tolist())
+    report["straddling"] = straddling_images(views, originals["path"].tolist(), originals["label"].tolist(),
+                                             originals["subject"].tolist(), originals["split"].tolist())
+    report["passed"] = report["passed"] and report["straddling"]["passed"]
     write_outputs(report, paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
     log_verdicts(report)
+    log.info("pixel check: %d of %d originals as close to another split as to their own subject "
+             "(honest bound %d)", report["straddling"]["flagged"], report["straddling"]["checked"],
+             report["straddling"]["bound"])
     log.info("wrote %s and %s/", paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
+    check_straddling(report["straddling"], paths.AUDIT_METRICS)
     check_audit(report, paths.AUDIT_METRICS)
