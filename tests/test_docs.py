@@ -67,8 +67,9 @@ def test_every_model_field_is_in_the_reference():
                 found += fields(info.annotation, f"{prefix}{name}.")
         return found
 
+    inline = {key for key, row in rows.items() if "(section)" not in row}  # a flow mapping's keys are in its value
     top = [key for key in fields(Params, "") if not key.startswith("tune.")]
-    assert [key for key in top if key not in rows and key.rsplit(".", 1)[0] not in rows] == []
+    assert [key for key in top if key not in rows and key.rsplit(".", 1)[0] not in inline] == []
 
 
 def test_a_key_without_a_comment_is_refused_by_name():
