@@ -92,13 +92,18 @@ def test_the_allowed_text_is_what_an_error_says():
     assert params_doc.allowed(("tune", "selected")) == "a mapping of at, metric, experiments or null"
 
 
-def test_the_site_builds_strictly(tmp_path):
+def _build(project: Path, site: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` of a project into `site`."""
     mkdocs = Path(sys.executable).with_name("mkdocs")
     if not mkdocs.exists():
         pytest.fail("mkdocs is not installed: `make test` installs requirements-dev.txt (or pip install -r it)")
+    return subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(site)], cwd=project, check=False,
+                          capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+def test_the_site_builds_strictly(tmp_path):
     site = tmp_path / "site"
-    result = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(site)], cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = _build(ROOT, site)
     assert result.returncode == 0, result.stderr
     pages = [path.stem for path in (ROOT / "docs").glob("*.md")]
     assert all((site / ("" if page == "index" else page) / "index.html").is_file() for page in pages)
@@ -110,8 +115,7 @@ def test_a_broken_link_fails_the_build(tmp_path):
     shutil.copy(ROOT / "mkdocs.yml", project)
     shutil.copy(ROOT / "BENCHMARKS.md", project)
     (project / "docs" / "gpu.md").write_text("# GPU\n\n[the missing page](missing.md)\n", encoding="utf-8")
-    result = subprocess.run([str(Path(sys.executable).with_name("mkdocs")), "build", "--strict"], cwd=project,
-                            capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = _build(project, tmp_path / "site")
     assert result.returncode != 0 and "missing.md" in result.stderr
 
 

@@ -97,7 +97,7 @@ def _kind(info: FieldInfo, schema: object) -> str:
             return f"a mapping of {', '.join(kinds)}, each {next(iter(kinds.values()))}"
         return "a mapping of " + ", ".join(kinds)
     if get_origin(schema) is dict:
-        name, value = get_args(schema)
+        value = get_args(schema)[1]
         return f"a mapping of names to {_kind(FieldInfo.from_annotation(value), value)}"
     if get_origin(schema) in (Union, types.UnionType) and not info.description:
         return " or ".join("null" if arg is type(None) else _kind(FieldInfo.from_annotation(arg), arg)
