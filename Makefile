@@ -1,4 +1,5 @@
-# `make repro` and `make test` work on a fresh machine: they build .venv from requirements.txt first.
+# `make repro` and `make test` work on a fresh machine: they build .venv from requirements.txt (and the
+# documentation and test tools of requirements-dev.txt) first.
 # With GPU=1 (`make repro GPU=1`) .venv gets the GPU build instead: requirements-gpu.txt's TensorFlow
 # and every other line of requirements.txt. Switching between the two rebuilds .venv from scratch
 # (tensorflow-cpu and tensorflow are one package under two names and must not meet in one venv).
@@ -17,9 +18,9 @@ OTHER_STAMP := $(BIN)/.installed
 REQUIREMENTS := requirements.txt requirements-gpu.txt
 endif
 
-.PHONY: repro test serve mutation
+.PHONY: repro test serve mutation docs
 
-$(STAMP): $(REQUIREMENTS)
+$(STAMP): $(REQUIREMENTS) requirements-dev.txt
 	if [ -e $(OTHER_STAMP) ]; then rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -28,6 +29,7 @@ ifeq ($(GPU),)
 else
 	grep -v '^tensorflow-cpu==' requirements.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin -r requirements-gpu.txt
 endif
+	grep -v '^-r ' requirements-dev.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin  # requirements.txt is in
 	touch $@
 
 repro: $(STAMP)
@@ -40,6 +42,10 @@ serve: $(STAMP)
 # shared DVC project once for both. Measured on 2 cores: BENCHMARKS.md, "The test suite".
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+# The documentation site from docs/ and mkdocs.yml into site/ (tests/test_docs.py builds it with --strict).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 # tests/test_plots_page.py and tests/test_web.py render pages in Debian's Chromium (Playwright drives it;
 # `playwright install` is never needed). Installing it needs root:
@@ -54,9 +60,5 @@ $(CHROMIUM):
 # Mutation testing of metrics, stats, knn, split, the image reader and params, each mutant under the fast unit
 # tests that call its function (config: [tool.mutmut] in pyproject.toml); not part of `make test`. Scores and the
 # equivalent survivors: BENCHMARKS.md. On a busy shared machine, `mutmut run --max-children 1`.
-$(BIN)/.dev-installed: $(STAMP) requirements-dev.txt
-	grep -v '^-r ' requirements-dev.txt | $(BIN)/python -m pip install --quiet -r /dev/stdin  # the rest is in already
-	touch $@
-
-mutation: $(BIN)/.dev-installed
+mutation: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" mutmut run --max-children 2; PATH="$(abspath $(BIN)):$$PATH" mutmut results

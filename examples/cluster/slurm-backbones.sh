@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One Slurm array task per backbone of params.yaml: each trains its backbone and pushes its run-cache to the
-# project's default DVC remote; no task trains what another did. Then one job compares them all (README, "Several
+# project's default DVC remote; no task trains what another did. Then one job compares them all (docs/remotes.md, "Several
 # machines"). Submit from the project (its .venv built, its commit the one to run, the remote reachable from every
 # node, S3 credentials in AWS_* or ~/.aws):
 #
