@@ -30,7 +30,9 @@ from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params
 
 RATIOS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 FLOWERS = "oxford_flowers102"
-MOCK_SPLITS = {"train": 12, "validation": 12, "test": 12}
+MOCK_SPLITS = ("train", "validation", "test")
+MOCK_EXAMPLES = 12  # per split, as the metadata declares and the mock yields
+FLOWERS_RUN_EXAMPLES = 120  # per split in the end-to-end run: enough for some of the 102 classes to have two subjects
 
 
 def save(path: Path, pixels: np.ndarray) -> None:
@@ -133,15 +135,16 @@ def test_grouping_by_pixels_with_no_readable_image_sets_every_file_aside(tmp_pat
     assert all(row.reason.startswith("not a readable image") for row in rows)
 
 
-def write_flowers_metadata(data_dir: Path) -> None:
-    """The metadata of a prepared oxford_flowers102 (split names and sizes) that mock_data's USE_FILES policy reads."""
+def write_flowers_metadata(data_dir: Path, examples: int = MOCK_EXAMPLES) -> None:
+    """The metadata of a prepared oxford_flowers102 (split names, `examples` in each) that mock_data's USE_FILES
+    policy reads; the mock must yield as many, as the source reconciles the two."""
     from tensorflow_datasets.core import naming, splits
     builder = tfds.builder(FLOWERS, data_dir=str(data_dir))
     template = naming.ShardedFileTemplate(data_dir=builder.data_dir, dataset_name=builder.name,
                                           filetype_suffix="tfrecord", split="train")
     builder.info.set_splits(splits.SplitDict([
-        splits.SplitInfo(name=name, shard_lengths=[count], num_bytes=0, filename_template=template.replace(split=name))
-        for name, count in MOCK_SPLITS.items()]))
+        splits.SplitInfo(name=name, shard_lengths=[examples], num_bytes=0, filename_template=template.replace(split=name))
+        for name in MOCK_SPLITS]))
     Path(builder.data_dir).mkdir(parents=True)
     builder.info.write_to_directory(builder.data_dir)
 
@@ -154,7 +157,8 @@ def flowers_dir(tmp_path_factory) -> Path:
 
 
 def test_tfds_source_indexes_every_mocked_flower_with_its_own_split(flowers_dir, tmp_path):
-    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir)):
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(flowers_dir)):
         rows, report, info = index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "images")
     assert len(info.classes) == 102 and info.classes[0] == "pink primrose" and info.channels == 3 and info.own_splits
     assert len(rows) == 36 and {row.source_split for row in rows} == {"train", "val", "test"}
@@ -240,7 +244,7 @@ def test_tfds_dedupe_prints_no_tensorflow_start_up_line(flowers_dir, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params(data=data)))
     env = {key: value for key, value in os.environ.items() if key != "PIPELINE_TF_LOGS"}
     done = subprocess.run([sys.executable, "-m", "pipeline", "dedupe"], check=False, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env={**env, **tfds_mock_env(flowers_dir, 12, ROOT)})
+                          text=True, timeout=600, env={**env, **tfds_mock_env(flowers_dir, MOCK_EXAMPLES, ROOT)})
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(tmp_path / "data/interim/index.csv")) == 3 * 12
     assert "INFO pipeline" in done.stderr
@@ -248,7 +252,7 @@ def test_tfds_dedupe_prints_no_tensorflow_start_up_line(flowers_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
+def reproduced(module_tmp) -> dict[str, tuple[Path, str]]:
     """The two end-to-end runs, {name: (project, DVC's output)}, run at once: a colour folder with a group CSV, and
     the mocked Flowers. TFDS' mock repeats the same examples in train, validation and test: used as they come,
     those splits would leak (the unit test above counts it), so that run re-splits them, keeping twins together."""
@@ -261,7 +265,9 @@ def reproduced(flowers_dir, module_tmp) -> dict[str, tuple[Path, str]]:
             groups[path] = f"{name}-patient{number // 2}"
     write_groups(folder / "photos/groups.csv", groups)
     flowers = module_tmp / "flowers"
-    mock = tfds_mock_env(flowers_dir, 40)
+    flowers_dir = module_tmp / "tfds"
+    write_flowers_metadata(flowers_dir, examples=FLOWERS_RUN_EXAMPLES)
+    mock = tfds_mock_env(flowers_dir, FLOWERS_RUN_EXAMPLES)
     runs = {
         "folder": (folder, {"source": "folder", "archive": "photos", "groups": "photos/groups.csv", "classes": [],
                             "ordinal": False, "negative_class": ""}, None, {}),
@@ -288,7 +294,8 @@ def test_dvc_repro_on_mocked_oxford_flowers(reproduced):
     project, output = reproduced["flowers"]
     assert "oneDNN" not in output and "absl::InitializeLog" not in output  # no stage prints TensorFlow's start-up
     index = pd.read_csv(project / "data/interim/index.csv", keep_default_na=False)
-    assert len(index) == 3 * 40 and set(index["path"]) == files_on_disk(project / "data/interim/images")
+    assert len(index) == 3 * FLOWERS_RUN_EXAMPLES
+    assert set(index["path"]) == files_on_disk(project / "data/interim/images")
     assert set(index["source_split"]) == {"train", "val", "test"}
     splits = pd.read_csv(project / "data/splits.csv", keep_default_na=False)
     assert splits.groupby("subject")["split"].nunique().max() == 1  # twins from the three TFDS splits together
@@ -353,7 +360,8 @@ def test_the_folder_source_counts_its_files_like_the_archive_and_reconciles_them
 
 def test_the_tfds_source_counts_its_examples_like_the_archive_and_reconciles_them_with_the_declared_sizes(
         flowers_dir, tmp_path):
-    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(flowers_dir)):
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(flowers_dir)):
         rows, report, _ = index_tfds(f"tfds:{FLOWERS}", str(flowers_dir), (), tmp_path / "images")
     used = sum(row.status == "ok" for row in rows)
     assert report["files"] == {"found": 36, "used": used, "set_aside": 36 - used} and 0 < used < 36
