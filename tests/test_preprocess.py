@@ -108,7 +108,7 @@ def test_meta_counts_and_shards_match_the_rows(archive, tmp_path):
     assert meta.shards["train"] == [f"train-{i:05d}-of-00003.tfrecord" for i in range(3)]
     assert (meta.image_size, meta.channels, meta.encoding) == (SIZE, 1, "png")
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
-        [META_NAME, *(name for names in meta["shards"].values() for name in names)])
+        [META_NAME, *(name for names in meta.shards.values() for name in names)])
 
 
 def test_writing_twice_gives_identical_files_and_drops_stale_shards(archive, tmp_path):
@@ -134,7 +134,7 @@ def test_reader_says_what_is_missing(archive, tmp_path):
     with pytest.raises(PipelineError, match="meta.json not found"):
         make_dataset(tmp_path / "out", "train", 2)
     meta = write(archive, tmp_path / "out")
-    (tmp_path / "out" / meta["shards"]["val"][0]).unlink()
+    (tmp_path / "out" / meta.shards["val"][0]).unlink()
     with pytest.raises(PipelineError, match="missing"):
         make_dataset(tmp_path / "out", "val", 2)
     with pytest.raises(PipelineError, match="no split 'holdout'"):

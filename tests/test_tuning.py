@@ -40,8 +40,8 @@ def test_grid_select_and_repro_rerun_only_the_retuned_backbones(built_project, t
     retuned = {backbone for backbone, lr in chosen.items() if lr != 0.001}
     assert retuned and retuned != set(BACKBONES), printed  # val moved one backbone and kept the other
     ran = redone_stages(run(["dvc", "repro"], project))
-    assert ran == {f"{stage}@{backbone}" for stage in ("train", "finetune", "evaluate") for backbone in retuned} | {
-        "compare"}, ran
+    assert ran == {f"{stage}@{backbone}" for stage in ("train", "finetune", "evaluate", "explain")
+                   for backbone in retuned} | {"compare"}, ran
     assert not {stage.split("@")[0] for stage in ran} & UPSTREAM
     commit(project, "tuned")
     assert "up to date" in run(["dvc", "status"], project)
