@@ -117,6 +117,7 @@ def test_inception_at_32_px_is_resized_to_75_and_builds():
 
 
 @pytest.mark.parametrize("name, size", [(name, 75) for name in sorted(BACKBONES)] + [("MobileNetV2", 96)])
+@pytest.mark.filterwarnings("ignore:.*will be loaded as the default:UserWarning")  # 75 px: Keras' 224 file, on purpose
 def test_weights_file_is_the_one_keras_would_download(name, size, no_download):
     backbone = get_backbone(name)
     with pytest.raises(DownloadAttempted):

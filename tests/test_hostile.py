@@ -175,6 +175,7 @@ def test_stage_fails_when_rows_and_disk_disagree(tiny_archive, tiny_params, monk
         build_index(tiny_archive, tiny_params.data.classes, tiny_params.dedupe)
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # Pillow reads a mutated EXIF's pixels, and warns
 def test_mutated_files_each_get_a_row_with_a_reason(tiny_archive, tiny_params, tmp_path):
     root = copy_archive(tiny_archive, tmp_path)
     rng = np.random.default_rng(5)

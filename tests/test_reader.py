@@ -7,6 +7,7 @@ import re
 import socket
 import stat
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -35,7 +36,9 @@ MUTANTS = 200  # per format
 def encoded(format_name: str, mode: str = "L") -> bytes:
     pixels = (np.random.default_rng(0).random((24, 20)) * 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).convert(mode).save(buffer, format_name)
+    with warnings.catch_warnings():  # Pillow deprecates writing IM files; the reader must still read them
+        warnings.filterwarnings("ignore", "IM image format is deprecated", DeprecationWarning)
+        Image.fromarray(pixels).convert(mode).save(buffer, format_name)
     return buffer.getvalue()
 
 

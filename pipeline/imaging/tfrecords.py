@@ -152,6 +152,8 @@ def make_dataset(tfrecord_dir: Path, split: str, batch_size: int, *, shuffle: bo
         dataset = dataset.shuffle(min(meta.counts[split], SHUFFLE_BUFFER), seed=seed)
     if repeat:
         dataset = dataset.repeat()
+    else:  # a known length: Keras then ends a pass on the count, not by running out of data (and warning)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(meta.counts[split]))
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
