@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -309,7 +310,8 @@ def test_the_report_sets_the_baselines_on_pixels_beside_those_on_features_and_ta
     assert results["knn"] == f"baseline ({BACKBONES[0]} features)" and results["knn_pixels"] == \
         "baseline (pixels 16x16 gray)"
     baselines = section(report, "Classical baselines")
-    assert f"> **Fewer folds or unscored classes:** {RARE_CLASS_NOTE}." in baselines and "over 2 folds" in baselines
+    assert f"> **Fewer folds or unscored classes**: {RARE_CLASS_NOTE}." in baselines and "over 2 folds" in baselines
+    assert not re.search(r"> \*\*[^*]*:\*\*", report)  # warning titles (the web page's folded lines) end with no colon
     tables = baselines.split("### Multi-class reductions to binary models")
     assert table_rows(tables[0]) == [["knn", "0.330", "0.550"]]
     assert f"| model | CV on {BACKBONES[0]} features | CV on pixels 16x16 gray |" in tables[0]

@@ -314,7 +314,7 @@ def baselines(summary: dict) -> str:
              "(`baselines.pixel_size`, the stored images shrunk), scored once on the test split (no intervals, size "
              f"or latency). Their cross-validation: mean balanced accuracy over {folds} folds grouped by subject "
              "over train and val (`metrics/baselines.json`).\n"]
-    lines += [f"> **Fewer folds or unscored classes:** {note}.\n" for note in found["notes"]]
+    lines += [f"> **Fewer folds or unscored classes**: {note}.\n" for note in found["notes"]]
     lines += [f"| model | CV on {features} features | CV on {pixels} |", "|---|---|---|"]
     lines += [f"| {name} | {scores['features']:.3f} | {scores['pixels']:.3f} |" for name, scores in found["cv"].items()]
     reductions, read = found["reductions"], {"features": f"{features} features", "pixels": pixels}
@@ -346,7 +346,7 @@ def fold_study(study: dict, read: dict[str, str]) -> str:
              + (f"95% subject-bootstrap interval {interval['low']:.3f}-{interval['high']:.3f}" if interval else
                 "no subject-bootstrap interval: test holds too few subjects")
              + "; `baselines.fold_study`).\n"]
-    lines += [f"> **Read with care:** {note}.\n" for note in study["notes"]]
+    lines += [f"> **Read with care**: {note}.\n" for note in study["notes"]]
     lines += ["| scheme | fits | CV balanced accuracy | spread over reshuffles (std; range) | CV - test | seconds |",
               "|---|---:|---:|---|---:|---:|"]
     lines += [f"| {name} | {scheme['fits']} | {scheme['balanced_accuracy']:.3f} | "
