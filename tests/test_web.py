@@ -83,6 +83,21 @@ def test_stage_states_come_from_dvc_lock_params_and_dvcs_rwlock(project):
     assert list(states)[:2] == ["synth", "dedupe"] and len(states) == STAGES_SHOWN
 
 
+def test_stages_are_dvcs_own_expansion_and_follow_each_edit_of_dvc_yaml_and_params(tmp_path):
+    stage = {"matrix": {"size": "${sizes}", "seed": [1, 2]}, "cmd": "echo",
+             "outs": ["out/${item.size}-${item.seed}.txt", {"${folder}/log.txt": {"cache": False}}]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"grid": stage}}, sort_keys=False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sizes": ["small", "large"], "folder": "logs"}))
+    assert [row["stage"] for row in live.stage_states(tmp_path)] == [
+        "grid@small-1", "grid@small-2", "grid@large-1", "grid@large-2"]
+    assert live.expanded_stages(tmp_path, live.stamps([tmp_path / "dvc.yaml", tmp_path / "params.yaml"]))[
+        "grid@large-2"] == [str(tmp_path / "out/large-2.txt"), str(tmp_path / "logs/log.txt")]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sizes": ["medium"], "folder": "logs"}))
+    assert [row["stage"] for row in live.stage_states(tmp_path)] == ["grid@medium-1", "grid@medium-2"]
+    (tmp_path / "dvc.yaml").write_text("stages: {grid: [unclosed")  # mid-write
+    assert live.stage_states(tmp_path) == []
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
