@@ -33,9 +33,10 @@ from pipeline.explain.gradcam import gradcam
 from pipeline.explain.overlays import overlay_pixels
 from pipeline.networks.inference import load_model, model_input, predict_scans
 from pipeline.web import live, report
-from pipeline.web.app import Limits, create_app
+from pipeline.web.app import create_app
 from pipeline.web.guard import allowed_hosts
 from pipeline.web.models import Batcher, Busy, Models
+from pipeline.web.state import Limits
 from tests.bad_files import plant_bad_files
 from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
