@@ -66,6 +66,15 @@ def test_wrong_value_names_the_key(overrides, key):
         parse_params(raw_params(**overrides))
 
 
+def test_split_ratios_are_a_read_only_mapping_in_split_order_and_params_stay_hashable():
+    params = parse_params(raw_params(split={"ratios": {"test": 0.1, "val": 0.2, "train": 0.7}}))
+    ratios = params.split.ratios
+    assert ratios["val"] == 0.2 and list(ratios) == ["train", "val", "test"]
+    with pytest.raises(TypeError):
+        ratios["val"] = 0.3  # type: ignore[index]
+    assert hash(params) == hash(parse_params(raw_params(split={"ratios": {"train": 0.7, "val": 0.2, "test": 0.1}})))
+
+
 def test_pixels_are_shrunk_never_grown():
     with pytest.raises(PipelineError, match=r"params: baselines.pixel_size = 100 is invalid; allowed: at most "
                                             r"image_size \(64\)"):

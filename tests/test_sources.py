@@ -28,7 +28,7 @@ from pipeline.stages import synth as synth_stage
 from pipeline.tables.split import assign_splits, own_splits, split_metrics
 from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params, run
 
-RATIOS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
 FLOWERS = "oxford_flowers102"
 MOCK_SPLITS = ("train", "validation", "test")
 MOCK_EXAMPLES = 12  # per split, as the metadata declares and the mock yields

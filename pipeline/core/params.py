@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from immutabledict import immutabledict
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -65,19 +66,21 @@ def _distinct(key: Callable[[str], str] = str) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _Pairs:
-    """A mapping validated as `schema` (a model or dict type), kept as its (key, value) pairs in order."""
+class _Validated:
+    """A mapping validated as `schema` (a model or dict type), then kept as `keep` makes it from its (key, value) pairs,
+    in order: a tuple of the pairs, or an immutabledict (read-only and hashable, as a frozen Params needs)."""
 
-    def __init__(self, schema: Any):
+    def __init__(self, schema: Any, keep: Callable[[Any], Any]):
         self.schema = schema
         self.adapter = TypeAdapter(schema)
+        self.keep = keep
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(self.validate)
 
-    def validate(self, raw: Any) -> tuple:
+    def validate(self, raw: Any) -> Any:
         value = self.adapter.validate_python(raw)
-        return tuple(value.items() if isinstance(value, dict) else value)
+        return self.keep(value.items() if isinstance(value, dict) else value)  # a model iterates as its pairs
 
 
 def _int(low: int, high: int | None = None) -> Any:
@@ -141,7 +144,8 @@ class DataParams(_Model):
 
 class SynthParams(_Model):
     seed: Seed
-    subjects: Annotated[tuple[tuple[str, int], ...], _Pairs(dict[str, _int(1)])]  # (class, subjects), classes order
+    # (class, subjects) pairs, in data.classes order
+    subjects: Annotated[tuple[tuple[str, int], ...], _Validated(dict[str, _int(1)], tuple)]
     slices: _int(2, 128)
     copies_per_class: _int(0)
     duplicates: _int(0)
@@ -183,7 +187,7 @@ SPLITS = tuple(_Ratios.model_fields)
 
 
 class SplitParams(_Model):
-    ratios: Annotated[tuple[tuple[str, float], ...], _Pairs(_Ratios)]  # (split, share), in SPLITS order
+    ratios: Annotated[immutabledict[str, float], _Validated(_Ratios, immutabledict)]  # split -> share, in SPLITS order
     copies_in_train: bool
     source_splits: bool  # use a source's own train/val/test when it ships them (TFDS); false: split by group here
     drop_shared_images: bool  # source splits: drop images pixel-identical to one in an earlier split
@@ -507,7 +511,7 @@ def _schema(key: tuple) -> tuple[FieldInfo | None, Any]:
             info = FieldInfo.from_annotation(get_args(schema)[1])
         else:
             info = schema.model_fields[part]
-        schema = next((item.schema for item in info.metadata if isinstance(item, _Pairs)), info.annotation)
+        schema = next((item.schema for item in info.metadata if isinstance(item, _Validated)), info.annotation)
     return info, schema
 
 
