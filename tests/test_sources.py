@@ -200,7 +200,7 @@ def test_the_folder_source_never_imports_tensorflow_datasets():
 
 
 TINY = {"backbones": ["MobileNetV3Small"], "image_size": 32, "epochs": 1, "fine_tune_epochs": 1,
-        "fine_tune": {"max_train_images": 32}, "augment": {"views": 0},
+        "finetune": {"max_train_images": 32}, "augment": {"views": 0},
         "evaluate": {"bootstrap": 10, "latency_runs": 1}, "audit": {"repeats": 1, "backbone": "MobileNetV3Small"},
         "baselines": {"folds": 2, "backbone": "MobileNetV3Small"},
         "synth": {"subjects": {"NonDemented": 1, "VeryMildDemented": 1, "MildDemented": 1, "ModerateDemented": 1},

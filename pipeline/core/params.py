@@ -42,8 +42,9 @@ MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rot
 MAX_DEPTH = 20  # deepest nesting of the YAML file
 # the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
 TUNABLE = ("lr", "epochs", "batch_size", "fine_tune_lr", "fine_tune_epochs", "head.units", "head.dropout", "head.l2",
-           "fine_tune.unfreeze")
+           "finetune.unfreeze")
 REPR_CHARS = 80  # longest value repr in an error message
+RENAMED = {"fine_tune": "finetune"}  # keys params.yaml once had, at any level -> their names now
 
 
 def class_key(name: str) -> str:
@@ -207,7 +208,7 @@ class HeadParams(_Model):
     patience: _int(1)  # epochs without a better val loss before stopping
 
 
-class FineTuneParams(_Model):
+class FinetuneParams(_Model):
     # share of the base's layers unfrozen from the top; -1: the backbone's default
     unfreeze: Annotated[Union[Literal[-1], _num(0.0, 1.0)], AfterValidator(float)]
     patience: _int(1)
@@ -294,7 +295,7 @@ class Params(_Model):
     split: SplitParams
     preprocess: PreprocessParams
     head: HeadParams
-    fine_tune: FineTuneParams
+    finetune: FinetuneParams
     augment: AugmentParams
     evaluate: EvaluateParams
     compare: CompareParams
@@ -472,7 +473,9 @@ def parse_params(raw: Any) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise _message(error.errors(include_url=False)[0], raw) from None
+        errors = error.errors(include_url=False)
+        renamed = [item for item in errors if item["type"] == "extra_forbidden" and item["loc"][-1] in RENAMED]
+        raise _message((renamed or errors)[0], raw) from None  # a renamed key, not its new name, is what is wrong
 
 
 def _problem(error: Exception) -> str:
@@ -489,6 +492,9 @@ def _message(error: ErrorDetails, raw: Any) -> PipelineError:
         loc += tuple(ctx["key"].split("."))
     if error["type"] == "missing":
         return PipelineError(f"params: {_dotted(loc)} is missing")
+    if error["type"] == "extra_forbidden" and loc[-1] in RENAMED:
+        new = _dotted((*loc[:-1], RENAMED[loc[-1]]))
+        return PipelineError(f"params: {_dotted(loc)} was renamed to {new}: rename the key in params.yaml")
     if error["type"] == "extra_forbidden":
         known = ", ".join(_schema(loc[:-1])[1].model_fields)
         return PipelineError(f"params: unknown key {_dotted(loc)}; known keys here: {known}")
