@@ -38,7 +38,7 @@ TINY_TRAINING = {
     "backbones": BACKBONES,
     "epochs": 1,
     "fine_tune_epochs": 1,
-    "fine_tune": {"max_train_images": 64},
+    "finetune": {"max_train_images": 64},
     "augment": {"views": 1},
     "evaluate": {"bootstrap": 20, "latency_runs": 2},
 }

@@ -49,7 +49,7 @@ def test_committed_params_load():
         ({"baselines": {"knn": {"k": 3, "ties": []}}}, "baselines.knn.ties"),
         ({"tune": {"VGG19": {"lr": 2}}}, "tune.VGG19.lr"),
         ({"tune": {"VGG19": {"head": {"dropout": 1}}}}, "tune.VGG19.head.dropout"),
-        ({"tune": {"VGG19": {"fine_tune": {"unfreeze": 2}}}}, "tune.VGG19.fine_tune.unfreeze"),
+        ({"tune": {"VGG19": {"finetune": {"unfreeze": 2}}}}, "tune.VGG19.finetune.unfreeze"),
         ({"baselines": {"pixel_size": 2}}, "baselines.pixel_size"),
         ({"baselines": {"reductions": {"input": "both", "strategies": [], "base_models": ["linear_svm"],
                                        "code_size": 1.5}}}, "baselines.reductions.input"),
@@ -64,6 +64,15 @@ def test_committed_params_load():
 def test_wrong_value_names_the_key(overrides, key):
     with pytest.raises(PipelineError, match=rf"params: {key} = "):
         parse_params(raw_params(**overrides))
+
+
+def test_split_ratios_are_a_read_only_mapping_in_split_order_and_params_stay_hashable():
+    params = parse_params(raw_params(split={"ratios": {"test": 0.1, "val": 0.2, "train": 0.7}}))
+    ratios = params.split.ratios
+    assert ratios["val"] == 0.2 and list(ratios) == ["train", "val", "test"]
+    with pytest.raises(TypeError):
+        ratios["val"] = 0.3  # type: ignore[index]
+    assert hash(params) == hash(parse_params(raw_params(split={"ratios": {"train": 0.7, "val": 0.2, "test": 0.1}})))
 
 
 def test_pixels_are_shrunk_never_grown():
@@ -88,6 +97,17 @@ def test_missing_and_unknown_keys_are_named():
         parse_params(raw_params(tune={"VGG19": {"head": {"patience": 3}}}))
 
 
+def test_a_params_file_with_the_old_fine_tune_section_is_told_its_new_name(tmp_path):
+    old = (ROOT / "params.yaml").read_text().replace("\nfinetune:", "\nfine_tune:", 1)
+    (tmp_path / "params.yaml").write_text(old)
+    with pytest.raises(PipelineError, match=r"^params: fine_tune was renamed to finetune: rename the key in "
+                                            r"params.yaml$"):
+        load_params(tmp_path / "params.yaml")
+    with pytest.raises(PipelineError, match=r"^params: tune.VGG19.fine_tune was renamed to tune.VGG19.finetune"):
+        parse_params(raw_params(tune={"VGG19": {"fine_tune": {"unfreeze": 0.5}}}))
+    assert parse_params(raw_params(fine_tune_lr=0.01, fine_tune_epochs=3)).fine_tune_lr == 0.01  # top-level keys stay
+
+
 def test_each_backbone_needs_a_tune_entry():
     raw = raw_params()
     del raw["tune"]["VGG19"]
@@ -98,10 +118,10 @@ def test_each_backbone_needs_a_tune_entry():
 
 def test_a_backbone_gets_its_own_overrides_only():
     params = parse_params(raw_params(tune={"VGG19": {"lr": 0.5, "head": {"dropout": 0.25, "units": [8]},
-                                                     "fine_tune": {"unfreeze": 0.5}}}))
+                                                     "finetune": {"unfreeze": 0.5}}}))
     vgg, other = params.for_backbone("VGG19"), params.for_backbone("ResNet101")
-    assert (vgg.lr, vgg.head.dropout, vgg.head.units, vgg.fine_tune.unfreeze) == (0.5, 0.25, (8,), 0.5)
-    assert (vgg.epochs, vgg.head.l2, vgg.fine_tune.patience) == (params.epochs, params.head.l2, params.fine_tune.patience)
+    assert (vgg.lr, vgg.head.dropout, vgg.head.units, vgg.finetune.unfreeze) == (0.5, 0.25, (8,), 0.5)
+    assert (vgg.epochs, vgg.head.l2, vgg.finetune.patience) == (params.epochs, params.head.l2, params.finetune.patience)
     assert other == params and params.lr == 0.001
 
 
@@ -244,9 +264,9 @@ def test_an_unknown_key_lists_the_keys_known_at_its_level():
 @pytest.mark.parametrize("overrides, message", [
     ({"split": {"copies_in_train": "yes"}}, "split.copies_in_train = 'yes' is invalid; allowed: true or false"),
     ({"preprocess": {"encoding": "gif"}}, "preprocess.encoding = 'gif' is invalid; allowed: png or jpeg or raw"),
-    ({"fine_tune": {"unfreeze": 2}}, "fine_tune.unfreeze = 2 is invalid; allowed: -1 or a number in [0.0, 1.0]"),
-    ({"fine_tune": {"unfreeze": {"top": 1}}},
-     "fine_tune.unfreeze = {'top': 1} is invalid; allowed: -1 or a number in [0.0, 1.0]"),
+    ({"finetune": {"unfreeze": 2}}, "finetune.unfreeze = 2 is invalid; allowed: -1 or a number in [0.0, 1.0]"),
+    ({"finetune": {"unfreeze": {"top": 1}}},
+     "finetune.unfreeze = {'top': 1} is invalid; allowed: -1 or a number in [0.0, 1.0]"),
     ({"data": {"archive": "  "}}, "data.archive = '  ' is invalid; allowed: a non-empty string"),
     ({"synth": {"subjects": {"NonDemented": 0, "VeryMildDemented": 1, "MildDemented": 1, "ModerateDemented": 1}}},
      "synth.subjects.NonDemented = 0 is invalid; allowed: an integer from 1 up"),

@@ -28,7 +28,7 @@ from pipeline.stages import synth as synth_stage
 from pipeline.tables.split import assign_splits, own_splits, split_metrics
 from tests.conftest import ROOT, commit, files_on_disk, init_project, raw_params, run
 
-RATIOS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
 FLOWERS = "oxford_flowers102"
 MOCK_SPLITS = ("train", "validation", "test")
 MOCK_EXAMPLES = 12  # per split, as the metadata declares and the mock yields
@@ -200,7 +200,7 @@ def test_the_folder_source_never_imports_tensorflow_datasets():
 
 
 TINY = {"backbones": ["MobileNetV3Small"], "image_size": 32, "epochs": 1, "fine_tune_epochs": 1,
-        "fine_tune": {"max_train_images": 32}, "augment": {"views": 0},
+        "finetune": {"max_train_images": 32}, "augment": {"views": 0},
         "evaluate": {"bootstrap": 10, "latency_runs": 1}, "audit": {"repeats": 1, "backbone": "MobileNetV3Small"},
         "baselines": {"folds": 2, "backbone": "MobileNetV3Small"},
         "synth": {"subjects": {"NonDemented": 1, "VeryMildDemented": 1, "MildDemented": 1, "ModerateDemented": 1},

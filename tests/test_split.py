@@ -30,7 +30,7 @@ from pipeline.tables.split import (
 from tests.conftest import raw_params
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
-RATIOS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+RATIOS = {"train": 0.7, "val": 0.15, "test": 0.15}
 DEMO = {"NonDemented": 10, "VeryMildDemented": 7, "MildDemented": 4, "ModerateDemented": 2}
 
 
@@ -92,7 +92,7 @@ def test_classes_with_three_subjects_fill_all_splits():
 @pytest.mark.parametrize("shares", [(0.7, 0.15, 0.15), (0.1, 0.45, 0.45), (0.1, 0.8, 0.1), (0.1, 0.1, 0.8)])
 def test_three_or_four_subjects_give_every_split_one_whatever_the_ratios(shares):
     index = make_index({"NonDemented": 3, "VeryMildDemented": 4})
-    split = assign_splits(index, CLASSES[:2], tuple(zip(("train", "val", "test"), shares)), 0, True)
+    split = assign_splits(index, CLASSES[:2], dict(zip(("train", "val", "test"), shares)), 0, True)
     originals = split.rows[split.rows["kind"] == "original"]
     for label in CLASSES[:2]:
         assert set(originals.loc[originals["label"] == label, "split"]) == {"train", "val", "test"}
@@ -228,10 +228,9 @@ def test_the_demo_gives_two_val_and_two_test_subjects_to_every_class_but_the_rar
     params = parse_params(raw_params())  # the committed demo; README's results rest on this
     counts = dict(params.synth.subjects)
     rarest = min(counts, key=counts.get)
-    shares = dict(params.split.ratios)
     for label, n in counts.items():
         if label != rarest:
-            train, val, test = subject_counts(n, shares)
+            train, val, test = subject_counts(n, params.split.ratios)
             assert min(val, test) >= 2, (label, n, train, val, test)
 
 

@@ -39,7 +39,7 @@ def tiny_params(**changes):
     """The committed params, shrunk to seconds of work at 32 px with random weights."""
     raw = raw_params(image_size=SIZE, batch_size=8, epochs=3, fine_tune_epochs=1, weights="none",
                      head={"units": [8], "dropout": 0.0}, augment={"views": 1},
-                     fine_tune={"max_train_images": 16, "mixed_precision": "off"})
+                     finetune={"max_train_images": 16, "mixed_precision": "off"})
     raw.update(changes)
     return parse_params(raw)
 
@@ -328,7 +328,7 @@ def test_fine_tune_mirrors_over_two_devices(tfrecords, trained, tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("switch, gpus", [({"mixed_precision": raw_params()["fine_tune"]["mixed_precision"]}, 1),
+@pytest.mark.parametrize("switch, gpus", [({"mixed_precision": raw_params()["finetune"]["mixed_precision"]}, 1),
                                           ({"xla": True}, 0)], ids=["committed-params-on-a-gpu", "xla"])
 def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, tmp_path, monkeypatch, switch, gpus):
     """One tiny `fit` with the switch on (on the CPU here): the model it saves computes as asked and predicts.
@@ -344,7 +344,7 @@ def test_fine_tune_fits_under_mixed_precision_and_under_xla(tfrecords, trained, 
 
     monkeypatch.setattr(finetune_stage, "save_model", keep_and_save)
     params = tiny_params()
-    params = params.model_copy(update={"fine_tune": params.fine_tune.model_copy(update=switch)})
+    params = params.model_copy(update={"finetune": params.finetune.model_copy(update=switch)})
     try:
         meta = fine_tune(tfrecords, features_dir, ModelFiles.in_dir(tmp_path / "models"), tmp_path / "live",
                          get_backbone(BACKBONE), params)

@@ -33,9 +33,10 @@ from pipeline.explain.gradcam import gradcam
 from pipeline.explain.overlays import overlay_pixels
 from pipeline.networks.inference import load_model, model_input, predict_scans
 from pipeline.web import live, report
-from pipeline.web.app import Limits, create_app
+from pipeline.web.app import create_app
 from pipeline.web.guard import allowed_hosts
 from pipeline.web.models import Batcher, Busy, Models
+from pipeline.web.state import Limits
 from tests.bad_files import plant_bad_files
 from tests.conftest import ROOT
 from tests.test_evaluate import SIZE, tiny_model
@@ -81,6 +82,21 @@ def test_stage_states_come_from_dvc_lock_params_and_dvcs_rwlock(project):
     assert states["train@MobileNetV2"] == "running"
     assert states["finetune@VGG19"] == "pending"  # its writer's process is gone
     assert list(states)[:2] == ["synth", "dedupe"] and len(states) == STAGES_SHOWN
+
+
+def test_stages_are_dvcs_own_expansion_and_follow_each_edit_of_dvc_yaml_and_params(tmp_path):
+    stage = {"matrix": {"size": "${sizes}", "seed": [1, 2]}, "cmd": "echo",
+             "outs": ["out/${item.size}-${item.seed}.txt", {"${folder}/log.txt": {"cache": False}}]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"grid": stage}}, sort_keys=False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sizes": ["small", "large"], "folder": "logs"}))
+    assert [row["stage"] for row in live.stage_states(tmp_path)] == [
+        "grid@small-1", "grid@small-2", "grid@large-1", "grid@large-2"]
+    assert live.expanded_stages(tmp_path, live.stamps([tmp_path / "dvc.yaml", tmp_path / "params.yaml"]))[
+        "grid@large-2"] == [str(tmp_path / "out/large-2.txt"), str(tmp_path / "logs/log.txt")]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"sizes": ["medium"], "folder": "logs"}))
+    assert [row["stage"] for row in live.stage_states(tmp_path)] == ["grid@medium-1", "grid@medium-2"]
+    (tmp_path / "dvc.yaml").write_text("stages: {grid: [unclosed")  # mid-write
+    assert live.stage_states(tmp_path) == []
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from immutabledict import immutabledict
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,8 +42,9 @@ MAX_ROTATIONS = 90  # most rotations either way dedupe may try per copy (max_rot
 MAX_DEPTH = 20  # deepest nesting of the YAML file
 # the training params a backbone may set for itself under tune.<backbone>, as dotted keys of params.yaml
 TUNABLE = ("lr", "epochs", "batch_size", "fine_tune_lr", "fine_tune_epochs", "head.units", "head.dropout", "head.l2",
-           "fine_tune.unfreeze")
+           "finetune.unfreeze")
 REPR_CHARS = 80  # longest value repr in an error message
+RENAMED = {"fine_tune": "finetune"}  # keys params.yaml once had, at any level -> their names now
 
 
 def class_key(name: str) -> str:
@@ -65,19 +67,21 @@ def _distinct(key: Callable[[str], str] = str) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _Pairs:
-    """A mapping validated as `schema` (a model or dict type), kept as its (key, value) pairs in order."""
+class _Validated:
+    """A mapping validated as `schema` (a model or dict type), then kept as `keep` makes it from its (key, value) pairs,
+    in order: a tuple of the pairs, or an immutabledict (read-only and hashable, as a frozen Params needs)."""
 
-    def __init__(self, schema: Any):
+    def __init__(self, schema: Any, keep: Callable[[Any], Any]):
         self.schema = schema
         self.adapter = TypeAdapter(schema)
+        self.keep = keep
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(self.validate)
 
-    def validate(self, raw: Any) -> tuple:
+    def validate(self, raw: Any) -> Any:
         value = self.adapter.validate_python(raw)
-        return tuple(value.items() if isinstance(value, dict) else value)
+        return self.keep(value.items() if isinstance(value, dict) else value)  # a model iterates as its pairs
 
 
 def _int(low: int, high: int | None = None) -> Any:
@@ -141,7 +145,8 @@ class DataParams(_Model):
 
 class SynthParams(_Model):
     seed: Seed
-    subjects: Annotated[tuple[tuple[str, int], ...], _Pairs(dict[str, _int(1)])]  # (class, subjects), classes order
+    # (class, subjects) pairs, in data.classes order
+    subjects: Annotated[tuple[tuple[str, int], ...], _Validated(dict[str, _int(1)], tuple)]
     slices: _int(2, 128)
     copies_per_class: _int(0)
     duplicates: _int(0)
@@ -183,7 +188,7 @@ SPLITS = tuple(_Ratios.model_fields)
 
 
 class SplitParams(_Model):
-    ratios: Annotated[tuple[tuple[str, float], ...], _Pairs(_Ratios)]  # (split, share), in SPLITS order
+    ratios: Annotated[immutabledict[str, float], _Validated(_Ratios, immutabledict)]  # split -> share, in SPLITS order
     copies_in_train: bool
     source_splits: bool  # use a source's own train/val/test when it ships them (TFDS); false: split by group here
     drop_shared_images: bool  # source splits: drop images pixel-identical to one in an earlier split
@@ -203,7 +208,7 @@ class HeadParams(_Model):
     patience: _int(1)  # epochs without a better val loss before stopping
 
 
-class FineTuneParams(_Model):
+class FinetuneParams(_Model):
     # share of the base's layers unfrozen from the top; -1: the backbone's default
     unfreeze: Annotated[Union[Literal[-1], _num(0.0, 1.0)], AfterValidator(float)]
     patience: _int(1)
@@ -290,7 +295,7 @@ class Params(_Model):
     split: SplitParams
     preprocess: PreprocessParams
     head: HeadParams
-    fine_tune: FineTuneParams
+    finetune: FinetuneParams
     augment: AugmentParams
     evaluate: EvaluateParams
     compare: CompareParams
@@ -468,7 +473,9 @@ def parse_params(raw: Any) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise _message(error.errors(include_url=False)[0], raw) from None
+        errors = error.errors(include_url=False)
+        renamed = [item for item in errors if item["type"] == "extra_forbidden" and item["loc"][-1] in RENAMED]
+        raise _message((renamed or errors)[0], raw) from None  # a renamed key, not its new name, is what is wrong
 
 
 def _problem(error: Exception) -> str:
@@ -485,6 +492,9 @@ def _message(error: ErrorDetails, raw: Any) -> PipelineError:
         loc += tuple(ctx["key"].split("."))
     if error["type"] == "missing":
         return PipelineError(f"params: {_dotted(loc)} is missing")
+    if error["type"] == "extra_forbidden" and loc[-1] in RENAMED:
+        new = _dotted((*loc[:-1], RENAMED[loc[-1]]))
+        return PipelineError(f"params: {_dotted(loc)} was renamed to {new}: rename the key in params.yaml")
     if error["type"] == "extra_forbidden":
         known = ", ".join(_schema(loc[:-1])[1].model_fields)
         return PipelineError(f"params: unknown key {_dotted(loc)}; known keys here: {known}")
@@ -507,7 +517,7 @@ def _schema(key: tuple) -> tuple[FieldInfo | None, Any]:
             info = FieldInfo.from_annotation(get_args(schema)[1])
         else:
             info = schema.model_fields[part]
-        schema = next((item.schema for item in info.metadata if isinstance(item, _Pairs)), info.annotation)
+        schema = next((item.schema for item in info.metadata if isinstance(item, _Validated)), info.annotation)
     return info, schema
 
 

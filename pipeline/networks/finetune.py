@@ -81,10 +81,10 @@ def build_fine_tune_model(backbone: Backbone, params: Params, head: keras.Model,
     """The base from `base_weights` under the trained head, the base's top unfrozen, compiled; and the layers unfrozen."""
     require_file(base_weights, f"features@{backbone.name}")
     model = build_model(backbone, str(base_weights), params.image_size, head)
-    share = backbone.unfreeze if params.fine_tune.unfreeze == -1 else params.fine_tune.unfreeze
+    share = backbone.unfreeze if params.finetune.unfreeze == -1 else params.finetune.unfreeze
     unfrozen = unfreeze_top(base_of(model), share)
     model.compile(optimizer=keras.optimizers.Adam(params.fine_tune_lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=params.fine_tune.xla)
+                  metrics=["accuracy"], jit_compile=params.finetune.xla)
     return model, unfrozen
 
 
@@ -114,7 +114,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
     strategy = pick_strategy()  # first: a cluster's strategy must come before TensorFlow lists its devices
     files, live_dir = chief_outputs(files, live_dir)
     keras.utils.set_random_seed(params.seed)  # before the head loads: its dropout layers draw their seeds then
-    mixed = use_mixed_precision(params.fine_tune.mixed_precision)
+    mixed = use_mixed_precision(params.finetune.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     data_meta = read_meta(tfrecord_dir, {"image_size": params.image_size, **params.data.named_classes()})
     read_features_meta(features_dir, {"weights": params.weights, "image_size": params.image_size,
@@ -135,10 +135,10 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
         start_weights = model.get_weights()
         history = model.fit(
             train_stream(tfrecord_dir, params), epochs=params.fine_tune_epochs,
-            steps_per_epoch=steps_per_epoch(counts["train"], params.fine_tune.max_train_images, params.batch_size),
+            steps_per_epoch=steps_per_epoch(counts["train"], params.finetune.max_train_images, params.batch_size),
             validation_data=val,
             class_weight=class_weights(labels, len(classes), params.head.class_weight),
-            callbacks=training_callbacks(params.fine_tune.patience, has_val, live), verbose=2,
+            callbacks=training_callbacks(params.finetune.patience, has_val, live), verbose=2,
             shuffle=False)  # the stream is shuffled already
         epochs_run = len(history.history["loss"])
         val_losses = history.history.get("val_loss", [])
@@ -156,7 +156,7 @@ def fine_tune(tfrecord_dir: Path, features_dir: Path, files: ModelFiles, live_di
         "val_loss": val_loss,
         "fine_tuning_kept": kept,
         "mixed_precision": mixed,
-        "xla": params.fine_tune.xla,
+        "xla": params.finetune.xla,
         "replicas": strategy.num_replicas_in_sync,
     }
     write_json(files.meta, meta)

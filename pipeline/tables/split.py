@@ -26,6 +26,7 @@ by fold; with k = 1 there is no `fold` column and the file is the single split a
 
 import csv
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -58,17 +59,16 @@ class Split:
     shared_images: dict | None = None  # source splits: images identical to one in an earlier split
 
 
-def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tuple[str, float], ...],
+def assign_splits(index: pd.DataFrame, classes: tuple[str, ...], ratios: Mapping[str, float],
                   seed: int, copies_in_train: bool) -> Split:
     """Place the usable rows of the index in train, val or test by subject, stratified by class."""
     usable = usable_rows(index, classes)
     subject_class = subject_classes(usable[usable["kind"] == "original"], classes)
     subject_split: dict[str, str] = {}
     notes = []
-    shares = dict(ratios)
     for rank, name in enumerate(classes):
         order = shuffled(class_subjects(subject_class, name), [seed, rank])
-        n_train, n_val, n_test = subject_counts(len(order), shares)
+        n_train, n_val, n_test = subject_counts(len(order), ratios)
         if len(order) < 3:
             notes.append(_small_class_warning(name, len(order)))
         for subject, split in zip(order, ["test"] * n_test + ["val"] * n_val + ["train"] * n_train):
@@ -83,7 +83,7 @@ class Folds:
     warnings: tuple[str, ...]  # what holds for the folds as a whole
 
 
-def assign_folds(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tuple[str, float], ...], seed: int,
+def assign_folds(index: pd.DataFrame, classes: tuple[str, ...], ratios: Mapping[str, float], seed: int,
                  copies_in_train: bool, n_folds: int) -> Folds:
     """k folds by subject: fold i's test is part i of StratifiedGroupKFold over the usable subjects (stratified by
     their class), its val carved from the other subjects per class by `ratios`' share of val in train and val, its
@@ -99,8 +99,7 @@ def assign_folds(index: pd.DataFrame, classes: tuple[str, ...], ratios: tuple[tu
         warnings.filterwarnings("ignore", "The least populated class in y has only")
         tests = [set(subjects[part]) for _, part in
                  splitter.split(subjects, [subject_class[subject] for subject in subjects], groups=subjects)]
-    shares = dict(ratios)
-    val_share = shares["val"] / (shares["val"] + shares["train"])
+    val_share = ratios["val"] / (ratios["val"] + ratios["train"])
     notes = [f"class {name} has {count} subject(s), fewer than split.folds = {n_folds}: {n_folds - count} fold(s) "
              "test none of them" for name in classes
              if (count := len(class_subjects(subject_class, name))) < n_folds]
@@ -207,7 +206,7 @@ def subject_classes(originals: pd.DataFrame, classes: tuple[str, ...]) -> dict[s
     return result
 
 
-def subject_counts(n: int, shares: dict[str, float]) -> tuple[int, int, int]:
+def subject_counts(n: int, shares: Mapping[str, float]) -> tuple[int, int, int]:
     """Subjects of one class for (train, val, test); see the module docstring for n < 3."""
     if n < 3:
         return min(n, 1), 0, n // 2

@@ -1,218 +1,58 @@
-"""The FastAPI app: the page, its JSON endpoints, and the upload API (`POST /api/predict`)."""
+"""The FastAPI app: the routers by concern (the page, training live, the comparison, the upload API `POST
+/api/predict`) over one project, loaded once, behind the host and cross-site guards."""
 
 import asyncio
-import base64
 import logging
-import shutil
-import tempfile
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import ClientDisconnect
 
 from pipeline.analysis.plots_page import bundle
 from pipeline.core import paths
 from pipeline.core.params import Params
-from pipeline.explain.overlays import gray, overlay_pixels, png_bytes
 from pipeline.imaging.tfrecords import read_meta
-from pipeline.networks.inference import read_scans
-from pipeline.web import live, report
+from pipeline.web import live_routes, page_routes, predict_routes, report_routes
 from pipeline.web.guard import RefuseCrossSite, allowed_hosts
-from pipeline.web.models import Batcher, Busy, Models
+from pipeline.web.models import Batcher, Models
+from pipeline.web.report import Experiments
+from pipeline.web.state import Limits, Served
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).with_name("static")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one upload request may hold, and how many requests may wait for the models."""
-    request_bytes: int = 16 * 2**20
-    files: int = 16
-    waiting: int = 32  # requests queued for the models; one more is answered 503
-    batch: int = 16  # requests the worker runs as one model call
-
-
-class TooLarge(Exception):
-    """The request body went past its byte budget."""
-
-
-def budgeted(receive, budget: int):
-    """An ASGI `receive` that raises TooLarge as soon as the body read so far passes `budget` bytes."""
-    seen = 0
-
-    async def counted():
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > budget:
-            raise TooLarge
-        return message
-    return counted
-
-
-def read_upload(upload: UploadFile, sizes: set[int], channels: int) -> dict[int, np.ndarray] | str:
-    """One upload decoded by the project's reader at each input size, or why it cannot be (the reader's words).
-
-    The bytes go to a file of our own naming in a fresh temporary folder: no client-supplied name is opened.
-    """
-    with tempfile.TemporaryDirectory(prefix="upload-") as folder:
-        path = Path(folder) / "scan"
-        with path.open("wb") as file:
-            shutil.copyfileobj(upload.file, file)
-        pixels = {}
-        for size in sizes:
-            pixels[size], errors = read_scans([path], size, channels)
-            if errors:
-                return errors[path]
-        return pixels
-
-
-def data_url(png: bytes) -> str:
-    """PNG bytes as a data: URL, for an <img> or a script."""
-    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
-
-
-def explanation(image: np.ndarray, heat: np.ndarray, explained: str) -> dict[str, str]:
-    """One model's Grad-CAM of one scan for the API: the class it explains (the model's most likely), the scan as the
-    model saw it and its map over it (`overlay_pixels`), both PNGs of the model's input side, as data: URLs."""
-    return {"class": explained, "scan": data_url(png_bytes(gray(image))),
-            "overlay": data_url(png_bytes(overlay_pixels(image, heat)))}
-
-
-def explanations(decoded: list[dict[int, np.ndarray]], answers: dict, sizes: dict[str, int],
-                 classes: tuple[str, ...]) -> list[dict[str, dict[str, str]]]:
-    """Per readable upload (its pixels at each input size), each backbone's `explanation` from the worker's answer."""
-    return [{name: explanation(pixels[sizes[name]][0], maps[index], classes[answers["classes"][name][index]])
-             for name, maps in answers["maps"].items()} for index, pixels in enumerate(decoded)]
 
 
 def create_app(root: Path, params: Params, limits: Limits = Limits(), remote: tuple[str, ...] | None = None) -> FastAPI:
     """The app over the project at `root`, with its trained models loaded and warmed once, now; it answers requests
     named for loopback and the `remote` host names (`allowed_hosts`)."""
     trained_on = read_meta(root / paths.TFRECORDS)  # the source's classes and channels, as the models saw them
-    classes, channels = trained_on.classes, trained_on.channels
-    models = Models(root, params.backbones, classes)
+    models = Models(root, params.backbones, trained_on.classes)
     models.warm()
-    batcher = Batcher(models.answer, limits.waiting, limits.batch)
-    experiments = report.Experiments(root, params.backbones)
-    vega = f"(() => {{\n{bundle()}\n}})();\n"
+    served = Served(root=root, params=params, classes=trained_on.classes, channels=trained_on.channels, models=models,
+                    batcher=Batcher(models.answer, limits.waiting, limits.batch),
+                    experiments=Experiments(root, params.backbones), limits=limits,
+                    vega=f"(() => {{\n{bundle()}\n}})();\n")
 
     @asynccontextmanager
     async def lifespan(_app):
-        worker = asyncio.create_task(batcher.run())
+        worker = asyncio.create_task(served.batcher.run())
         yield
         worker.cancel()
-        experiments.close()
+        served.experiments.close()
 
     app = FastAPI(title="honest-backbones", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.served = served
     app.add_middleware(RefuseCrossSite)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(remote), www_redirect=False)  # outermost
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", StaticFiles(directory=page_routes.STATIC), name="static")
+    for routes in (page_routes, live_routes, report_routes, predict_routes):
+        app.include_router(routes.router)
 
     @app.exception_handler(Exception)
     async def internal_error(_request, error):
         log.error("internal error", exc_info=error)
         return JSONResponse({"detail": "internal error; the server's log says more"}, status_code=500)
-
-    @app.get("/")
-    async def page():
-        return FileResponse(STATIC / "index.html")
-
-    @app.get("/vendor/vega.js")
-    async def vega_bundle():
-        return Response(vega, media_type="text/javascript")
-
-    @app.get("/api/live")
-    async def live_state():
-        stages = await asyncio.to_thread(live.stage_states, root)
-        curves = await asyncio.to_thread(live.curves, root, params.backbones)
-        return {"stages": stages, "curves": curves}
-
-    @app.get("/api/comparison")
-    async def comparison():
-        return {"report": await asyncio.to_thread(report.report, root), "experiments": await experiments.get()}
-
-    @app.get("/plots/compare/{name}")  # where reports/comparison.md's image links point from the page
-    async def chart(name: str):
-        path = report.charts(root).get(name)
-        if path is None:
-            raise HTTPException(404, f"no chart named {name}")
-        return FileResponse(path)
-
-    @app.get("/plots/explain/{backbone}/grid.png")  # the report's Grad-CAM grids, as linked from the page
-    async def explain_grid(backbone: str):
-        path = report.explain_grids(root, params.backbones).get(backbone)
-        if path is None:
-            raise HTTPException(404, f"no Grad-CAM grid for {backbone}")
-        return FileResponse(path)
-
-    @app.get("/api/models")
-    async def model_names():
-        return {"models": models.names, "classes": list(classes)}
-
-    @app.post("/api/predict")
-    async def predict(request: Request):
-        """Per uploaded file (multipart field `file`), each model's probability per class, or that file's error; with
-        `?explain=1` also each backbone's Grad-CAM of it (`explanation`)."""
-        flag = request.query_params.get("explain", "0")
-        if flag not in ("0", "1"):
-            raise HTTPException(400, f"explain={flag!r}: give explain=1 for each model's Grad-CAM map, or 0")
-        explain = flag == "1"
-        declared = request.headers.get("content-length", "0")
-        if not declared.isdigit():
-            raise HTTPException(400, "bad Content-Length header")
-        if int(declared) > limits.request_bytes:
-            raise HTTPException(413, f"upload too large: {int(declared)} bytes, limit {limits.request_bytes}")
-        try:
-            form = await Request(request.scope, budgeted(request.receive, limits.request_bytes)).form(
-                max_files=limits.files, max_fields=limits.files)
-        except TooLarge:
-            raise HTTPException(413, f"upload too large: over {limits.request_bytes} bytes") from None
-        except ClientDisconnect:  # nobody to answer
-            log.info("upload cut short: %s hung up", f"{request.client.host}:{request.client.port}"
-                     if request.client else "the client")
-            return Response(status_code=400)
-        try:
-            uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
-            if not uploads:
-                raise HTTPException(400, "send one or more images as multipart/form-data field 'file'")
-            sizes = set(models.sizes.values())
-            decoded = [await asyncio.to_thread(read_upload, upload, sizes, channels) for upload in uploads]
-        finally:
-            await form.close()
-        good = [pixels for pixels in decoded if not isinstance(pixels, str)]
-        answers = {}
-        if good:
-            try:
-                answers = await batcher.submit({size: np.concatenate([pixels[size] for pixels in good])
-                                                for size in sizes}, explain)
-            except Busy:
-                return JSONResponse({"detail": "server busy: too many scans waiting for the models; retry shortly"},
-                                    status_code=503, headers={"Retry-After": "1"})
-            if explain:
-                explained = await asyncio.to_thread(explanations, good, answers, models.sizes, classes)
-        results, index = [], 0
-        for upload, pixels in zip(uploads, decoded):
-            if isinstance(pixels, str):
-                results.append({"file": upload.filename, "error": pixels})
-                continue
-            probabilities = {name: dict(zip(classes, map(float, values[index])))
-                             for name, values in answers["probabilities"].items()}
-            results.append({"file": upload.filename, "probabilities": probabilities})
-            if explain:
-                results[-1]["explanations"] = explained[index]
-            index += 1
-        if not good:
-            detail = "; ".join(f"{result['file']}: {result['error']}" for result in results)
-            return JSONResponse({"detail": detail, "files": results}, status_code=422)
-        return {"files": results}
 
     return app

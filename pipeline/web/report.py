@@ -11,6 +11,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from pipeline.core import paths
+from pipeline.web.live import stamps
 
 WARNING = "> **"  # how reports/comparison.md starts each warning line
 EXP_SHOW_TIMEOUT_S = 30
@@ -90,14 +91,7 @@ def fingerprint(root: Path) -> tuple:
     git, common = git_folders(root)
     files = [git / "HEAD", common / "packed-refs", root / paths.LOCK, root / paths.PARAMS,
              *sorted((common / "refs").rglob("*"))]
-    stamps = []
-    for path in files:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(stamps)
+    return stamps(files)
 
 
 class Experiments:
