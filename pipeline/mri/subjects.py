@@ -162,16 +162,34 @@ def _chains_of_slices(distance: np.ndarray, length: int) -> list[np.ndarray]:
 
 
 def _swap_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """The chains a and b of one length swapped past a cut (a's head with b's tail, b's head with a's, either
-    way round) at the cut whose new links are shortest against the two they replace: (that ratio, new a, new b)."""
+    """The chains a and b of one length with end parts of one length traded (each cut off at either end and joined
+    at either end of the other, either way round), the trade whose new links are shortest against the two cut:
+    (that ratio, new a, new b)."""
     best = (np.inf, a, b)
-    for other in (b, b[::-1]):
-        old = distance[a[:-1], a[1:]] + distance[other[:-1], other[1:]]
-        new = distance[a[:-1], other[1:]] + distance[other[:-1], a[1:]]
-        cut = int(np.argmin(new / old))
-        if new[cut] / old[cut] < best[0]:
-            best = (new[cut] / old[cut], np.r_[a[: cut + 1], other[cut + 1:]], np.r_[other[: cut + 1], a[cut + 1:]])
+    first = np.arange(1, len(a))  # where the traded part starts: one's and two's slices from there on are traded
+    for one in (a, a[::-1]):
+        for two in (b, b[::-1]):
+            cut = distance[one[first - 1], one[first]] + distance[two[first - 1], two[first]]
+            ratio = (_join(distance, one[0], one[first - 1], two[first], two[-1])
+                     + _join(distance, two[0], two[first - 1], one[first], one[-1])) / cut
+            index = int(np.argmin(ratio))
+            if ratio[index] < best[0]:
+                at = first[index]
+                best = (float(ratio[index]), _joined(distance, one[:at], two[at:]), _joined(distance, two[:at], one[at:]))
     return best
+
+
+def _join(distance: np.ndarray, rest_first, rest_last, part_first, part_last) -> np.ndarray:
+    """The shortest link between an end of a chain's rest and an end of a part joined to it."""
+    return np.minimum(np.minimum(distance[rest_last, part_first], distance[rest_last, part_last]),
+                      np.minimum(distance[rest_first, part_last], distance[rest_first, part_first]))
+
+
+def _joined(distance: np.ndarray, rest: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """Chain `part` joined to chain `rest` by the shortest link between their ends."""
+    ways = [(distance[rest[-1], part[0]], np.r_[rest, part]), (distance[rest[-1], part[-1]], np.r_[rest, part[::-1]]),
+            (distance[rest[0], part[-1]], np.r_[part, rest]), (distance[rest[0], part[0]], np.r_[part[::-1], rest])]
+    return min(ways, key=lambda way: way[0])[1]
 
 
 def _uncross(distance: np.ndarray, chains: list[np.ndarray], length: int) -> int:
