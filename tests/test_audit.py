@@ -11,7 +11,7 @@ from scipy.stats import binom
 from pipeline.__main__ import main as cli
 from pipeline.analysis import audit
 from pipeline.analysis.audit import chance_null, run_audit, split_rows
-from pipeline.analysis.straddle import straddling_images
+from pipeline.analysis.straddle import cut_subjects, straddling_images
 from pipeline.core.params import AuditParams
 from pipeline.tables.features import Pool, load_pool
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
@@ -123,5 +123,48 @@ def test_an_honest_split_passes_the_pixel_check(tmp_path, monkeypatch):
     write_project(tmp_path, synthetic_pool(leak=False), audit={"repeats": 5})
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 0
-    straddling = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    straddling, cut = report["straddling"], report["cut_subjects"]
     assert straddling["flagged"] == 0 and straddling["checked"] == 192 and straddling["passed"]
+    assert cut["cut"] == 0 and cut["pairs_checked"] > 0 and cut["passed"], cut
+
+
+def on_a_plane(points: list[tuple[float, float]]) -> np.ndarray:
+    """Unit views of points in a plane, near enough that their distances are the points' (x 0.01)."""
+    views = np.column_stack([np.ones(len(points)), 0.01 * np.array(points, float)])
+    return views / np.linalg.norm(views, axis=1, keepdims=True)
+
+
+def test_a_subject_cut_in_two_goes_on_across_the_cut_where_two_alike_subjects_do_not():
+    # One chain of 12 slices along x, cut after the sixth: its parts go on one into the other. Two chains side by
+    # side, 0.5 apart at every level: nearer each other than their steps, but alike at every level, not going on.
+    cut = cut_subjects(on_a_plane([(x, 0) for x in range(12)]), [f"x{i}" for i in range(12)], ["A"] * 12,
+                       ["a"] * 6 + ["b"] * 6, ["train"] * 6 + ["test"] * 6)
+    assert cut["cut"] == 1 and not cut["passed"] and cut["examples"][0]["images"] == ["x5", "x6"], cut
+    assert cut["examples"][0]["score"] == pytest.approx(3.0, abs=0.01)
+    alike = cut_subjects(on_a_plane([(x, 0) for x in range(6)] + [(x, 0.5) for x in range(6)]),
+                         [f"x{i}" for i in range(12)], ["A"] * 12, ["a"] * 6 + ["b"] * 6, ["train"] * 6 + ["test"] * 6)
+    assert alike["cut"] == 0 and alike["passed"] and alike["highest_score"] == pytest.approx(1.0, abs=0.01), alike
+    same_split = cut_subjects(on_a_plane([(x, 0) for x in range(12)]), [f"x{i}" for i in range(12)], ["A"] * 12,
+                              ["a"] * 6 + ["b"] * 6, ["train"] * 12)
+    assert same_split["pairs_checked"] == 0 and same_split["passed"]
+
+
+def test_one_subject_cut_in_two_by_its_grouping_fails_the_audit_naming_its_images(tmp_path, monkeypatch, capsys):
+    """Dedupe's error planted once: slices 0-3 of train subject s2 of class 1 found as a subject of their own, in test;
+    two images look like the ends of a straddling subject, as many as an honest split may give, but the two parts
+    go on one into the other."""
+    pool = synthetic_pool(leak=False)
+    cut = pool.rows["path"].isin([f"orig/c1/s2-{slice_}.jpg" for slice_ in range(4)])
+    pool.rows.loc[cut, "subject"] += "b"
+    pool.rows.loc[cut, "split"] = "test"
+    kept = ~pool.rows["source"].isin(pool.rows.loc[cut, "path"]) | cut
+    rows = pool.rows[kept].reset_index(drop=True)
+    write_project(tmp_path, Pool(features=pool.features[kept.to_numpy()], rows=rows), audit={"repeats": 5})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit"]) == 1
+    message = capsys.readouterr().err
+    assert "go on one into the other" in message and "orig/c1/s2-4.jpg ~ orig/c1/s2-3.jpg" in message, message
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    assert report["straddling"]["passed"] and not report["cut_subjects"]["passed"], report
+    assert report["cut_subjects"]["examples"][0]["subjects"] == ["c1/s2", "c1/s2b"]
