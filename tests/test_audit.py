@@ -88,12 +88,10 @@ def test_a_below_chance_score_passes_the_audit_with_a_warning(tmp_path, monkeypa
     assert "unlucky draw" in caplog.text
 
 
-def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_images(tmp_path, monkeypatch, capsys):
-    """Dedupe's error planted: slices 0-3 of train subjects s2 and s3 of every class found as subjects of their own,
-    dealt to test: 8 cuts, past the flags an honest split may give though none of train's originals is flagged."""
+def audit_with_cut_subjects(tmp_path, monkeypatch, capsys, cut_off: list[str]) -> str:
+    """Run the audit, expecting a failure, on the honest pool with the originals `cut_off` (of train subjects) found as
+    subjects of their own (`<subject>b`) in test; its error message."""
     pool = synthetic_pool(leak=False)
-    cut_off = [f"orig/c{label}/s{number}-{slice_}.jpg"
-               for label in range(4) for number in (2, 3) for slice_ in range(4)]
     cut = pool.rows["path"].isin(cut_off)
     pool.rows.loc[cut, "subject"] += "b"
     pool.rows.loc[cut, "split"] = "test"
@@ -102,7 +100,14 @@ def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_i
     write_project(tmp_path, Pool(features=pool.features[kept.to_numpy()], rows=rows), audit={"repeats": 5})
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 1
-    message = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_images(tmp_path, monkeypatch, capsys):
+    """Dedupe's error planted: slices 0-3 of train subjects s2 and s3 of every class found as subjects of their own,
+    dealt to test: 8 cuts, past the flags an honest split may give though none of train's originals is flagged."""
+    message = audit_with_cut_subjects(tmp_path, monkeypatch, capsys, [f"orig/c{label}/s{number}-{slice_}.jpg"
+                                      for label in range(4) for number in (2, 3) for slice_ in range(4)])
     assert "of 192 originals" in message and "orig/c1/s2-3.jpg ~ orig/c1/s2-4.jpg" in message, message
     report = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
     assert report["flagged"] > report["bound"] > 0 and not report["passed"], report
@@ -154,16 +159,7 @@ def test_one_subject_cut_in_two_by_its_grouping_fails_the_audit_naming_its_image
     """Dedupe's error planted once: slices 0-3 of train subject s2 of class 1 found as a subject of their own, in test;
     two images look like the ends of a straddling subject, as many as an honest split may give, but the two parts
     go on one into the other."""
-    pool = synthetic_pool(leak=False)
-    cut = pool.rows["path"].isin([f"orig/c1/s2-{slice_}.jpg" for slice_ in range(4)])
-    pool.rows.loc[cut, "subject"] += "b"
-    pool.rows.loc[cut, "split"] = "test"
-    kept = ~pool.rows["source"].isin(pool.rows.loc[cut, "path"]) | cut
-    rows = pool.rows[kept].reset_index(drop=True)
-    write_project(tmp_path, Pool(features=pool.features[kept.to_numpy()], rows=rows), audit={"repeats": 5})
-    monkeypatch.chdir(tmp_path)
-    assert cli(["audit"]) == 1
-    message = capsys.readouterr().err
+    message = audit_with_cut_subjects(tmp_path, monkeypatch, capsys, [f"orig/c1/s2-{slice_}.jpg" for slice_ in range(4)])
     assert "go on one into the other" in message and "orig/c1/s2-4.jpg ~ orig/c1/s2-3.jpg" in message, message
     report = json.loads((tmp_path / "metrics/audit.json").read_text())
     assert report["straddling"]["passed"] and not report["cut_subjects"]["passed"], report
