@@ -140,13 +140,17 @@ def _chains_of_slices(distance: np.ndarray, length: int) -> list[np.ndarray]:
     links = Counter()
     neighbours = [[] for _ in range(n)]
     chain_of, members = list(range(n)), {index: [index] for index in range(n)}
+    unmade = n - -(-n // length)  # the most links chains of at most `length` slices can have
     for link in np.argsort(distance[start, end], kind="stable"):
+        if not unmade:
+            break
         a, b = start[link], end[link]
         ca, cb = chain_of[a], chain_of[b]
         if links[a] == 2 or links[b] == 2 or ca == cb or len(members[ca]) + len(members[cb]) > length:
             continue
         links[a] += 1
         links[b] += 1
+        unmade -= 1
         neighbours[a].append(b)
         neighbours[b].append(a)
         for index in members[cb]:
@@ -176,6 +180,38 @@ def _swap_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[flo
             if ratio[index] < best[0]:
                 at = first[index]
                 best = (float(ratio[index]), _joined(distance, one[:at], two[at:]), _joined(distance, two[:at], one[at:]))
+    return best
+
+
+def _shift_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Chains a and b of one length crossed over at two cuts of different places, the longer result giving the
+    surplus slices at one of its ends to an end of the other: the least ratio of the three new links to the three
+    cut (`_swap_ratio` covers cuts at one place)."""
+    best = np.inf
+    n = len(a)
+    k, m = np.meshgrid(np.arange(1, n), np.arange(1, n), indexing="ij")  # one cut before a[k], one before b[m]
+    surplus = k - m
+    for one in (a, a[::-1]):
+        for two in (b, b[::-1]):
+            cross = distance[one[k - 1], two[m]] + distance[two[m - 1], one[k]]
+            cut = distance[one[k - 1], one[k]] + distance[two[m - 1], two[m]]
+            for long, short, sign in ((one, two, 1), (two, one, -1)):  # long = the chain whose head is longer
+                give = np.maximum(sign * surplus, 1)  # slices given from the head of the longer result
+                # the longer result: long[:cut] + the other's tail; its head part long[:give] moves to the other result,
+                # whose ends are short[0] and long[-1]
+                moved = distance[long[give - 1], long[give]]
+                join = np.minimum(np.minimum(distance[long[0], short[0]], distance[long[give - 1], short[0]]),
+                                  np.minimum(distance[long[0], long[-1]], distance[long[give - 1], long[-1]]))
+                # or its tail part (the other's last `give` slices) moves
+                tail = short[n - give]
+                moved_tail = distance[short[n - give - 1], tail]
+                join_tail = np.minimum(np.minimum(distance[tail, short[0]], distance[short[-1], short[0]]),
+                                       np.minimum(distance[tail, long[-1]], distance[short[-1], long[-1]]))
+                valid = sign * surplus > 0
+                for moved_link, joined in ((moved, join), (moved_tail, join_tail)):
+                    ratio = (cross + joined) / (cut + moved_link)
+                    if valid.any():
+                        best = min(best, float(ratio[valid].min()))
     return best
 
 
@@ -261,8 +297,8 @@ def _merge_unclear(distance: np.ndarray, chains: list[np.ndarray], length: int, 
                 if group[i] == group[j]:
                     continue
                 alone = totals[group[i]] == totals[group[j]] == size[i] == size[j] == length
-                ratio = (_swap_ratio(distance, chains[i], chains[j])[0] if alone
-                         else _rejoin_ratio(distance, chains[i], chains[j]))
+                ratio = (min(_swap_ratio(distance, chains[i], chains[j])[0], _shift_ratio(distance, chains[i], chains[j]))
+                         if alone else _rejoin_ratio(distance, chains[i], chains[j]))
                 if ratio < separation:
                     group[group == group[j]] = group[i]
                     totals = np.bincount(group, weights=size, minlength=len(chains)).astype(int)
