@@ -10,7 +10,7 @@ import pytest
 from pipeline.core.params import parse_params
 from pipeline.core.paths import truth_file
 from pipeline.mri.dedupe import build_index, scan_files
-from pipeline.mri.subjects import EVIDENCE, _uncross, subjects_from_pixels
+from pipeline.mri.subjects import EVIDENCE, _shift_ratio, _uncross, subjects_from_pixels
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
 from pipeline.sources.folder import PIXELS, index_folder
@@ -122,6 +122,15 @@ def test_crossed_chains_are_reconnected_where_that_shortens_their_links():
     chains = [np.array([0, 1, 2, 9, 10, 11]), np.array([6, 7, 8, 3, 4, 5])]
     assert _uncross(distance, chains, 6) == 1
     assert sorted(sorted(chain.tolist()) for chain in chains) == [list(range(6)), list(range(6, 12))]
+
+
+def test_chains_crossed_at_two_places_show_how_cheaply_they_could_be_two_others():
+    # Lines A and B of 6 slices, 10 apart; the chains given are A4-A2 + B3-B5 and A5 + B0-B2 + A1-A0. Crossed after
+    # A2 and after B2, then A5 handed to A4's end: A and B again, with links a tenth as long as those cut.
+    points = [(x, 0.0) for x in range(6)] + [(x, 10.0) for x in range(6)]
+    distance = np.array([[np.hypot(p[0] - q[0], p[1] - q[1]) for q in points] for p in points])
+    one, two = np.array([4, 3, 2, 9, 10, 11]), np.array([5, 6, 7, 8, 1, 0])
+    assert _shift_ratio(distance, one, two) == pytest.approx(3 / (np.hypot(1, 10) * 2 + np.hypot(5, 10)), abs=1e-6)
 
 
 def test_chains_that_are_not_whole_subjects_are_merged_with_their_nearest_such_group():

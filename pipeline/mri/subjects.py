@@ -269,8 +269,9 @@ def _merge_unclear(distance: np.ndarray, chains: list[np.ndarray], length: int, 
 
     A group that is not a whole number of subjects holds a piece of one: it is merged with its
     nearest such group until the sizes add up. Two whole chains, each a group of its own, stay apart
-    only when every swap of their parts past a cut (`_swap_ratio`, which keeps both a subject's
-    length) makes links at least `separation` times as long as those it replaces. Any other two
+    only when every trade of their end parts (`_swap_ratio`) and every crossing at two places with
+    the surplus slices handed over (`_shift_ratio`), both of which keep a subject's length, makes
+    links at least `separation` times as long as those it replaces. Any other two
     chains of two groups, where the lengths are no guide, stay apart only when every way to rejoin
     them (`_rejoin_ratio`) is that much longer. Repeated until nothing merges.
     """
