@@ -246,6 +246,17 @@ def _uncross(distance: np.ndarray, chains: list[np.ndarray], length: int) -> int
     return swaps
 
 
+def _end_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """How much farther than its own link an end slice of a or b lies from an end of the other: the least ratio.
+    An end slice (the top or bottom of a brain, small and plain) may belong to either chain even where trading
+    it costs more: its own link can be the chain's longest."""
+    best = np.inf
+    for one, two in ((a, b), (b, a)):
+        for end, inner in ((one[0], one[1]), (one[-1], one[-2])):
+            best = min(best, float(min(distance[end, two[0]], distance[end, two[-1]]) / distance[end, inner]))
+    return best
+
+
 def _rejoin_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """The shortest way to rejoin chains a and b of any length, against the links it cuts: two cuts crossed over
     (new links / old links, either way round), or a part of one chain cut off and joined to an end of the other."""
@@ -271,7 +282,8 @@ def _merge_unclear(distance: np.ndarray, chains: list[np.ndarray], length: int, 
     nearest such group until the sizes add up. Two whole chains, each a group of its own, stay apart
     only when every trade of their end parts (`_swap_ratio`) and every crossing at two places with
     the surplus slices handed over (`_shift_ratio`), both of which keep a subject's length, makes
-    links at least `separation` times as long as those it replaces. Any other two
+    links at least `separation` times as long as those it replaces, and no end slice of either lies
+    less than `separation` times its own link from an end of the other (`_end_ratio`). Any other two
     chains of two groups, where the lengths are no guide, stay apart only when every way to rejoin
     them (`_rejoin_ratio`) is that much longer. Repeated until nothing merges.
     """
@@ -298,7 +310,8 @@ def _merge_unclear(distance: np.ndarray, chains: list[np.ndarray], length: int, 
                 if group[i] == group[j]:
                     continue
                 alone = totals[group[i]] == totals[group[j]] == size[i] == size[j] == length
-                ratio = (min(_swap_ratio(distance, chains[i], chains[j])[0], _shift_ratio(distance, chains[i], chains[j]))
+                ratio = (min(_swap_ratio(distance, chains[i], chains[j])[0], _shift_ratio(distance, chains[i], chains[j]),
+                             _end_ratio(distance, chains[i], chains[j]))
                          if alone else _rejoin_ratio(distance, chains[i], chains[j]))
                 if ratio < separation:
                     group[group == group[j]] = group[i]
