@@ -96,14 +96,14 @@ def test_ids_do_not_depend_on_the_input_order(opaque_archive, opaque_split, opaq
 
 
 def test_slices_chain_into_subjects_of_their_length():
-    # Ten slices on a line, a gap of 2 steps after the fifth, subjects of 5: one chain would be two subjects, so
-    # it is two chains; evenly spaced, their facing ends are as near each other as their own links, and merge.
+    # Ten slices on a line, subjects of 5: one chain would be two subjects, so it is two chains, evenly spaced or
+    # with a gap of 2 steps after the fifth.
     names = [f"slice{index}" for index in range(10)]
     points = [(x, 0.0) for x in range(5)] + [(x, 0.0) for x in range(6, 11)]
     ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane(points), 5, 1.1)
     assert ids == ["A/g000"] * 5 + ["A/g001"] * 5 and evidence["merged_as_ambiguous"] == 0
     ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane([(x, 0.0) for x in range(10)]), 5, 1.1)
-    assert ids == ["A/g000"] * 10 and evidence["merged_as_ambiguous"] == 1
+    assert ids == ["A/g000"] * 5 + ["A/g001"] * 5 and evidence["merged_as_ambiguous"] == 0
 
 
 def test_two_chains_are_merged_when_their_end_slices_could_trade_places():
@@ -120,8 +120,9 @@ def test_two_chains_are_merged_when_their_end_slices_could_trade_places():
 
 
 def test_two_chains_are_merged_when_an_end_slice_lies_about_as_near_the_other_chain_as_its_own():
-    # Subjects of 5 along x at y = 0 and y = 10; A's fifth slice 3 above A's fourth, B's 3.8 below B's fourth and
-    # 3.2 from A's fifth: no trade is cheap, but A's end is as near B's end (1.07 x its own link) as its own.
+    # Subjects of 5 along x at y = 0 and y = 10; A's fifth slice 3 above A's fourth (3 steps: far from the rest),
+    # B's 3.8 below B's fourth and 3.2 from A's fifth: no trade is cheap, but A's end is as near B's end (1.07 x
+    # its own link) as its own.
     names = [f"slice{index}" for index in range(10)]
     points = [(x, 0.0) for x in range(4)] + [(3, 3)] + [(x, 10.0) for x in range(4)] + [(3, 6.2)]
     assert subjects_from_pixels(names, ["A"] * 10, on_a_plane(points), 5, 1.1)[0] == ["A/g000"] * 10

@@ -17,6 +17,7 @@ import numpy as np
 SLICE_MAJOR = re.compile(r"^(?P<prefix>[A-Za-z_\-]*?)(?P<number>\d+)$")
 SLICE_OF_SUBJECT = re.compile(r"^(?P<slice>\d+) \((?P<subject>\d+)\)$")
 CONFIRMATION = 0.9  # share of a rule's neighbour links the pixels must confirm
+UNSURE = 2.0  # an end slice whose link is over UNSURE times the next link in may belong to another chain
 THIN = 1.25  # two chains kept apart by less than THIN x dedupe.separation rest on weak evidence
 TIE = 1e-9  # the least distance between two slices: identical views are still linked
 EVIDENCE = ("reconnected", "kept_on_a_thin_margin", "merged_to_whole_subjects", "merged_as_ambiguous")
@@ -247,13 +248,14 @@ def _uncross(distance: np.ndarray, chains: list[np.ndarray], length: int) -> int
 
 
 def _end_ratio(distance: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """How much farther than its own link an end slice of a or b lies from an end of the other: the least ratio.
-    An end slice (the top or bottom of a brain, small and plain) may belong to either chain even where trading
-    it costs more: its own link can be the chain's longest."""
+    """How much farther than its own link an end slice of a or b lies from an end of the other, for end slices
+    whose link is over UNSURE times the next link in: the least such ratio. Such an end (the top or bottom of a
+    brain, small and plain, far from the rest) may belong to either chain even where trading it costs more."""
     best = np.inf
     for one, two in ((a, b), (b, a)):
-        for end, inner in ((one[0], one[1]), (one[-1], one[-2])):
-            best = min(best, float(min(distance[end, two[0]], distance[end, two[-1]]) / distance[end, inner]))
+        for end, inner, next_in in ((one[0], one[1], one[2]), (one[-1], one[-2], one[-3])):
+            if distance[end, inner] > UNSURE * distance[inner, next_in]:
+                best = min(best, float(min(distance[end, two[0]], distance[end, two[-1]]) / distance[end, inner]))
     return best
 
 
@@ -282,8 +284,9 @@ def _merge_unclear(distance: np.ndarray, chains: list[np.ndarray], length: int, 
     nearest such group until the sizes add up. Two whole chains, each a group of its own, stay apart
     only when every trade of their end parts (`_swap_ratio`) and every crossing at two places with
     the surplus slices handed over (`_shift_ratio`), both of which keep a subject's length, makes
-    links at least `separation` times as long as those it replaces, and no end slice of either lies
-    less than `separation` times its own link from an end of the other (`_end_ratio`). Any other two
+    links at least `separation` times as long as those it replaces, and no end slice of either, far
+    from the rest of its chain, lies less than `separation` times its own link from an end of the
+    other (`_end_ratio`). Any other two
     chains of two groups, where the lengths are no guide, stay apart only when every way to rejoin
     them (`_rejoin_ratio`) is that much longer. Repeated until nothing merges.
     """
