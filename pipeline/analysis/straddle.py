@@ -103,8 +103,8 @@ def cut_subjects(views: np.ndarray, paths: list[str], labels: list[str], groups:
     CONTINUES is read from honest archives of another generator than `synth` (slices 1 to 5 mm
     apart, warps, noise; `benchmarks/subjects_sweep.py`, BENCHMARKS.md): over every pair of true
     subjects of a class, as if each were in a split of its own, the highest score was 1.29 in the
-    sweep's 12 archives (1.34 over 576 pairs of 16 archives while the score was chosen), and 0.70
-    on the demo's split. A subject cut at a random slice scores past it in 160 of 204 cuts (78%),
+    sweep's 24 archives (1.34 over 576 pairs of 16 archives while the score was chosen), and 0.70
+    on the demo's split. A subject cut at a random slice scores past it in 310 of 408 cuts (76%),
     so a cut can still go unseen; one of the demo's train subjects cut in half, in 31 of 31.
     """
     groups, splits, labels = np.asarray(groups), np.asarray(splits), np.asarray(labels)
