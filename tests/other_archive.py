@@ -115,7 +115,8 @@ def scan_subject(anatomy: Anatomy, spacing: float, slices: int, shape: tuple[int
 def write_other_archive(root: Path, subjects: dict[str, int], slices: int, copies_per_class: int, seed: int,
                         setting: Setting = Setting(), shape: tuple[int, int] = (208, 176),
                         pixel: float = 1.0) -> list[TruthRow]:
-    """A v1 archive (OriginalDataset/, AugmentedAlzheimerDataset/) under `root` with opaque names, and its truth."""
+    """A v1 archive (OriginalDataset/, AugmentedAlzheimerDataset/) under `root` with opaque names, and its truth
+    (each subject's originals in slice order)."""
     rng = np.random.default_rng(seed)
     truth = []
     for rank, label in enumerate(CLASSES):
@@ -140,6 +141,5 @@ def write_other_archive(root: Path, subjects: dict[str, int], slices: int, copie
             path.write_bytes(data)
             truth.append(TruthRow(path.relative_to(root).as_posix(), "copy", label, source.path, source.subject))
         truth += written
-    truth.sort(key=lambda row: row.path)
-    write_truth(truth_file(root), truth)
+    write_truth(truth_file(root), sorted(truth, key=lambda row: row.path))
     return truth

@@ -11,7 +11,7 @@ from scipy.stats import binom
 from pipeline.__main__ import main as cli
 from pipeline.analysis import audit
 from pipeline.analysis.audit import chance_null, run_audit, split_rows
-from pipeline.analysis.straddle import straddling_images
+from pipeline.analysis.straddle import cut_subjects, straddling_images
 from pipeline.core.params import AuditParams
 from pipeline.tables.features import Pool, load_pool
 from tests.synthetic_features import BACKBONE, N_CLASSES, synthetic_pool, write_project
@@ -88,12 +88,10 @@ def test_a_below_chance_score_passes_the_audit_with_a_warning(tmp_path, monkeypa
     assert "unlucky draw" in caplog.text
 
 
-def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_images(tmp_path, monkeypatch, capsys):
-    """Dedupe's error planted: slices 0-3 of train subjects s2 and s3 of every class found as subjects of their own,
-    dealt to test: 8 cuts, past the flags an honest split may give though none of train's originals is flagged."""
+def audit_with_cut_subjects(tmp_path, monkeypatch, capsys, cut_off: list[str]) -> str:
+    """Run the audit, expecting a failure, on the honest pool with the originals `cut_off` (of train subjects) found as
+    subjects of their own (`<subject>b`) in test; its error message."""
     pool = synthetic_pool(leak=False)
-    cut_off = [f"orig/c{label}/s{number}-{slice_}.jpg"
-               for label in range(4) for number in (2, 3) for slice_ in range(4)]
     cut = pool.rows["path"].isin(cut_off)
     pool.rows.loc[cut, "subject"] += "b"
     pool.rows.loc[cut, "split"] = "test"
@@ -102,7 +100,14 @@ def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_i
     write_project(tmp_path, Pool(features=pool.features[kept.to_numpy()], rows=rows), audit={"repeats": 5})
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 1
-    message = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_subjects_cut_in_two_by_their_grouping_fail_the_pixel_check_naming_the_images(tmp_path, monkeypatch, capsys):
+    """Dedupe's error planted: slices 0-3 of train subjects s2 and s3 of every class found as subjects of their own,
+    dealt to test: 8 cuts, past the flags an honest split may give though none of train's originals is flagged."""
+    message = audit_with_cut_subjects(tmp_path, monkeypatch, capsys, [f"orig/c{label}/s{number}-{slice_}.jpg"
+                                      for label in range(4) for number in (2, 3) for slice_ in range(4)])
     assert "of 192 originals" in message and "orig/c1/s2-3.jpg ~ orig/c1/s2-4.jpg" in message, message
     report = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
     assert report["flagged"] > report["bound"] > 0 and not report["passed"], report
@@ -123,5 +128,39 @@ def test_an_honest_split_passes_the_pixel_check(tmp_path, monkeypatch):
     write_project(tmp_path, synthetic_pool(leak=False), audit={"repeats": 5})
     monkeypatch.chdir(tmp_path)
     assert cli(["audit"]) == 0
-    straddling = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    straddling, cut = report["straddling"], report["cut_subjects"]
     assert straddling["flagged"] == 0 and straddling["checked"] == 192 and straddling["passed"]
+    assert cut["cut"] == 0 and cut["pairs_checked"] > 0 and cut["passed"], cut
+
+
+def on_a_plane(points: list[tuple[float, float]]) -> np.ndarray:
+    """Unit views of points in a plane, near enough that their distances are the points' (x 0.01)."""
+    views = np.column_stack([np.ones(len(points)), 0.01 * np.array(points, float)])
+    return views / np.linalg.norm(views, axis=1, keepdims=True)
+
+
+def test_a_subject_cut_in_two_goes_on_across_the_cut_where_two_alike_subjects_do_not():
+    # One chain of 12 slices along x, cut after the sixth: its parts go on one into the other. Two chains side by
+    # side, 0.5 apart at every level: nearer each other than their steps, but alike at every level, not going on.
+    cut = cut_subjects(on_a_plane([(x, 0) for x in range(12)]), [f"x{i}" for i in range(12)], ["A"] * 12,
+                       ["a"] * 6 + ["b"] * 6, ["train"] * 6 + ["test"] * 6)
+    assert cut["cut"] == 1 and not cut["passed"] and cut["examples"][0]["images"] == ["x5", "x6"], cut
+    assert cut["examples"][0]["score"] == pytest.approx(3.0, abs=0.01)
+    alike = cut_subjects(on_a_plane([(x, 0) for x in range(6)] + [(x, 0.5) for x in range(6)]),
+                         [f"x{i}" for i in range(12)], ["A"] * 12, ["a"] * 6 + ["b"] * 6, ["train"] * 6 + ["test"] * 6)
+    assert alike["cut"] == 0 and alike["passed"] and alike["highest_score"] == pytest.approx(1.0, abs=0.01), alike
+    same_split = cut_subjects(on_a_plane([(x, 0) for x in range(12)]), [f"x{i}" for i in range(12)], ["A"] * 12,
+                              ["a"] * 6 + ["b"] * 6, ["train"] * 12)
+    assert same_split["pairs_checked"] == 0 and same_split["passed"]
+
+
+def test_one_subject_cut_in_two_by_its_grouping_fails_the_audit_naming_its_images(tmp_path, monkeypatch, capsys):
+    """Dedupe's error planted once: slices 0-3 of train subject s2 of class 1 found as a subject of their own, in test;
+    two images look like the ends of a straddling subject, as many as an honest split may give, but the two parts
+    go on one into the other."""
+    message = audit_with_cut_subjects(tmp_path, monkeypatch, capsys, [f"orig/c1/s2-{slice_}.jpg" for slice_ in range(4)])
+    assert "go on one into the other" in message and "orig/c1/s2-4.jpg ~ orig/c1/s2-3.jpg" in message, message
+    report = json.loads((tmp_path / "metrics/audit.json").read_text())
+    assert report["straddling"]["passed"] and not report["cut_subjects"]["passed"], report
+    assert report["cut_subjects"]["examples"][0]["subjects"] == ["c1/s2", "c1/s2b"]

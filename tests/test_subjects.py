@@ -10,7 +10,7 @@ import pytest
 from pipeline.core.params import parse_params
 from pipeline.core.paths import truth_file
 from pipeline.mri.dedupe import build_index, scan_files
-from pipeline.mri.subjects import EVIDENCE, subjects_from_pixels
+from pipeline.mri.subjects import EVIDENCE, _shift_ratio, _uncross, subjects_from_pixels
 from pipeline.mri.synth import write_archive, write_truth
 from pipeline.mri.truth import score_against_truth, subjects_across_splits
 from pipeline.sources.folder import PIXELS, index_folder
@@ -95,66 +95,73 @@ def test_ids_do_not_depend_on_the_input_order(opaque_archive, opaque_split, opaq
     assert dict(zip([names[i] for i in order], shuffled)) == dict(zip(names, ids))
 
 
-def on_a_circle(angles: list[float], plane: int = 0) -> np.ndarray:
-    """Unit vectors at these angles (radians) in one plane of 4 dimensions: alike as the cosine of their distance."""
-    views = np.zeros((len(angles), 4), np.float32)
-    views[:, 2 * plane], views[:, 2 * plane + 1] = np.cos(angles), np.sin(angles)
-    return views
-
-
-STEP = 0.2  # radians between neighbouring slices of a chain
-
-
-def chain(start: float, count: int, step: float = STEP) -> list[float]:
-    return [start + step * index for index in range(count)]
-
-
-def test_a_link_parts_two_subjects_only_when_clearly_longer_than_the_steps_at_its_ends():
-    # Two chains of 5 on one circle: the link between their facing ends is 1.5 or 1.05 times their steps.
+def test_slices_chain_into_subjects_of_their_length():
+    # Ten slices on a line, subjects of 5: one chain would be two subjects, so it is two chains, evenly spaced or
+    # with a gap of 2 steps after the fifth.
     names = [f"slice{index}" for index in range(10)]
-    apart = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.5 * STEP, 5))
-    ids, _ = subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.1)
-    assert ids == ["A/g000"] * 5 + ["A/g001"] * 5
-    close = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.05 * STEP, 5))
-    assert subjects_from_pixels(names, ["A"] * 10, close, 5, 1.1)[0] == ["A/g000"] * 10
-    assert subjects_from_pixels(names, ["A"] * 10, apart, 5, 1.6)[0] == ["A/g000"] * 10
-    assert subjects_from_pixels(names, ["A"] * 5 + ["B"] * 5, close, 5, 1.1)[0] == ["A/g000"] * 5 + ["B/g000"] * 5
+    points = [(x, 0.0) for x in range(5)] + [(x, 0.0) for x in range(6, 11)]
+    ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane(points), 5, 1.1)
+    assert ids == ["A/g000"] * 5 + ["A/g001"] * 5 and evidence["merged_as_ambiguous"] == 0
+    ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane([(x, 0.0) for x in range(10)]), 5, 1.1)
+    assert ids == ["A/g000"] * 5 + ["A/g001"] * 5 and evidence["merged_as_ambiguous"] == 0
 
 
-def test_a_cut_that_leaves_less_than_most_of_a_subject_on_a_side_is_not_made():
-    # The same two chains, 1.5 steps apart, counted as subjects of 8 slices: 5 is under 0.75 x 8.
-    apart = on_a_circle(chain(0.0, 5) + chain(4 * STEP + 1.5 * STEP, 5))
-    ids, evidence = subjects_from_pixels([f"slice{index}" for index in range(10)], ["A"] * 10, apart, 8, 1.1)
-    assert ids == ["A/g000"] * 10 and evidence["kept_though_apart"] == 1
+def test_two_chains_are_merged_when_their_end_slices_could_trade_places():
+    # Subjects of 5 along x at z = 0 and z = 10; the fifth slices at z = 5, either side in y: each as near the
+    # other chain's fourth slice as its own, so no one can tell which end is whose.
+    chains = [(x, 0.0, 0.0) for x in range(4)] + [(x, 0.0, 10.0) for x in range(4)]
+    names = [f"slice{index}" for index in range(10)]
+    ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane(chains + [(4, 3, 5), (4, -3, 5)]), 5, 1.1)
+    assert ids == ["A/g000"] * 10 and evidence["merged_as_ambiguous"] == 1
+    clear = chains + [(4, 3, 4), (4, -3, 6)]  # each nearer its own chain: swapped, the links are 1.33 times as long
+    ids, evidence = subjects_from_pixels(names, ["A"] * 10, on_a_plane(clear), 5, 1.1)
+    assert ids == ["A/g000"] * 4 + ["A/g001"] * 4 + ["A/g000", "A/g001"] and evidence["merged_as_ambiguous"] == 0
+    assert subjects_from_pixels(names, ["A"] * 10, on_a_plane(clear), 5, 1.4)[0] == ["A/g000"] * 10
 
 
-def test_groups_that_are_not_whole_subjects_are_merged_with_their_nearest_such_group():
-    # Subjects of 5 slices: A and C far apart in one plane, B in another; A's fifth slice (row 9) sits next to B's
-    # end, so the pixels alone give groups of 4, 6 and 5.
-    views = np.concatenate([on_a_circle(chain(0.0, 4)), on_a_circle(chain(0.0, 5) + [5.05 * STEP], plane=1),
-                            on_a_circle(chain(np.pi / 2, 5))])
+def test_two_chains_are_merged_when_an_end_slice_lies_about_as_near_the_other_chain_as_its_own():
+    # Subjects of 5 along x at y = 0 and y = 10; A's fifth slice 3 above A's fourth (3 steps: far from the rest),
+    # B's 3.8 below B's fourth and 3.2 from A's fifth: no trade is cheap, but A's end is as near B's end (1.07 x
+    # its own link) as its own.
+    names = [f"slice{index}" for index in range(10)]
+    points = [(x, 0.0) for x in range(4)] + [(3, 3)] + [(x, 10.0) for x in range(4)] + [(3, 6.2)]
+    assert subjects_from_pixels(names, ["A"] * 10, on_a_plane(points), 5, 1.1)[0] == ["A/g000"] * 10
+    points[-1] = (3, 7)  # 4 from A's end: 1.33 x its link
+    assert subjects_from_pixels(names, ["A"] * 10, on_a_plane(points), 5, 1.1)[0] == ["A/g000"] * 5 + ["A/g001"] * 5
+
+
+def test_crossed_chains_are_reconnected_where_that_shortens_their_links():
+    # Two lines of 6 slices, far apart; the chains given swap their halves, which their links show.
+    points = [(x, 0.0) for x in range(6)] + [(x, 20.0) for x in range(6)]
+    distance = np.array([[np.hypot(p[0] - q[0], p[1] - q[1]) for q in points] for p in points])
+    chains = [np.array([0, 1, 2, 9, 10, 11]), np.array([6, 7, 8, 3, 4, 5])]
+    assert _uncross(distance, chains, 6) == 1
+    assert sorted(sorted(chain.tolist()) for chain in chains) == [list(range(6)), list(range(6, 12))]
+
+
+def test_chains_crossed_at_two_places_show_how_cheaply_they_could_be_two_others():
+    # Lines A and B of 6 slices, 10 apart; the chains given are A4-A2 + B3-B5 and A5 + B0-B2 + A1-A0. Crossed after
+    # A2 and after B2, then A5 handed to A4's end: A and B again, with links a tenth as long as those cut.
+    points = [(x, 0.0) for x in range(6)] + [(x, 10.0) for x in range(6)]
+    distance = np.array([[np.hypot(p[0] - q[0], p[1] - q[1]) for q in points] for p in points])
+    one, two = np.array([4, 3, 2, 9, 10, 11]), np.array([5, 6, 7, 8, 1, 0])
+    assert _shift_ratio(distance, one, two) == pytest.approx(3 / (np.hypot(1, 10) * 2 + np.hypot(5, 10)), abs=1e-6)
+
+
+def test_chains_that_are_not_whole_subjects_are_merged_with_their_nearest_such_group():
+    # Subjects of 5 along x at z = 0 and z = 10, their fifth slices nearer each other (0.8) than any step (1):
+    # linked first, they leave chains of 4, 2 and 4, merged into one group; a third subject far off stays apart.
+    points = ([(x, 0.0, 0.0) for x in range(4)] + [(4, 0, 4.6), (4, 0, 5.4)] + [(x, 0.0, 10.0) for x in range(4)]
+              + [(x, 20.0, 0.0) for x in range(5)])
     names = [f"slice{index:02d}" for index in range(15)]
-    ids, evidence = subjects_from_pixels(names, ["A"] * 15, views, 5, 1.1)
-    assert ids[:10] == ["A/g000"] * 10 and len(set(ids[10:])) == 1 and ids[10] != ids[0]
-    assert evidence["merged_to_whole_subjects"] == 1
+    ids, evidence = subjects_from_pixels(names, ["A"] * 15, on_a_plane(points), 5, 1.1)
+    assert ids == ["A/g000"] * 10 + ["A/g001"] * 5 and evidence["merged_to_whole_subjects"] == 2
 
 
-def on_a_plane(points: list[tuple[float, float]]) -> np.ndarray:
-    """Unit views of points in a plane, near enough one another that their distances are the points' (x 0.01)."""
+def on_a_plane(points: list[tuple[float, ...]]) -> np.ndarray:
+    """Unit views of points (2 or 3 coordinates), near enough that their distances are the points' (x 0.01)."""
     views = np.column_stack([np.ones(len(points)), 0.01 * np.array(points, float)])
     return (views / np.linalg.norm(views, axis=1, keepdims=True)).astype(np.float32)
-
-
-def test_groups_are_merged_when_a_slice_lies_about_as_near_the_other_as_its_own():
-    # Subjects of 6: A along y = 0 from x 0 to 4 plus a slice 3 below its end, B along y = 0 from x 5.5; the link
-    # (4, 0)-(5.5, 0) is 1.5 steps long, cut; but A's sixth slice is 3.02 from its own and 3.23 from B's first.
-    points = [(x, 0.0) for x in range(5)] + [(4.3, -3.0)] + [(5.5 + x, 0.0) for x in range(6)]
-    names = [f"slice{index:02d}" for index in range(12)]
-    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(points), 6, 1.1)
-    assert ids == ["A/g000"] * 12 and evidence["merged_as_ambiguous"] == 1
-    far = points[:5] + [(4.3, -1.0)] + points[6:]  # now 1.04 from its own, 1.56 from B: no doubt
-    ids, evidence = subjects_from_pixels(names, ["A"] * 12, on_a_plane(far), 6, 1.1)
-    assert ids == ["A/g000"] * 6 + ["A/g001"] * 6 and evidence["merged_as_ambiguous"] == 0
 
 
 def test_truth_scores_count_recovered_split_and_mixed_subjects_with_examples(tmp_path):

@@ -157,7 +157,7 @@ class SynthParams(_Model):
 class DedupeParams(_Model):
     workers: _int(0, 256)
     slices_per_subject: _int(1)
-    separation: _num(1.0, 10.0)  # without a name rule: how many times its ends' steps a link must be to part subjects
+    separation: _num(1.0, 10.0)  # without a name rule: how much longer any rejoining of two chains must be
     min_score: _num(0.0, 1.0)
     min_margin: _num(0.0, 1.0)
     candidates: _int(1, 256)

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from pipeline.analysis.audit import check_audit, log_verdicts, run_audit, write_outputs
-from pipeline.analysis.straddle import check_straddling, straddling_images
+from pipeline.analysis.straddle import check_cut_subjects, check_straddling, cut_subjects, straddling_images
 from pipeline.core import paths
 from pipeline.core.params import Params
 from pipeline.mri.fingerprint import upright_views
@@ -22,14 +22,20 @@ def main(params: Params) -> None:
     originals = pool.rows[pool.rows["kind"] == "original"]
     originals = originals[originals.groupby("subject")["path"].transform("size") > 1]  # no pixels judge a lone image
     views = upright_views(Path(read_source_info(paths.SOURCE_INFO).root), originals["path"].tolist())
-    report["straddling"] = straddling_images(views, originals["path"].tolist(), originals["label"].tolist(),
-                                             originals["subject"].tolist(), originals["split"].tolist())
-    report["passed"] = report["passed"] and report["straddling"]["passed"]
+    found = (views, originals["path"].tolist(), originals["label"].tolist(), originals["subject"].tolist(),
+             originals["split"].tolist())
+    report["straddling"] = straddling_images(*found)
+    report["cut_subjects"] = cut_subjects(*found)
+    report["passed"] = report["passed"] and report["straddling"]["passed"] and report["cut_subjects"]["passed"]
     write_outputs(report, paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
     log_verdicts(report)
     log.info("pixel check: %d of %d originals as close to another split as to their own subject "
              "(honest bound %d)", report["straddling"]["flagged"], report["straddling"]["checked"],
              report["straddling"]["bound"])
+    log.info("pixel check: %d of %d pairs of subjects in two splits go on one into the other (highest score %.3f, "
+             "bound %.1f)", report["cut_subjects"]["cut"], report["cut_subjects"]["pairs_checked"],
+             report["cut_subjects"]["highest_score"], report["cut_subjects"]["bound"])
     log.info("wrote %s and %s/", paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
     check_straddling(report["straddling"], paths.AUDIT_METRICS)
+    check_cut_subjects(report["cut_subjects"], paths.AUDIT_METRICS)
     check_audit(report, paths.AUDIT_METRICS)
