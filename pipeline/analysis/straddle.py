@@ -149,6 +149,6 @@ def check_cut_subjects(report: dict, metrics_path: Path) -> None:
                           for pair in report["examples"])
         raise PipelineError(
             f"leakage audit failed: {report['cut']} of {report['pairs_checked']} pairs of subjects in two splits go on "
-            f"one into the other as one subject's slices do (score past {report['bound']}): a subject is likely cut in two by its grouping, "
-            f"{named}; see {metrics_path}"
+            f"one into the other as one subject's slices do (score past {report['bound']}): a subject is likely cut in "
+            f"two by its grouping, {named}; see {metrics_path}"
         )
