@@ -172,7 +172,7 @@ def test_predictions_of_other_images_or_missing_ones_stop_the_stage(tmp_path):
     with pytest.raises(PipelineError, match="other test images"):
         aligned({"a": frame, "b": frame.iloc[::-1]}, CLASSES)
     with pytest.raises(PipelineError, match="evaluate@VGG19"):
-        read_predictions(tmp_path / "predictions.csv", "VGG19")
+        read_predictions(tmp_path / "predictions.csv", "evaluate@VGG19")
 
 
 def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkeypatch):

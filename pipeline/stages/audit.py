@@ -1,5 +1,6 @@
-"""Stage `audit`: the leakage audit (see `pipeline.analysis.audit`) and the pixel check of the found subjects
-(`pipeline.analysis.straddle`); fails when either sees a leak."""
+"""Stage `audit` (`audit_fold@<fold>`: a fold's split, at its paths): the leakage audit (see `pipeline.analysis.audit`)
+and the pixel check of the found subjects (`pipeline.analysis.straddle`); fails when either sees a leak, naming the fold
+when split.folds > 1."""
 
 import logging
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from pipeline.analysis.audit import check_audit, log_verdicts, run_audit, write_outputs
 from pipeline.analysis.straddle import check_straddling, straddling_images
 from pipeline.core import paths
+from pipeline.core.errors import PipelineError
 from pipeline.core.params import Params
 from pipeline.mri.fingerprint import upright_views
 from pipeline.tables.features import load_pool, read_features_meta
@@ -15,9 +17,11 @@ from pipeline.tables.source import read_source_info
 log = logging.getLogger(__name__)
 
 
-def main(params: Params) -> None:
-    pool = load_pool(paths.features_dir(params.audit.backbone), paths.INDEX)
-    classes = read_features_meta(paths.features_dir(params.audit.backbone))["classes"]
+def main(params: Params, fold: int = 0) -> None:
+    features_dir = paths.features_dir(params.audit.backbone, fold)
+    metrics_path, plots_dir = paths.in_fold(paths.AUDIT_METRICS, fold), paths.in_fold(paths.AUDIT_PLOTS, fold)
+    pool = load_pool(features_dir, paths.INDEX)
+    classes = read_features_meta(features_dir)["classes"]
     report = run_audit(pool, len(classes), params.audit, params.seed)
     originals = pool.rows[pool.rows["kind"] == "original"]
     originals = originals[originals.groupby("subject")["path"].transform("size") > 1]  # no pixels judge a lone image
@@ -25,11 +29,15 @@ def main(params: Params) -> None:
     report["straddling"] = straddling_images(views, originals["path"].tolist(), originals["label"].tolist(),
                                              originals["subject"].tolist(), originals["split"].tolist())
     report["passed"] = report["passed"] and report["straddling"]["passed"]
-    write_outputs(report, paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
+    write_outputs(report, metrics_path, plots_dir)
     log_verdicts(report)
     log.info("pixel check: %d of %d originals as close to another split as to their own subject "
              "(honest bound %d)", report["straddling"]["flagged"], report["straddling"]["checked"],
              report["straddling"]["bound"])
-    log.info("wrote %s and %s/", paths.AUDIT_METRICS, paths.AUDIT_PLOTS)
-    check_straddling(report["straddling"], paths.AUDIT_METRICS)
-    check_audit(report, paths.AUDIT_METRICS)
+    log.info("wrote %s and %s/", metrics_path, plots_dir)
+    try:
+        check_straddling(report["straddling"], metrics_path)
+        check_audit(report, metrics_path)
+    except PipelineError as error:
+        raise PipelineError(f"fold {fold} of {params.split.folds}: {error}" if params.split.folds > 1 else
+                            str(error)) from None
