@@ -125,3 +125,16 @@ def test_an_honest_split_passes_the_pixel_check(tmp_path, monkeypatch):
     assert cli(["audit"]) == 0
     straddling = json.loads((tmp_path / "metrics/audit.json").read_text())["straddling"]
     assert straddling["flagged"] == 0 and straddling["checked"] == 192 and straddling["passed"]
+
+
+def test_a_leaking_fold_fails_the_audit_naming_the_fold(tmp_path, monkeypatch, capsys):
+    write_project(tmp_path, synthetic_pool(leak=True), audit={"repeats": PARAMS.repeats}, split={"folds": 3})
+    (tmp_path / "data/features/fold-2").mkdir()
+    (tmp_path / "data/features" / BACKBONE).rename(tmp_path / "data/features/fold-2" / BACKBONE)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit", "--fold", "2"]) == 1
+    assert capsys.readouterr().err.startswith("error: fold 2 of 3: leakage audit failed: split by subject")
+    assert not json.loads((tmp_path / "metrics/audit/fold-2.json").read_text())["passed"]
+    assert (tmp_path / "plots/audit/fold-2/audit.png").is_file()
+    assert cli(["audit", "--fold", "3"]) == 1
+    assert "--fold 3: split.folds is 3, so the folds are 0 to 2" in capsys.readouterr().err
