@@ -16,19 +16,20 @@ from pipeline.core.paths import truth_file
 from tests.conftest import BACKBONES, ROOT, commit, edit_params, init_project, run
 
 FOLDS = 3
+pytestmark = pytest.mark.timeout(1800)  # it trains 2 backbones 3 times: over 15 minutes on a busy machine
 
 
 @pytest.fixture(scope="module")
 def folded_project(module_tmp) -> Path:
-    """The tiny project with split.folds: 3, its dvc.yaml synced, after `dvc repro`."""
+    """The tiny project with split.folds: 3, its dvc.yaml synced, every fold evaluated and fold 1 audited by DVC, then
+    compare run by hand (through DVC it would wait for explain and baselines, which read fold 0 only)."""
     project = module_tmp / "repo"
     init_project(project)
-    edit_params(project, split={"folds": FOLDS}, audit={"repeats": 5}, explain={"per_class": 1},
-                baselines={"fold_study": {"folds": [], "leave_one_subject_out": False, "repeats": 1,
-                                          "model": "logistic_regression", "input": "pixels"}})
+    edit_params(project, split={"folds": FOLDS}, audit={"repeats": 5})
     run([sys.executable, "-m", "pipeline", "sync-dvc-yaml"], project)
     commit(project, "three folds")
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "evaluate", "evaluate_fold", "audit_fold@1"], project)
+    run([sys.executable, "-m", "pipeline", "compare"], project)
     return project
 
 
@@ -64,9 +65,8 @@ def test_the_pooled_predictions_hold_every_usable_original_once_and_the_tests_us
     assert f"| {BACKBONES[0]} | " + " | ".join(f"{score:.3f}" for score in scores) + " |" in report
 
 
-def test_each_fold_is_audited_and_its_stages_run_alone(folded_project):
-    for fold in range(1, FOLDS):
-        assert json.loads((folded_project / f"metrics/audit/fold-{fold}.json").read_text())["passed"]
+def test_a_fold_is_audited_and_its_stages_run_alone(folded_project):
+    assert json.loads((folded_project / "metrics/audit/fold-1.json").read_text())["passed"]
     output = run(["dvc", "repro", "--force", "--single-item", f"evaluate_fold@{BACKBONES[0]}-2"], folded_project)
     assert f"Running stage 'evaluate_fold@{BACKBONES[0]}-2'" in output
     assert "Running stage 'evaluate@" not in output
