@@ -5,7 +5,7 @@ when split.folds > 1."""
 import logging
 from pathlib import Path
 
-from pipeline.analysis.audit import check_audit, log_verdicts, run_audit, write_outputs
+from pipeline.analysis.audit import check_audit, fold_level, log_verdicts, run_audit, write_outputs
 from pipeline.analysis.straddle import check_straddling, straddling_images
 from pipeline.core import paths
 from pipeline.core.errors import PipelineError
@@ -22,7 +22,7 @@ def main(params: Params, fold: int = 0) -> None:
     metrics_path, plots_dir = paths.in_fold(paths.AUDIT_METRICS, fold), paths.in_fold(paths.AUDIT_PLOTS, fold)
     pool = load_pool(features_dir, paths.INDEX)
     classes = read_features_meta(features_dir)["classes"]
-    report = run_audit(pool, len(classes), params.audit, params.seed)
+    report = run_audit(pool, len(classes), params.audit, params.seed, fold_level(params.split.folds))
     originals = pool.rows[pool.rows["kind"] == "original"]
     originals = originals[originals.groupby("subject")["path"].transform("size") > 1]  # no pixels judge a lone image
     views = upright_views(Path(read_source_info(paths.SOURCE_INFO).root), originals["path"].tolist())
