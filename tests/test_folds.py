@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import balanced_accuracy_score
 
 from pipeline.core import paths
 from pipeline.core.dvc_yaml import synced
@@ -52,6 +53,8 @@ def test_the_pooled_predictions_hold_every_usable_original_once_and_the_tests_us
         pooled = pd.concat([pd.read_csv(folded_project / paths.predictions(backbone, fold), dtype=str)
                             for fold in range(FOLDS)])
         assert sorted(pooled["path"]) == sorted(usable)  # each once
+        score = balanced_accuracy_score(pooled["label"], pooled["predicted"])
+        assert summary["models"][backbone]["balanced_accuracy"] == pytest.approx(score)  # scored on all of them
         spread = summary["folds"]["models"][backbone]
         assert len(spread["per_fold"]) == FOLDS and spread["std"] >= 0
     assert summary["folds"]["k"] == FOLDS and summary["test_images"] == len(usable)
