@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline <stage> [backbone] [--params P]`, `python -m pipeline predict SCAN...
+"""Command line: `python -m pipeline <stage> [backbone] [--fold I] [--params P]`, `python -m pipeline predict SCAN...
 [--explain DIR]`, `python -m pipeline serve [--host H] [--port P] [--allow-remote [NAME ...]]`, `python -m
 pipeline select [--metric M]`, or `python -m pipeline sync-dvc-yaml` (dvc.yaml's training plots and artifacts
 rewritten for params.yaml's backbones).
@@ -29,6 +29,7 @@ from pipeline.core.params import load_params  # noqa: E402
 STAGES = ("synth", "dedupe", "split", "preprocess", "weights", "features", "train", "finetune", "evaluate", "explain",
           "compare", "plots_page", "audit", "baselines")
 BACKBONE_STAGES = ("weights", "features", "train", "finetune", "evaluate", "explain")  # these take the backbone's name
+FOLD_STAGES = ("features", "train", "finetune", "evaluate", "audit")  # these take --fold (split.folds > 1)
 COMMANDS = (*STAGES, "predict", "serve", "select", "sync-dvc-yaml")  # predict takes scans' paths; serve and select,
 # their options
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serving.add_argument("--allow-remote", nargs="*", metavar="NAME",
                          help="allow a --host beyond this machine, answering requests named for NAME (none: any name)")
+    parser.add_argument("--fold", type=int, help="the fold (0 to split.folds - 1) for " + ", ".join(FOLD_STAGES))
     parser.add_argument_group("select").add_argument("--metric", help="the val metric to maximise (log_loss and "
                                                      "ece: minimise); default balanced_accuracy")
     args = parser.parse_intermixed_args(argv)  # --params before, between or after the names
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage != "select":
             parser.error("--metric is for select")
         options["metric"] = args.metric
+    if args.fold is not None:
+        if args.stage not in FOLD_STAGES:
+            parser.error(f"--fold is for {', '.join(FOLD_STAGES)}")
+        options["fold"] = args.fold
     if args.explain is not None:
         if args.stage != "predict":
             parser.error("--explain is for predict")
@@ -123,7 +129,11 @@ def run_command(command: str, names: list[str], params: Path, options: dict) -> 
     """Import the command's module and run it: its exit status, with a PipelineError or Ctrl-C as one line."""
     try:
         module = importlib.import_module(f"pipeline.stages.{command.replace('-', '_')}")
-        module.main(load_params(params), *names, **options)
+        loaded = load_params(params)
+        if not 0 <= options.get("fold", 0) < loaded.split.folds:
+            raise PipelineError(f"--fold {options['fold']}: split.folds is {loaded.split.folds}, so the folds are 0 "
+                                f"to {loaded.split.folds - 1}")
+        module.main(loaded, *names, **options)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -164,3 +164,17 @@ def test_one_subject_cut_in_two_by_its_grouping_fails_the_audit_naming_its_image
     report = json.loads((tmp_path / "metrics/audit.json").read_text())
     assert report["straddling"]["passed"] and not report["cut_subjects"]["passed"], report
     assert report["cut_subjects"]["examples"][0]["subjects"] == ["c1/s2", "c1/s2b"]
+
+
+def test_a_leaking_fold_fails_the_audit_naming_the_fold(tmp_path, monkeypatch, capsys):
+    write_project(tmp_path, synthetic_pool(leak=True), audit={"repeats": PARAMS.repeats}, split={"folds": 3})
+    (tmp_path / "data/features/fold-2").mkdir()
+    (tmp_path / "data/features" / BACKBONE).rename(tmp_path / "data/features/fold-2" / BACKBONE)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["audit", "--fold", "2"]) == 1
+    assert capsys.readouterr().err.startswith("error: fold 2 of 3: leakage audit failed: split by subject")
+    report = json.loads((tmp_path / "metrics/audit/fold-2.json").read_text())
+    assert not report["passed"] and report["level"] == pytest.approx(1 - 0.05 / 3)  # 3 audits, 5% false alarms
+    assert (tmp_path / "plots/audit/fold-2/audit.png").is_file()
+    assert cli(["audit", "--fold", "3"]) == 1
+    assert "--fold 3: split.folds is 3, so the folds are 0 to 2" in capsys.readouterr().err

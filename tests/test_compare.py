@@ -15,6 +15,8 @@ from pipeline.__main__ import main as cli
 from pipeline.analysis.charts import confusion_chart
 from pipeline.analysis.comparison import (
     aligned,
+    fold_spread,
+    pooled_evaluation,
     read_predictions,
     summarize,
     write_outputs,
@@ -173,7 +175,7 @@ def test_predictions_of_other_images_or_missing_ones_stop_the_stage(tmp_path):
     with pytest.raises(PipelineError, match="other test images"):
         aligned({"a": frame, "b": frame.iloc[::-1]}, CLASSES)
     with pytest.raises(PipelineError, match="evaluate@VGG19"):
-        read_predictions(tmp_path / "predictions.csv", "VGG19")
+        read_predictions(tmp_path / "predictions.csv", "evaluate@VGG19")
 
 
 def test_a_class_with_one_test_subject_is_flagged_in_the_report(tmp_path, monkeypatch):
@@ -478,3 +480,20 @@ def test_a_warning_about_many_classes_names_a_few_and_writes_them_all_to_a_csv(u
     assert pd.read_csv(files["plots/compare/single_subject_classes.csv"])["class"].tolist() == list(FLOWERS[:40])
     twelve = written({**summary, "single_subject_classes": list(FLOWERS[:12])}, tmp_path / "twelve")
     assert f"one subject of {', '.join(FLOWERS[:12])}." in twelve["reports/comparison.md"].read_text()
+
+
+def test_folds_pool_their_test_predictions_and_average_their_val_scores():
+    frame = predictions("VGG19", 1.0)
+    halves = [frame.iloc[:18], frame.iloc[18:]]  # subjects s00-s05 tested in fold 0, s06-s11 in fold 1
+    folds = [evaluation(half, 0) for half in halves]
+    pooled = pooled_evaluation(folds, halves, CLASSES, RESAMPLES, 42, ordinal=True)
+    assert pooled["test_images"] == 36 and pooled["test_subjects"] == 12
+    assert pooled["balanced_accuracy"] == evaluation(frame, 0)["balanced_accuracy"]
+    assert pooled["val"]["balanced_accuracy"] == pytest.approx(np.mean([fold["val"]["balanced_accuracy"]
+                                                                        for fold in folds]))
+    assert [fold["test_balanced_accuracy"] for fold in pooled["per_fold"]] == [fold["balanced_accuracy"]
+                                                                               for fold in folds]
+    spread = fold_spread({"VGG19": pooled})["VGG19"]
+    assert spread["std"] == pytest.approx(np.std(spread["per_fold"], ddof=1))
+    with pytest.raises(PipelineError, match="img00.jpg is in the test split of two folds"):
+        pooled_evaluation(folds, [halves[0], frame], CLASSES, RESAMPLES, 42, ordinal=True)

@@ -22,6 +22,7 @@ from pipeline.tables.split import (
     assign_folds,
     assign_splits,
     own_splits,
+    read_folds,
     read_splits,
     split_metrics,
     subject_classes,
@@ -460,3 +461,16 @@ def test_folds_with_a_source_s_own_splits_are_refused(tmp_path, monkeypatch):
     write_inputs(tmp_path, make_index(DEMO).assign(source_split="train"), own_splits=True, split={"folds": 3})
     with pytest.raises(PipelineError, match="set split.source_splits: false"):
         main(load_params(Path("params.yaml")))
+
+
+def test_read_folds_gives_each_folds_rows_and_read_splits_refuses_several(tmp_path):
+    path = tmp_path / "splits.csv"
+    path.write_text(SPLITS_HEADER.replace("split\n", "split,fold\n")
+                    + "a.jpg,NonDemented,original,a.jpg,s1,,ok,,test,0\nb.jpg,MildDemented,original,b.jpg,s2,,ok,,train,0\n"
+                    + "a.jpg,NonDemented,original,a.jpg,s1,,ok,,train,1\nb.jpg,MildDemented,original,b.jpg,s2,,ok,,test,1\n",
+                    encoding="utf-8")
+    folds = read_folds(path, CLASSES)
+    assert [[(row.path, row.split) for row in rows] for rows in folds] == [[("a.jpg", "test"), ("b.jpg", "train")],
+                                                                          [("a.jpg", "train"), ("b.jpg", "test")]]
+    with pytest.raises(PipelineError, match="holds several folds"):
+        read_splits(path, CLASSES)

@@ -96,7 +96,8 @@ def test_evaluate_with_a_model_of_other_classes_than_the_tfrecords_names_finetun
     (lambda root: load_features(root / f"data/features/{BACKBONE}", "train"), f"features@{BACKBONE}"),
     (lambda root: read_features_meta(root / f"data/features/{BACKBONE}"), f"features@{BACKBONE}"),
     (lambda root: load_head(root / f"models/{BACKBONE}/head.keras"), f"train@{BACKBONE}"),
-    (lambda root: read_predictions(root / f"plots/eval/{BACKBONE}/predictions.csv", BACKBONE), f"evaluate@{BACKBONE}"),
+    (lambda root: read_predictions(root / f"plots/eval/{BACKBONE}/predictions.csv", f"evaluate@{BACKBONE}"),
+     f"evaluate@{BACKBONE}"),
 ])
 def test_a_missing_input_names_the_stage_that_makes_it_in_one_phrasing(read, stage, tmp_path):
     with pytest.raises(PipelineError, match=rf" not found; run `dvc repro {stage}` first$"):

@@ -24,7 +24,9 @@ images would pretend they were independent and fail honest splits.
 Verdict: a score above the interval is leakage; the stage fails when the `subject` split's mean
 shuffled-label accuracy is above it (a one-sided test at (1 - LEVEL) / 2 = 2.5%). Leakage can only
 lift the score, so one below the interval is an unlucky draw (as likely as a false alarm): it is
-reported and logged, and the audit passes.
+reported and logged, and the audit passes. With k folds each fold's split is audited on its own, at
+`fold_level(k)` (Bonferroni: 1 - (1 - LEVEL) / k), so that all k together raise a false alarm no more
+often than one split does.
 """
 
 import logging
@@ -56,17 +58,22 @@ LEVEL = 0.95
 log = logging.getLogger(__name__)
 
 
-def run_audit(pool: Pool, n_classes: int, params: AuditParams, seed: int) -> dict:
-    """Scores per split and label condition (mean and std over repeats), chance intervals and verdicts."""
+def fold_level(folds: int) -> float:
+    """The level of each of `folds` audits (one per fold's split) whose false alarms together stay at 1 - LEVEL."""
+    return 1 - (1 - LEVEL) / folds
+
+
+def run_audit(pool: Pool, n_classes: int, params: AuditParams, seed: int, level: float = LEVEL) -> dict:
+    """Scores per split and label condition (mean and std over repeats), chance intervals at `level` and verdicts."""
     with threadpool_limits(1):  # many small fits: threads only contend
-        splits = {name: audit_split(pool, name, n_classes, params, [seed, position])
+        splits = {name: audit_split(pool, name, n_classes, params, [seed, position], level)
                   for position, name in enumerate(SPLIT_NAMES)}
     return {
         "backbone": params.backbone,
         "model": "logistic regression on standardized features",
         "repeats": params.repeats,
         "test_share": params.test_share,
-        "level": LEVEL,
+        "level": level,
         "null_draws": NULL_DRAWS,
         "chance": 1 / n_classes,
         "splits": splits,
@@ -74,7 +81,8 @@ def run_audit(pool: Pool, n_classes: int, params: AuditParams, seed: int) -> dic
     }
 
 
-def audit_split(pool: Pool, name: str, n_classes: int, params: AuditParams, seed: list[int]) -> dict:
+def audit_split(pool: Pool, name: str, n_classes: int, params: AuditParams, seed: list[int],
+                level: float = LEVEL) -> dict:
     """One split's repeats: a fresh split (random splits) and fresh subject labels each time."""
     subjects, groups = np.unique(pool.rows["subject"], return_inverse=True)
     real = pool.rows["label"].to_numpy()
@@ -92,7 +100,7 @@ def audit_split(pool: Pool, name: str, n_classes: int, params: AuditParams, seed
         sizes.append([len(test), len(np.unique(groups[test])), len(np.intersect1d(groups[train], groups[test]))])
     null = chance_null(runs, n_classes, NULL_DRAWS, np.random.default_rng([*seed, params.repeats]))
     result = {condition: summarize(np.array(values)) for condition, values in scores.items()}
-    chance = {score: interval(null[:, i]) for i, score in enumerate(SCORES)}
+    chance = {score: interval(null[:, i], level) for i, score in enumerate(SCORES)}
     observed = result["shuffled"]["accuracy"]
     verdict = ("above chance" if observed > chance["accuracy"]["high"]
                else "below chance" if observed < chance["accuracy"]["low"] else "within chance")
@@ -136,9 +144,9 @@ def chance_null(runs: list[tuple[np.ndarray, np.ndarray]], n_classes: int, draws
     return total / len(runs)
 
 
-def interval(values: np.ndarray) -> dict[str, float]:
-    """The null's mean and central LEVEL interval."""
-    low, high = np.quantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+def interval(values: np.ndarray, level: float = LEVEL) -> dict[str, float]:
+    """The null's mean and central `level` interval."""
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return {"mean": float(values.mean()), "low": float(low), "high": float(high)}
 
 
@@ -157,7 +165,7 @@ def log_verdicts(report: dict) -> None:
                  split["chance"]["accuracy"]["high"], split["verdict"])
     if report["splits"]["subject"]["verdict"] == "below chance":
         log.warning("the split by subject scores below its interval of chance: leakage cannot do that, "
-                    "so it is an unlucky draw (a %.1f%% chance without leakage)", 100 * (1 - LEVEL) / 2)
+                    "so it is an unlucky draw (a %.1f%% chance without leakage)", 100 * (1 - report["level"]) / 2)
     if report["splits"]["naive"]["verdict"] != "above chance":
         log.warning("the naive split's shuffled-label score is not above chance: this model and these "
                     "features cannot show a leak here, so a pass says little")
@@ -170,7 +178,7 @@ def check_audit(report: dict, metrics_path: Path) -> None:
         chance = split["chance"]["accuracy"]
         raise PipelineError(
             f"leakage audit failed: split by subject, shuffled-label accuracy {split['shuffled']['accuracy']:.3f} "
-            f"is above its {LEVEL:.0%} interval [{chance['low']:.3f}, {chance['high']:.3f}] "
+            f"is above its {report['level']:.0%} interval [{chance['low']:.3f}, {chance['high']:.3f}] "
             f"({report['repeats']} repeats, {split['test_subjects']:.0f} test subjects, "
             f"{split['shared_subjects']:.0f} of them also in train); see {metrics_path}"
         )
@@ -199,7 +207,7 @@ def write_outputs(report: dict, metrics_path: Path, plots_dir: Path) -> None:
     shuffled = table["labels"] == "shuffled"
     axes.barh(positions[shuffled], table.loc[shuffled, "chance_high"] - table.loc[shuffled, "chance_low"],
               left=table.loc[shuffled, "chance_low"], height=0.7, color="lightgrey",
-              label=f"{LEVEL:.0%} interval of chance")
+              label=f"{report['level']:.0%} interval of chance")
     for labels, colour in (("real", "tab:blue"), ("shuffled", "tab:orange")):
         rows = table["labels"] == labels
         axes.errorbar(table.loc[rows, "accuracy"], positions[rows], xerr=table.loc[rows, "accuracy_std"], fmt="o",

@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from pipeline.analysis import charts, report
-from pipeline.analysis.metrics import headline_metrics, score_predictions, single_subject_classes
+from pipeline.analysis.metrics import evaluate_predictions, headline_metrics, score_predictions, single_subject_classes
 from pipeline.analysis.selection import describe_selection, overrides
 from pipeline.analysis.stats import (
     any_class_but,
@@ -40,9 +40,9 @@ def read_json(path: Path, stage: str) -> dict:
     return json.loads(path.read_text())
 
 
-def read_predictions(path: Path, backbone: str) -> pd.DataFrame:
-    """The evaluate stage's one row per test (or val) image."""
-    require_file(path, f"evaluate@{backbone}")
+def read_predictions(path: Path, stage: str) -> pd.DataFrame:
+    """The evaluate stage's one row per test (or val) image; a PipelineError naming `stage` when it is missing."""
+    require_file(path, stage)
     return pd.read_csv(path, dtype={"path": str, "subject": str}, keep_default_na=False)
 
 
@@ -70,6 +70,39 @@ def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...],
                                 "rerun dvc repro evaluate")
     probabilities = {name: frame[[f"prob_{c}" for c in classes]].to_numpy() for name, frame in predictions.items()}
     return first["label_index"].to_numpy(), first["subject"].to_numpy(), probabilities
+
+
+def pooled_evaluation(folds: list[dict], predictions: list[pd.DataFrame], classes: tuple[str, ...], resamples: int,
+                      seed: int, ordinal: bool) -> dict:
+    """One backbone's record over k folds (each fold's evaluate record and test predictions): the scores and subject
+    intervals of the out-of-fold test predictions pooled (every subject tested once); as val balanced accuracy, the
+    mean of the folds' (a subject is in several folds' val, so pooled val is no sample of subjects); fold 0's model's
+    size and latency; and each fold's test and val balanced accuracy under `per_fold`."""
+    pooled = pd.concat(predictions, ignore_index=True)
+    repeated = pooled["path"].duplicated()
+    if repeated.any():
+        raise PipelineError(f"{pooled['path'][repeated].iloc[0]} is in the test split of two folds: rerun dvc repro "
+                            "split and the fold stages")
+    val = [record["val"]["balanced_accuracy"] if record.get("val") else None for record in folds]
+    return {
+        **{key: folds[0][key] for key in ("params", "size_mb", "latency_ms", "pretrained")},
+        **evaluate_predictions(pooled, classes, resamples, seed, ordinal=ordinal),
+        "fine_tuning_kept": all(record["fine_tuning_kept"] for record in folds),
+        "val": None if None in val else {"balanced_accuracy": float(np.mean(val)),
+                                         "images": sum(record["val"]["images"] for record in folds),
+                                         "subjects": sum(record["val"]["subjects"] for record in folds)},
+        "per_fold": [{"test_balanced_accuracy": record["balanced_accuracy"], "val_balanced_accuracy": score,
+                      "test_subjects": record["test_subjects"]} for record, score in zip(folds, val)],
+    }
+
+
+def fold_spread(evaluations: dict[str, dict]) -> dict:
+    """Each backbone's test balanced accuracy per fold, their mean and standard deviation (ddof 1) over folds."""
+    spread = {}
+    for name, record in evaluations.items():
+        scores = [fold["test_balanced_accuracy"] for fold in record["per_fold"]]
+        spread[name] = {"per_fold": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1))}
+    return spread
 
 
 def table_metrics(ordinal: bool) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ def render(summary: dict, table: pd.DataFrame, origin: dict, figures: dict[str, 
         warnings(summary, table, origin, tables),
         setting(summary, tables["per_class_recall"]),
         "## Results\n\n" + markdown_table(table),
+        folds(summary),
         charts(figures, summary, report_dir),
         tests(summary),
         per_class(summary, tables["per_class_recall"]),
@@ -175,6 +176,26 @@ def charts(figures: dict[str, Path], summary: dict, report_dir: Path) -> str:
     links = [f"![{titles[name]}]({Path(os.path.relpath(path, report_dir)).as_posix()})"
              for name, path in figures.items()]
     return "## Charts\n\n" + "\n\n".join(links) + "\n"
+
+
+def folds(summary: dict) -> str:
+    """With split.folds > 1: what the pooled figures are, and each backbone's test balanced accuracy per fold."""
+    if "folds" not in summary:
+        return ""
+    spread = summary["folds"]["models"]
+    k = summary["folds"]["k"]
+    lines = [f"## Cross-validated by subject: {k} folds\n",
+             f"Every figure above is on the {k} folds' out-of-fold test predictions pooled: each usable subject is in "
+             f"exactly one fold's test, so the table and the paired tests rest on all {summary['test_subjects']} "
+             "subjects. The val balanced accuracy (what the reference is picked on) is the mean of the folds' own, "
+             "as a subject is in several folds' val. Size and latency are fold 0's model's; training seconds add up "
+             "the folds. Each fold's test balanced accuracy:\n",
+             "| backbone | " + " | ".join(f"fold {fold}" for fold in range(k)) + " | mean | std over folds |",
+             "|---|" + "---|" * (k + 2)]
+    for name, scores in spread.items():
+        lines.append(f"| {name} | " + " | ".join(f"{score:.3f}" for score in scores["per_fold"])
+                     + f" | {scores['mean']:.3f} | {scores['std']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def tests(summary: dict) -> str:

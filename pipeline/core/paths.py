@@ -38,6 +38,31 @@ RWLOCK = Path(".dvc/tmp/rwlock")  # DVC's record of the paths its running stages
 PARAMS = Path("params.yaml")
 
 
+FOLDED = (TFRECORDS, FEATURES, FEATURE_METRICS, MODELS, LIVE, EVAL_METRICS, EVAL_PLOTS, AUDIT_METRICS, AUDIT_PLOTS)
+NAMED_FILES = (FEATURE_METRICS, EVAL_METRICS)  # folders of one <backbone>.json each
+
+
+def in_fold(path: Path, fold: int | str) -> Path:
+    """Fold `fold`'s copy of a path under FOLDED (with split.folds > 1): fold 0 keeps the single split's path; fold
+    i > 0 adds `fold-<i>`: after data/tfrecords or data/features (whose backbone folders are DVC outputs), in place of
+    the extension of a <backbone>.json or metrics/audit.json (<backbone>/fold-<i>.json), else in the file's folder or
+    under the folder. `fold` may be DVC's `${item.fold}` (`pipeline.core.dvc_yaml`)."""
+    if str(fold) == "0":
+        return path
+    tag = f"fold-{fold}"
+    for root in (TFRECORDS, FEATURES):
+        if path == root or root in path.parents:
+            return root / tag / path.relative_to(root)
+    if path == AUDIT_METRICS or path.parent in NAMED_FILES:
+        return path.with_suffix("") / f"{tag}{path.suffix}"
+    return path.parent / tag / path.name if path.suffix else path / tag
+
+
+def is_folded(path: Path) -> bool:
+    """Whether the path depends on the fold: under one of FOLDED."""
+    return any(path == root or root in path.parents for root in FOLDED)
+
+
 def truth_file(archive: Path) -> Path:
     """Where an archive's ground truth sits: beside it, never inside."""
     return archive.parent / f"{archive.name}-truth.csv"
@@ -48,14 +73,19 @@ def weights_dir(backbone: str) -> Path:
     return WEIGHTS / backbone
 
 
-def features_dir(backbone: str) -> Path:
+def tfrecords_dir(fold: int = 0) -> Path:
+    """The TFRecord shards of a fold's train, val and test (the single split's: fold 0)."""
+    return in_fold(TFRECORDS, fold)
+
+
+def features_dir(backbone: str, fold: int = 0) -> Path:
     """A backbone's cached embeddings and the base weights they came from (files: `pipeline.networks.features`)."""
-    return FEATURES / backbone
+    return in_fold(FEATURES / backbone, fold)
 
 
-def feature_metrics(backbone: str) -> Path:
+def feature_metrics(backbone: str, fold: int = 0) -> Path:
     """The seconds the features stage took, kept out of features_dir so train does not rerun for them."""
-    return FEATURE_METRICS / f"{backbone}.json"
+    return in_fold(FEATURE_METRICS / f"{backbone}.json", fold)
 
 
 @dataclass(frozen=True)
@@ -70,18 +100,18 @@ class ModelFiles:
         return cls(head=folder / "head.keras", model=folder / "model.keras", meta=folder / "meta.json")
 
 
-def model_files(backbone: str) -> ModelFiles:
-    return ModelFiles.in_dir(MODELS / backbone)
+def model_files(backbone: str, fold: int = 0) -> ModelFiles:
+    return ModelFiles.in_dir(in_fold(MODELS / backbone, fold))
 
 
-def live_dir(stage: str, backbone: str) -> Path:
+def live_dir(stage: str, backbone: str, fold: int = 0) -> Path:
     """dvclive's folder for a training stage (`train` or `finetune`) of a backbone."""
-    return LIVE / stage / backbone
+    return in_fold(LIVE / stage / backbone, fold)
 
 
-def live_metrics(stage: str, backbone: str) -> Path:
+def live_metrics(stage: str, backbone: str, fold: int = 0) -> Path:
     """The summary dvclive writes in live_dir: the last epoch's metrics and what the stage added."""
-    return live_dir(stage, backbone) / "metrics.json"
+    return live_dir(stage, backbone, fold) / "metrics.json"
 
 
 def live_plot(stage: str, backbone: str, split: str, metric: str) -> Path:
@@ -89,32 +119,32 @@ def live_plot(stage: str, backbone: str, split: str, metric: str) -> Path:
     return live_dir(stage, backbone) / "plots" / "metrics" / split / f"{metric}.tsv"
 
 
-def eval_metrics(backbone: str) -> Path:
-    return EVAL_METRICS / f"{backbone}.json"
+def eval_metrics(backbone: str, fold: int = 0) -> Path:
+    return in_fold(EVAL_METRICS / f"{backbone}.json", fold)
 
 
-def eval_plots(backbone: str) -> Path:
-    return EVAL_PLOTS / backbone
+def eval_plots(backbone: str, fold: int = 0) -> Path:
+    return in_fold(EVAL_PLOTS / backbone, fold)
 
 
-def predictions(backbone: str) -> Path:
+def predictions(backbone: str, fold: int = 0) -> Path:
     """One row per test image, written by evaluate and read by compare."""
-    return eval_plots(backbone) / "predictions.csv"
+    return eval_plots(backbone, fold) / "predictions.csv"
 
 
-def val_predictions(backbone: str) -> Path:
+def val_predictions(backbone: str, fold: int = 0) -> Path:
     """One row per val image, written by evaluate; compare scores the ensembles' val figures from it."""
-    return eval_plots(backbone) / "val_predictions.csv"
+    return eval_plots(backbone, fold) / "val_predictions.csv"
 
 
-def confusion(backbone: str) -> Path:
+def confusion(backbone: str, fold: int = 0) -> Path:
     """(actual, predicted) per test image, for DVC's confusion-matrix plot."""
-    return eval_plots(backbone) / "confusion.csv"
+    return eval_plots(backbone, fold) / "confusion.csv"
 
 
-def roc(backbone: str) -> Path:
+def roc(backbone: str, fold: int = 0) -> Path:
     """One-vs-rest ROC curve points per class."""
-    return eval_plots(backbone) / "roc.csv"
+    return eval_plots(backbone, fold) / "roc.csv"
 
 
 def explain_metrics(backbone: str) -> Path:

@@ -1,4 +1,5 @@
-"""Stage `evaluate@<backbone>`: the fine-tuned model on the test split, per image and per subject, and on val.
+"""Stage `evaluate@<backbone>` (`evaluate_fold@<backbone>-<fold>` at that fold's paths): the fine-tuned model on the test
+split, per image and per subject, and on val.
 
 Writes metrics/eval/<backbone>.json (headline metrics, per class and per subject, 95% intervals
 by subject bootstrap, model size and CPU latency; under `val`, the val split's headline metrics and
@@ -24,19 +25,20 @@ LATENCY_BATCHES = (1, 32)
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, backbone: str) -> None:
-    files = paths.model_files(backbone)
-    data_meta = read_meta(paths.TFRECORDS, params.data.named_classes())
+def main(params: Params, backbone: str, fold: int = 0) -> None:
+    files = paths.model_files(backbone, fold)
+    tfrecords = paths.tfrecords_dir(fold)
+    data_meta = read_meta(tfrecords, params.data.named_classes())
     classes = data_meta.classes  # the source's, as preprocess stored them
     meta = read_model_meta(files.meta, backbone, {"image_size": data_meta.image_size, "classes": data_meta.classes})
     model = load_model(files.model, backbone)
     infer = inference_function(model)
-    predictions = predict_split(infer, paths.TFRECORDS, "test", params.evaluate.batch_size, classes)
+    predictions = predict_split(infer, tfrecords, "test", params.evaluate.batch_size, classes)
     report = evaluate_predictions(predictions, classes, params.evaluate.bootstrap, params.seed,
                                   ordinal=params.data.ordinal)
     val_predictions, report["val"] = predictions.iloc[:0], None
     if data_meta.counts["val"]:
-        val_predictions = predict_split(infer, paths.TFRECORDS, "val", params.evaluate.batch_size, classes)
+        val_predictions = predict_split(infer, tfrecords, "val", params.evaluate.batch_size, classes)
         report["val"] = validation_scores(val_predictions, classes, params.evaluate.bootstrap, params.seed,
                                           ordinal=params.data.ordinal)
     else:
@@ -53,19 +55,19 @@ def main(params: Params, backbone: str) -> None:
         latency_ms={f"batch_{n}": latency_ms(infer, (n, *shape), params.evaluate.latency_runs)
                     for n in LATENCY_BATCHES},
     )
-    write_json(paths.eval_metrics(backbone), report)
-    write_csv(paths.predictions(backbone), predictions)
-    write_csv(paths.val_predictions(backbone), val_predictions)
-    write_csv(paths.confusion(backbone), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
+    write_json(paths.eval_metrics(backbone, fold), report)
+    write_csv(paths.predictions(backbone, fold), predictions)
+    write_csv(paths.val_predictions(backbone, fold), val_predictions)
+    write_csv(paths.confusion(backbone, fold), predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
     probabilities = predictions[[f"prob_{name}" for name in classes]].to_numpy()
-    write_csv(paths.roc(backbone), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
+    write_csv(paths.roc(backbone, fold), roc_curves(predictions["label_index"].to_numpy(), probabilities, classes))
     if report["val"]:
         log.info("%s on %d val images of %d subjects: balanced accuracy %.3f", backbone, report["val"]["images"],
                  report["val"]["subjects"], report["val"]["balanced_accuracy"])
     log.info("%s on %d test images of %d subjects: accuracy %.3f, balanced accuracy %.3f, macro-F1 %.3f",
              backbone, report["test_images"], report["test_subjects"], report["accuracy"],
              report["balanced_accuracy"], report["macro_f1"])
-    log.info("wrote %s and %s/", paths.eval_metrics(backbone), paths.eval_plots(backbone))
+    log.info("wrote %s and %s/", paths.eval_metrics(backbone, fold), paths.eval_plots(backbone, fold))
 
 
 def read_model_meta(path: Path, backbone: str, expected: dict) -> dict:

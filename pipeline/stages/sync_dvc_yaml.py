@@ -1,4 +1,5 @@
-"""Command `sync-dvc-yaml`: dvc.yaml's training charts and model registry rewritten for params.yaml's `backbones`."""
+"""Command `sync-dvc-yaml`: dvc.yaml's training charts and model registry rewritten for params.yaml's `backbones`, and
+its fold stages for `split.folds`."""
 
 import logging
 
@@ -12,14 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def main(params: Params) -> None:
-    """Rewrite dvc.yaml's generated blocks, or say they already follow `backbones`."""
+    """Rewrite dvc.yaml's generated blocks, or say they already follow `backbones` and `split.folds`."""
     if not paths.DVC_YAML.is_file():
         raise PipelineError(f"{paths.DVC_YAML} not found; run sync-dvc-yaml in the project's root folder")
     text = paths.DVC_YAML.read_text()
-    new = synced(text, list(params.backbones))
+    new = synced(text, list(params.backbones), params.split.folds)
     if new == text:
-        log.info("%s already follows backbones: %s", paths.DVC_YAML, ", ".join(params.backbones))
+        log.info("%s already follows backbones: %s, and split.folds: %d", paths.DVC_YAML, ", ".join(params.backbones),
+                 params.split.folds)
         return
     write_text(paths.DVC_YAML, new)
-    log.info("%s: training plots and artifacts rewritten for backbones: %s", paths.DVC_YAML,
-             ", ".join(params.backbones))
+    log.info("%s: training plots, artifacts and fold stages rewritten for backbones: %s, and split.folds: %d",
+             paths.DVC_YAML, ", ".join(params.backbones), params.split.folds)

@@ -267,22 +267,29 @@ def _small_class_warning(name: str, n: int) -> str:
 
 
 def read_splits(path: Path, classes: tuple[str, ...]) -> list[SplitRow]:
-    """The rows of splits.csv, in file order, with known labels and splits."""
+    """The rows of a single split's splits.csv (no `fold` column), in file order, with known labels and splits."""
+    folds = read_folds(path, classes)
+    if len(folds) > 1:
+        raise PipelineError(f"{path} holds several folds (split.folds > 1), where one split was expected")
+    return folds[0]
+
+
+def read_folds(path: Path, classes: tuple[str, ...]) -> list[list[SplitRow]]:
+    """The rows of splits.csv per fold (fold 0, 1, ...: one list for a single split), each in file order, with known
+    labels and splits."""
     require_file(path, "split")
     columns = [field.name for field in fields(SplitRow)]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if "fold" in (reader.fieldnames or []):
-            raise PipelineError(f"{path} holds several folds (split.folds > 1), and the stages after split read one "
-                                "split: set split.folds: 1 to train and evaluate (the backbones are not cross-validated "
-                                "yet); baselines cross-validate on their own (baselines.fold_study)")
         missing = [column for column in columns if column not in (reader.fieldnames or [])]
         if missing:
             raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
-        rows = [SplitRow(**{column: unescape(record[column]) for column in columns}) for record in reader]
+        records = list(reader)
+    rows = [SplitRow(**{column: unescape(record[column]) for column in columns}) for record in records]
+    fold_of = [int(record.get("fold") or 0) for record in records]
     for line, row in enumerate(rows, start=2):
         if row.label not in classes:
             raise PipelineError(f"{path}, line {line}: label {row.label!r} is not one of the source's classes")
         if row.split not in SPLITS:
             raise PipelineError(f"{path}, line {line}: split {row.split!r} is not one of {', '.join(SPLITS)}")
-    return rows
+    return [[row for row, fold in zip(rows, fold_of) if fold == number] for number in range(max(fold_of, default=0) + 1)]
