@@ -130,7 +130,7 @@ def run_command(command: str, names: list[str], params: Path, options: dict) -> 
     try:
         module = importlib.import_module(f"pipeline.stages.{command.replace('-', '_')}")
         loaded = load_params(params)
-        if not 0 <= options.get("fold", 0) < loaded.split.folds:
+        if "fold" in options and not 0 <= options["fold"] < loaded.split.folds:
             raise PipelineError(f"--fold {options['fold']}: split.folds is {loaded.split.folds}, so the folds are 0 "
                                 f"to {loaded.split.folds - 1}")
         module.main(loaded, *names, **options)
