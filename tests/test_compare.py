@@ -445,6 +445,26 @@ def test_ensembles_are_scored_on_val_like_the_backbones(summary):
     assert summary["models"][BACKBONES[0]]["val_balanced_accuracy"] is not None
 
 
+def test_over_folds_the_ensembles_val_is_each_fold_s_averaged_as_the_backbones_is():
+    """A subject is in several folds' val: the ensembles' val is scored fold by fold, then averaged."""
+    names = BACKBONES[:2]
+    folds = [{name: predictions(name, 0.2 + index).assign(fold=0) for index, name in enumerate(names)},
+             {name: predictions(name, 6.0 + index).head(12).assign(fold=1) for index, name in enumerate(names)}]
+    val = {name: pd.concat([fold[name] for fold in folds], ignore_index=True) for name in names}
+    test = {name: predictions(name, 1.0) for name in names}
+    evaluations = {name: evaluation(test[name], index) for index, name in enumerate(names)}
+    summary = summarize(evaluations, test, val, dict.fromkeys(names, 1.0), dict.fromkeys(names, 1.0), None, **SETTING)
+    columns = [f"prob_{name}" for name in CLASSES]
+
+    def mean_ensemble_score(frames: dict[str, pd.DataFrame]) -> float:
+        mean = sum(frame[columns].to_numpy() for frame in frames.values()) / len(frames)
+        return headline_metrics(frames[names[0]]["label_index"].to_numpy(), mean, ordinal=True)["balanced_accuracy"]
+
+    per_fold = np.mean([mean_ensemble_score(fold) for fold in folds])
+    assert summary["models"]["ensemble_mean"]["val_balanced_accuracy"] == pytest.approx(per_fold)
+    assert per_fold != pytest.approx(mean_ensemble_score(val))  # pooling the folds' val would score otherwise
+
+
 def test_an_evaluation_without_val_scores_stops_the_comparison():
     frames = {name: predictions(name, 1.0) for name in BACKBONES[:2]}
     evaluations = {name: evaluation(frame, 0) for name, frame in frames.items()}

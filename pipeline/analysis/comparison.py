@@ -72,6 +72,26 @@ def aligned(predictions: dict[str, pd.DataFrame], classes: tuple[str, ...],
     return first["label_index"].to_numpy(), first["subject"].to_numpy(), probabilities
 
 
+def by_fold(predictions: dict[str, pd.DataFrame]) -> list[dict[str, pd.DataFrame]]:
+    """Each fold's predictions apart, by their `fold` column (compare adds it; without one, a single split)."""
+    first = next(iter(predictions.values()))
+    if "fold" not in first:
+        return [predictions]
+    return [{name: frame[frame["fold"] == fold] for name, frame in predictions.items()}
+            for fold in sorted(first["fold"].unique())]
+
+
+def ensemble_val(val_folds: list[tuple], members: list[str], mix: np.ndarray | None, ordinal: bool) -> dict | None:
+    """An ensemble's val headline metrics: each fold's (`aligned` val predictions) averaged over the folds, as a
+    backbone's val is; None when no fold has val images."""
+    scores = [headline_metrics(labels, ensemble([probabilities[member] for member in members], mix), ordinal=ordinal)
+              for labels, _, probabilities in val_folds if len(labels)]
+    if not scores:
+        return None
+    per_metric = {key: [score[key] for score in scores] for key in scores[0]}
+    return {key: None if None in values else float(np.mean(values)) for key, values in per_metric.items()}
+
+
 def pooled_evaluation(folds: list[dict], predictions: list[pd.DataFrame], classes: tuple[str, ...], resamples: int,
                       seed: int, ordinal: bool) -> dict:
     """One backbone's record over k folds (each fold's evaluate record and test predictions): the scores and subject
@@ -201,7 +221,7 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
     backbones = list(evaluations)
     picked = pick_reference(evaluations, reference)
     labels, subjects, probabilities = aligned(predictions, classes)
-    val_labels, _, val_probabilities = aligned(val_predictions, classes, "val")
+    val_folds = [aligned(fold, classes, "val") for fold in by_fold(val_predictions)]
     records = dict(evaluations)
     rows = [model_row(name, "backbone", evaluations[name], seconds[name], metrics) for name in backbones]
     weights = np.zeros(0)
@@ -211,10 +231,8 @@ def summarize(evaluations: dict[str, dict], predictions: dict[str, pd.DataFrame]
             probabilities[name] = ensemble([probabilities[member] for member in backbones], mix)
             scores = score_predictions(labels, probabilities[name], subjects, classes, resamples, seed,
                                        ordinal=ordinal)
-            val_mixed = ensemble([val_probabilities[member] for member in backbones], mix)
             records[name] = {**ensemble_record(list(evaluations.values()), scores),
-                             "val": headline_metrics(val_labels, val_mixed, ordinal=ordinal) if len(val_labels)
-                             else None}
+                             "val": ensemble_val(val_folds, backbones, mix, ordinal)}
             rows.append(model_row(name, "ensemble", records[name], sum(seconds.values()), metrics))
     if baselines:
         rows += baseline_rows(baselines, metrics)

@@ -41,9 +41,9 @@ def main(params: Params) -> None:
     classes = tuple(evaluations[backbones[0]][0]["classes"])  # the source's, as evaluate read them from meta.json
     predictions = {name: [read_predictions(paths.predictions(name, fold), evaluate_stage(name, fold)) for fold in folds]
                    for name in backbones}
-    val_predictions = {name: pd.concat([read_predictions(paths.val_predictions(name, fold),
-                                                         evaluate_stage(name, fold)) for fold in folds],
-                                       ignore_index=True) for name in backbones}
+    val_predictions = {name: pd.concat([read_predictions(paths.val_predictions(name, fold), evaluate_stage(name, fold))
+                                        .assign(fold=fold) for fold in folds], ignore_index=True)
+                       for name in backbones}  # scored per fold: a subject is in several folds' val
     if len(folds) == 1:
         pooled = {name: records[0] for name, records in evaluations.items()}
     else:
