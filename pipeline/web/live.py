@@ -66,7 +66,7 @@ def expanded_stages(root: Path, _stamps: tuple) -> dict[str, list[str]]:
 def read_yaml(path: Path) -> dict:
     """A YAML file's mapping, empty when it is missing or mid-write."""
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.load(path.read_text(), Loader=yaml.CSafeLoader) or {}  # libyaml: dvc.lock in 0.02 s, not 0.15
     except (OSError, yaml.YAMLError):
         return {}
 
