@@ -22,6 +22,7 @@ from pipeline.analysis.comparison import (
     write_outputs,
 )
 from pipeline.analysis.metrics import headline_metrics, score_predictions, validation_scores
+from pipeline.analysis.report import folds as fold_section
 from pipeline.analysis.report import tests as gap_table
 from pipeline.core.errors import PipelineError
 from tests.conftest import ROOT, raw_params
@@ -463,6 +464,13 @@ def test_over_folds_the_ensembles_val_is_each_fold_s_averaged_as_the_backbones_i
     per_fold = np.mean([mean_ensemble_score(fold) for fold in folds])
     assert summary["models"]["ensemble_mean"]["val_balanced_accuracy"] == pytest.approx(per_fold)
     assert per_fold != pytest.approx(mean_ensemble_score(val))  # pooling the folds' val would score otherwise
+
+
+def test_over_folds_the_report_says_the_baseline_rows_are_fold_0_s_test_alone(summary):
+    folded = {**summary, "folds": {"k": 3, "models": {name: {"per_fold": [0.3, 0.4, 0.5], "mean": 0.4, "std": 0.1}
+                                                      for name in BACKBONES}}}
+    assert "scored on fold 0's test split alone" in fold_section(folded)
+    assert "fold 0's test split alone" not in fold_section({**folded, "baselines": None})
 
 
 def test_an_evaluation_without_val_scores_stops_the_comparison():

@@ -184,12 +184,14 @@ def folds(summary: dict) -> str:
         return ""
     spread = summary["folds"]["models"]
     k = summary["folds"]["k"]
+    baselines = (" The classical baselines' rows are not: they are scored on fold 0's test split alone (their own "
+                 "grouped cross-validation is under Classical baselines).") if summary.get("baselines") else ""
     lines = [f"## Cross-validated by subject: {k} folds\n",
-             f"Every figure above is on the {k} folds' out-of-fold test predictions pooled: each usable subject is in "
-             f"exactly one fold's test, so the table and the paired tests rest on all {summary['test_subjects']} "
-             "subjects. The val balanced accuracy (what the reference is picked on) is the mean of the folds' own, "
-             "as a subject is in several folds' val. Size and latency are fold 0's model's; training seconds add up "
-             "the folds. Each fold's test balanced accuracy:\n",
+             f"The backbones' and ensembles' figures above are on the {k} folds' out-of-fold test predictions pooled: "
+             "each usable subject is in exactly one fold's test, so their rows and the paired tests rest on all "
+             f"{summary['test_subjects']} subjects.{baselines} The val balanced accuracy (what the reference is picked "
+             "on) is the mean of the folds' own, as a subject is in several folds' val. Size and latency are fold 0's "
+             "model's; training seconds add up the folds. Each fold's test balanced accuracy:\n",
              "| backbone | " + " | ".join(f"fold {fold}" for fold in range(k)) + " | mean | std over folds |",
              "|---|" + "---|" * (k + 2)]
     for name, scores in spread.items():
