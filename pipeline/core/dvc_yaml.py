@@ -80,12 +80,23 @@ def fold_stage(stage: dict, folds: int) -> dict:
     return folded
 
 
+def folded_stage_name(stage: str) -> str:
+    """The name under which `sync-dvc-yaml` writes a single-split stage's copy for folds 1 to k - 1."""
+    return f"{stage}_fold"
+
+
+def backbone_stage(stage: str, backbone: str, fold: int) -> str:
+    """DVC's name of a backbone's stage in a fold: `<stage>@<backbone>` for fold 0, `<stage>_fold@<backbone>-<fold>`
+    after (the matrix's items, backbone then fold, joined by DVC)."""
+    return f"{folded_stage_name(stage)}@{backbone}-{fold}" if fold else f"{stage}@{backbone}"
+
+
 def fold_stages(text: str, folds: int) -> dict:
     """The stages `<stage>_fold@...` of folds 1 to `folds` - 1, from dvc.yaml's stages of the single split."""
     if folds == 1:
         return {}
     stages = yaml.safe_load(text)["stages"]
-    return {f"{name}_fold": fold_stage(stages[name], folds) for name in FOLD_STAGES}
+    return {folded_stage_name(name): fold_stage(stages[name], folds) for name in FOLD_STAGES}
 
 
 def generated_blocks(text: str, backbones: list[str], folds: int) -> dict[str, str]:

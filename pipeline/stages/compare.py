@@ -26,7 +26,7 @@ from pipeline.analysis.comparison import (
     write_outputs,
 )
 from pipeline.core import paths
-from pipeline.core.dvc_yaml import check_fold_stages
+from pipeline.core.dvc_yaml import backbone_stage, check_fold_stages
 from pipeline.core.params import Params
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,12 @@ def main(params: Params) -> None:
              paths.COMPARE_PLOTS, paths.REPORT)
 
 
-def stage_name(stage: str, backbone: str, fold: int) -> str:
-    """The DVC stage of a backbone's fold: `<stage>@<backbone>` for fold 0, `<stage>_fold@<backbone>-<fold>` after."""
-    return f"{stage}_fold@{backbone}-{fold}" if fold else f"{stage}@{backbone}"
-
-
 def evaluate_stage(backbone: str, fold: int) -> str:
-    return stage_name("evaluate", backbone, fold)
+    return backbone_stage("evaluate", backbone, fold)
 
 
 def seconds_sources(backbone: str, fold: int) -> dict[str, Path]:
     """The metrics files in which the features, train and finetune stages of a fold logged their seconds."""
-    return {stage_name("features", backbone, fold): paths.feature_metrics(backbone, fold),
-            stage_name("train", backbone, fold): paths.live_metrics("train", backbone, fold),
-            stage_name("finetune", backbone, fold): paths.live_metrics("finetune", backbone, fold)}
+    return {backbone_stage("features", backbone, fold): paths.feature_metrics(backbone, fold),
+            backbone_stage("train", backbone, fold): paths.live_metrics("train", backbone, fold),
+            backbone_stage("finetune", backbone, fold): paths.live_metrics("finetune", backbone, fold)}
