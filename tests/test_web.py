@@ -594,7 +594,8 @@ def test_the_first_prediction_after_start_is_as_fast_as_the_next(project):
     scan = write_scan(project / "scan.jpg").read_bytes()
     with serving(create_app(project, load_params(project / "params.yaml"))) as url:
         took = [latency(url, scan) for _ in range(4)]
-    assert took[0] <= 2 * statistics.median(took[1:]), took  # the next ones' median: one request's noise is large
+    # unwarmed, the first took 7x the next ones' median (0.21 against 0.03 s); warmed, up to 2.7x on a loaded machine
+    assert took[0] <= 4 * statistics.median(took[1:]), took  # the next ones' median: one request's noise is large
 
 
 def wide_page(browser, server: str, width: int, height: int):
