@@ -18,14 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from pipeline.analysis.metrics import single_subject_classes, subject_bootstrap  # noqa: E402
+from pipeline.analysis.metrics import prediction_metrics, single_subject_classes, subject_bootstrap  # noqa: E402
 from pipeline.core import paths  # noqa: E402
 
 METRICS = ("balanced_accuracy", "qwk", "macro_f1", "roc_auc_ovr")
@@ -66,8 +65,7 @@ def balanced_accuracy_on(frame: pd.DataFrame, classes: list[str], kept: list[int
     rows = frame[frame["label_index"].isin(kept)]
     labels = rows["label_index"].to_numpy()
     probabilities = rows[[f"prob_{name}" for name in classes]].to_numpy()
-    hits = probabilities.argmax(axis=1) == labels
-    score = float(np.mean([hits[labels == index].mean() for index in kept]))
+    score = prediction_metrics(labels, probabilities.argmax(axis=1), len(classes), ordinal=False)["balanced_accuracy"]
     intervals, _ = subject_bootstrap(labels, probabilities, rows["subject"].to_numpy(), resamples, seed,
                                      ordinal=False, metrics=("balanced_accuracy",))
     return interval_text(intervals["balanced_accuracy"]["low"], intervals["balanced_accuracy"]["high"], score)
