@@ -2,9 +2,12 @@
 pooled out-of-fold predictions, the fold stages a machine can run alone."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -13,8 +16,22 @@ from sklearn.metrics import balanced_accuracy_score
 from pipeline.core import paths
 from pipeline.core.dvc_yaml import synced
 from pipeline.core.errors import PipelineError
+from pipeline.core.params import SPLITS, load_params
 from pipeline.core.paths import truth_file
-from tests.conftest import BACKBONES, ROOT, commit, edit_params, init_project, run
+from pipeline.core.registry import get_backbone
+from pipeline.networks.backbones import build_base
+from pipeline.networks.features import write_features
+from pipeline.tables.features import load_features, split_file
+from tests.conftest import (
+    BACKBONES,
+    ROOT,
+    commit,
+    copy_project,
+    edit_params,
+    init_project,
+    ran_stages,
+    run,
+)
 
 FOLDS = 3
 pytestmark = pytest.mark.timeout(1800)  # it trains 2 backbones 3 times: over 15 minutes on a busy machine
@@ -83,8 +100,76 @@ def test_one_fold_leaves_dvc_yaml_as_it_is_and_compare_asks_for_the_fold_stages(
     assert three["train_fold"]["matrix"] == {"backbone": "${backbones}", "fold": [1, 2]}
     assert "data/features/fold-${item.fold}/${item.backbone}" in three["train_fold"]["deps"]
     from pipeline.core.dvc_yaml import check_fold_stages
-    with pytest.raises(PipelineError, match="no stages for split.folds = 3: run `python -m pipeline sync-dvc-yaml`"):
-        check_fold_stages(committed, FOLDS)
+    with pytest.raises(PipelineError, match="no stages for split.folds = 3 and weights = none: run `python -m pipeline "
+                                            "sync-dvc-yaml`"):
+        check_fold_stages(committed, FOLDS, "none")
+
+
+def test_with_pretrained_weights_the_later_folds_features_depend_on_fold_0_s_and_only_then(tmp_path):
+    committed = (ROOT / "dvc.yaml").read_text()
+    fold_0 = yaml.safe_load(committed)["stages"]["features"]["outs"][0]
+    for weights, shared in (("none", False), ("imagenet", True), ("pretrained/base.weights.h5", True)):
+        three = synced(committed, ["VGG19"], FOLDS, weights)
+        assert (fold_0 in yaml.safe_load(three)["stages"]["features_fold"]["deps"]) == shared
+        from pipeline.core.dvc_yaml import check_fold_stages
+        check_fold_stages(three, FOLDS, weights)
+    with pytest.raises(PipelineError, match="no stages for split.folds = 3 and weights = imagenet"):
+        check_fold_stages(synced(committed, ["VGG19"], FOLDS, "none"), FOLDS, "imagenet")
+
+
+@pytest.fixture(scope="module")
+def pretrained_folds(folded_project, module_tmp) -> Path:
+    """The folded project with a weights file of BACKBONES[0]'s in pretrained/, its dvc.yaml synced, and fold 1's
+    features of that backbone made by DVC."""
+    project = copy_project(folded_project, module_tmp / "pretrained")
+    keras.utils.set_random_seed(1)  # random weights, where a user's file holds trained ones
+    build_base(get_backbone(BACKBONES[0]), "none", 32).save_weights(project / "pretrained/base.weights.h5")
+    edit_params(project, weights="pretrained/base.weights.h5")
+    run([sys.executable, "-m", "pipeline", "sync-dvc-yaml"], project)
+    commit(project, "pretrained weights")
+    return project
+
+
+def test_with_pretrained_weights_a_later_fold_takes_its_unaugmented_embeddings_from_fold_0(pretrained_folds):
+    output = run(["dvc", "repro", f"features_fold@{BACKBONES[0]}-1"], pretrained_folds)
+    assert ran_stages(output) == [f"weights@{BACKBONES[0]}", f"features@{BACKBONES[0]}",
+                                  f"features_fold@{BACKBONES[0]}-1"], output
+    fold_0, fold_1 = (pretrained_folds / paths.features_dir(BACKBONES[0], fold) for fold in (0, 1))
+    assert json.loads((fold_1 / "meta.json").read_text())["view_0_from"] == str(paths.features_dir(BACKBONES[0]))
+    splits = pd.read_csv(pretrained_folds / paths.SPLITS, dtype=str, keep_default_na=False)
+    for split in SPLITS:
+        arrays = load_features(fold_1, split)
+        assert sorted(arrays["paths"][arrays["view"] == 0]) == sorted(
+            splits.loc[(splits["fold"] == "1") & (splits["split"] == split), "path"])
+    assert (load_features(fold_1, "train")["view"] == 1).sum() == (load_features(fold_1, "train")["view"] == 0).sum()
+
+
+def test_the_shared_embeddings_are_looked_up_and_only_the_scans_fold_0_lacks_go_through_the_base(
+        pretrained_folds, tmp_path, monkeypatch):
+    monkeypatch.chdir(pretrained_folds)
+    run(["dvc", "repro", f"features@{BACKBONES[0]}"], pretrained_folds)
+    marked = Path(shutil.copytree(paths.features_dir(BACKBONES[0]), tmp_path / "fold-0"))
+    for split in SPLITS:  # embeddings no base computes: only a lookup can give them
+        arrays = load_features(marked, split)
+        arrays["features"][arrays["view"] == 0] = -7.0
+        np.savez(split_file(marked, split), **arrays)
+    params = load_params()
+    for out, shared in (("shared", marked), ("alone", None)):
+        write_features(paths.tfrecords_dir(1), paths.weights_dir(BACKBONES[0]), tmp_path / out, BACKBONES[0], params,
+                       shared)
+    in_fold_0 = {str(path) for split in SPLITS for path in load_features(marked, split)["paths"]}
+    looked_up = computed = 0
+    for split in SPLITS:
+        shared, alone = (load_features(tmp_path / out, split) for out in ("shared", "alone"))
+        assert all((shared[name] == alone[name]).all() for name in ("labels", "paths", "subjects", "view"))
+        augmented = alone["view"] > 0  # the augmented views go through the base as they would alone, bit for bit
+        assert np.array_equal(shared["features"][augmented], alone["features"][augmented])
+        found = np.isin(shared["paths"], list(in_fold_0)) & ~augmented
+        assert (shared["features"][found] == -7.0).all()
+        lacking = ~found & ~augmented  # copies of the subjects fold 0 held out of its train
+        np.testing.assert_allclose(shared["features"][lacking], alone["features"][lacking], rtol=1e-4, atol=1e-5)
+        looked_up, computed = looked_up + found.sum(), computed + lacking.sum()
+    assert looked_up > 0 and computed > 0
 
 
 def expected_outs(stage: str, backbone: str, fold: int) -> set[Path]:

@@ -1,7 +1,8 @@
 """The parts of dvc.yaml written from params.yaml, where DVC takes no `matrix`: from `backbones`, the training
 charts (every backbone on one chart per stage, split and metric) and the model registry (`artifacts:`); from
 `split.folds`, the stages of folds 1 to k - 1 (none for k = 1), each a copy of a stage of the single split, which is
-fold 0, with its fold's paths (`pipeline.core.paths.in_fold`), `--fold` and a `fold` axis in its matrix.
+fold 0, with its fold's paths (`pipeline.core.paths.in_fold`), `--fold` and a `fold` axis in its matrix (and, where
+`weights` is pretrained, fold 0's features as a dep of the others': `shares_embeddings`).
 
 Each sits between two marker comments; `python -m pipeline sync-dvc-yaml` rewrites what is between them
 and leaves every other byte of dvc.yaml as it is.
@@ -91,19 +92,28 @@ def backbone_stage(stage: str, backbone: str, fold: int) -> str:
     return f"{folded_stage_name(stage)}@{backbone}-{fold}" if fold else f"{stage}@{backbone}"
 
 
-def fold_stages(text: str, folds: int) -> dict:
+def shares_embeddings(weights: str) -> bool:
+    """Whether folds 1 to k - 1 take their unaugmented embeddings from fold 0's features: with pretrained weights they
+    do not depend on the fold; with `none`, a random base's BatchNorm statistics come from the fold's train scans."""
+    return weights != "none"
+
+
+def fold_stages(text: str, folds: int, weights: str) -> dict:
     """The stages `<stage>_fold@...` of folds 1 to `folds` - 1, from dvc.yaml's stages of the single split."""
     if folds == 1:
         return {}
     stages = yaml.safe_load(text)["stages"]
-    return {folded_stage_name(name): fold_stage(stages[name], folds) for name in FOLD_STAGES}
+    folded = {folded_stage_name(name): fold_stage(stages[name], folds) for name in FOLD_STAGES}
+    if shares_embeddings(weights):
+        folded[folded_stage_name("features")]["deps"].insert(0, stages["features"]["outs"][0])
+    return folded
 
 
-def generated_blocks(text: str, backbones: list[str], folds: int) -> dict[str, str]:
+def generated_blocks(text: str, backbones: list[str], folds: int, weights: str) -> dict[str, str]:
     """Each marked block's text: the training plots as items of the top-level `plots:` list, `artifacts:`, and the
     fold stages as entries of `stages:`."""
     plots = yaml.safe_dump(training_plots(backbones), sort_keys=False, default_flow_style=False, width=math.inf)
-    stages = fold_stages(text, folds)
+    stages = fold_stages(text, folds, weights)
     stages_text = yaml.safe_dump(stages, sort_keys=False, default_flow_style=False, width=math.inf) if stages else ""
     return {
         "training plots": "".join(f"  {line}\n" for line in plots.splitlines()),
@@ -112,18 +122,19 @@ def generated_blocks(text: str, backbones: list[str], folds: int) -> dict[str, s
     }
 
 
-def check_fold_stages(text: str, folds: int) -> None:
-    """Stop unless dvc.yaml's text has the stages of folds 1 to `folds` - 1 that sync-dvc-yaml writes."""
+def check_fold_stages(text: str, folds: int, weights: str) -> None:
+    """Stop unless dvc.yaml's text has the stages of folds 1 to `folds` - 1 that sync-dvc-yaml writes for `weights`."""
     begin, end = BEGIN.format(block="fold stages", source=SOURCES["fold stages"]), END.format(block="fold stages")
     written = text[text.find(begin) + len(begin):text.find(end)] if begin in text and end in text else None
-    if written != generated_blocks(text, [], folds)["fold stages"]:
-        raise PipelineError(f"{paths.DVC_YAML} has no stages for split.folds = {folds}: run `python -m pipeline "
-                            "sync-dvc-yaml`, then `dvc repro` (or `dvc exp run`) again")
+    if written != generated_blocks(text, [], folds, weights)["fold stages"]:
+        raise PipelineError(f"{paths.DVC_YAML} has no stages for split.folds = {folds} and weights = {weights}: run "
+                            "`python -m pipeline sync-dvc-yaml`, then `dvc repro` (or `dvc exp run`) again")
 
 
-def synced(text: str, backbones: list[str], folds: int = 1) -> str:
-    """dvc.yaml's text with each marked block rewritten for `backbones` and `folds`, every other byte as it was."""
-    for block, body in generated_blocks(text, backbones, folds).items():
+def synced(text: str, backbones: list[str], folds: int = 1, weights: str = "none") -> str:
+    """dvc.yaml's text with each marked block rewritten for `backbones`, `folds` and `weights`, every other byte as it
+    was."""
+    for block, body in generated_blocks(text, backbones, folds, weights).items():
         begin, end = BEGIN.format(block=block, source=SOURCES[block]), END.format(block=block)
         start, stop = text.find(begin), text.find(end)
         if text.count(begin) != 1 or text.count(end) != 1 or stop < start:

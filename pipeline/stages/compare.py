@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def main(params: Params) -> None:
     backbones, folds = params.backbones, range(params.split.folds)
     if len(folds) > 1 and paths.DVC_YAML.is_file():
-        check_fold_stages(paths.DVC_YAML.read_text(), len(folds))
+        check_fold_stages(paths.DVC_YAML.read_text(), len(folds), params.weights)
     evaluations = {name: [read_json(paths.eval_metrics(name, fold), evaluate_stage(name, fold)) for fold in folds]
                    for name in backbones}
     classes = tuple(evaluations[backbones[0]][0]["classes"])  # the source's, as evaluate read them from meta.json

@@ -1,5 +1,5 @@
 """Command `sync-dvc-yaml`: dvc.yaml's training charts and model registry rewritten for params.yaml's `backbones`, and
-its fold stages for `split.folds`."""
+its fold stages for `split.folds` and `weights`."""
 
 import logging
 
@@ -17,11 +17,11 @@ def main(params: Params) -> None:
     if not paths.DVC_YAML.is_file():
         raise PipelineError(f"{paths.DVC_YAML} not found; run sync-dvc-yaml in the project's root folder")
     text = paths.DVC_YAML.read_text()
-    new = synced(text, list(params.backbones), params.split.folds)
+    new = synced(text, list(params.backbones), params.split.folds, params.weights)
     if new == text:
-        log.info("%s already follows backbones: %s, and split.folds: %d", paths.DVC_YAML, ", ".join(params.backbones),
-                 params.split.folds)
+        log.info("%s already follows backbones: %s, split.folds: %d and weights: %s", paths.DVC_YAML,
+                 ", ".join(params.backbones), params.split.folds, params.weights)
         return
     write_text(paths.DVC_YAML, new)
-    log.info("%s: training plots, artifacts and fold stages rewritten for backbones: %s, and split.folds: %d",
-             paths.DVC_YAML, ", ".join(params.backbones), params.split.folds)
+    log.info("%s: training plots, artifacts and fold stages rewritten for backbones: %s, split.folds: %d and weights: %s",
+             paths.DVC_YAML, ", ".join(params.backbones), params.split.folds, params.weights)
