@@ -6,7 +6,9 @@ subject thus succeed or fail together, as slices of one brain do, and with `gap 
 """
 
 import numpy as np
+from scipy.integrate import quad
 from scipy.special import expit
+from scipy.stats import norm
 
 
 def correlated_predictions(rng: np.random.Generator, *, subjects_per_class: int = 8, classes: int = 3,
@@ -25,3 +27,10 @@ def correlated_predictions(rng: np.random.Generator, *, subjects_per_class: int 
         return np.where(rng.random(len(labels)) < chance_right, labels, wrong)
 
     return labels, subjects.astype(str), predict(gap), predict(0.0)
+
+
+def true_balanced_accuracy(skill: float = 0.5, shared: float = 1.0, own: float = 1.5) -> float:
+    """The balanced accuracy of a model with no gap over every subject there could be: the mean chance of a right
+    slice, logistic(skill + a normal of the subject's and the model's spreads together)."""
+    spread = np.hypot(shared, own)
+    return quad(lambda z: expit(skill + spread * z) * norm.pdf(z), -12, 12)[0]

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
+from pipeline.analysis import metrics
 from pipeline.analysis.metrics import (
     class_roc_auc,
     confusion,
     evaluate_predictions,
+    expanded_tail,
     expected_calibration_error,
     headline_metrics,
     log_caveats,
@@ -27,6 +29,7 @@ from pipeline.analysis.metrics import (
     subject_level,
     subject_sums,
 )
+from tests.correlated_predictions import correlated_predictions, true_balanced_accuracy
 
 CLASSES = ("NonDemented", "VeryMildDemented", "MildDemented", "ModerateDemented")
 
@@ -144,6 +147,33 @@ def test_bootstrap_covers_the_estimate_is_seeded_and_narrows_with_subjects():
         assert many[name]["high"] - many[name]["low"] < width, name
 
 
+def test_the_expanded_tail_is_hesterbergs_and_tends_to_the_plain_percentile():
+    # 8 subjects in 4 classes: 4 degrees of freedom, z = sqrt(5 / 4) t(0.975, 4) = 1.1180 x 2.7764 = 3.1042
+    assert expanded_tail(8, 4) == pytest.approx(0.000954, abs=1e-6)
+    assert expanded_tail(46, 4) == pytest.approx(0.0206, abs=1e-4)
+    assert expanded_tail(4, 4) == 0.0  # one subject a class: the resamples' whole range
+    assert 0.0249 < expanded_tail(10_000, 4) < 0.025
+
+
+def interval_coverage(subjects_per_class: int, trials: int, seed: int) -> float:
+    """The share of simulated 4-class test splits whose balanced accuracy interval holds the true balanced accuracy
+    (slices of a subject right or wrong together: `correlated_predictions`)."""
+    rng, truth, covered = np.random.default_rng(seed), true_balanced_accuracy(), 0
+    for trial in range(trials):
+        labels, subjects, predicted, _ = correlated_predictions(rng, subjects_per_class=subjects_per_class, classes=4)
+        interval = subject_bootstrap(labels, np.eye(4)[predicted], subjects, 500, trial, ordinal=False,
+                                     metrics=("balanced_accuracy",))[0]["balanced_accuracy"]
+        covered += interval["low"] <= truth <= interval["high"]
+    return covered / trials
+
+
+def test_the_subject_interval_keeps_near_its_level_on_few_subjects_where_plain_percentiles_do_not(monkeypatch):
+    assert interval_coverage(3, 400, seed=1) >= 0.88  # 0.89 here; benchmarks/interval_coverage.py runs more
+    assert interval_coverage(5, 400, seed=1) >= 0.93  # 0.945
+    monkeypatch.setattr(metrics, "expanded_tail", lambda subjects, strata: 0.025)  # plain 2.5% and 97.5% percentiles
+    assert interval_coverage(3, 400, seed=1) <= 0.85  # 0.84: "95%" that holds the truth five times in six
+
+
 def test_bootstrap_resamples_whole_subjects_within_their_class_and_uses_every_resample():
     # Subject "x" (class 0) is all right and "y" (class 1) all wrong: drawn apart, a resample's accuracy would be 0
     # or 1; each is its class's only subject, so every resample draws both, once each.
@@ -240,9 +270,10 @@ def test_subject_bootstrap_is_the_metric_on_whole_subject_resamples():
         rows = np.concatenate([np.flatnonzero(subjects == name) for name in np.repeat(names, draw)])
         values.append(np.mean(probabilities[rows].argmax(axis=1) == labels[rows]))
     assert used == len(values) == 300
+    tail = 100 * expanded_tail(10, 4)
     assert (intervals["accuracy"]["low"], intervals["accuracy"]["high"]) == pytest.approx(
-        tuple(np.percentile(values, [2.5, 97.5])))
-    assert np.percentile(values, 3.5) != np.percentile(values, 2.5)  # the interval's ends are pinned
+        tuple(np.percentile(values, [tail, 100 - tail])))
+    assert np.percentile(values, tail + 1) != np.percentile(values, tail)  # the interval's ends are pinned
 
 
 def test_subject_bootstrap_in_small_chunks_gives_the_same_intervals(monkeypatch):

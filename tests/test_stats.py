@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from pipeline.analysis.metrics import stratified_draws, subject_bootstrap, subject_classes
+from pipeline.analysis.metrics import expanded_tail, stratified_draws, subject_bootstrap, subject_classes
 from pipeline.analysis.stats import (
     EXACT_SUBJECTS,
     any_class_but,
@@ -84,7 +84,8 @@ def test_paired_bootstrap_is_sklearns_balanced_accuracy_on_the_same_subject_resa
     result = paired_bootstrap(labels, predicted_a, predicted_b, subjects, 60, seed=9)
     differences = sklearn_differences(labels, predicted_a, predicted_b, subjects, 60, seed=9)
     assert result["resamples_used"] == len(differences) == 60
-    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])))
+    tail = 100 * expanded_tail(7, len(np.unique(labels)))  # every subject's slices share its class
+    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [tail, 100 - tail])))
     assert result["share_not_better"] == pytest.approx(np.mean(differences <= 0))
 
 
@@ -150,8 +151,9 @@ def test_paired_bootstrap_with_a_one_image_class_and_a_gap_in_the_classes_is_skl
                                                  - balanced_accuracy_score(labels, predicted_b))
     differences = sklearn_differences(labels, predicted_a, predicted_b, subjects, 400, seed=3)
     assert result["resamples_used"] == len(differences) == 400
-    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])))
-    assert np.percentile(differences, 3.5) != np.percentile(differences, 2.5)  # the interval's ends are pinned
+    tail = 100 * expanded_tail(8, 2)  # subjects of class 0 and 2 (s1's one class-3 image does not make its class)
+    assert (result["low"], result["high"]) == pytest.approx(tuple(np.percentile(differences, [tail, 100 - tail])))
+    assert np.percentile(differences, tail + 1) != np.percentile(differences, tail)  # the interval's ends are pinned
 
 
 def test_the_subject_permutation_test_is_the_balanced_accuracy_difference_and_exact_on_few_subjects():

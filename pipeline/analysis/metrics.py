@@ -5,10 +5,12 @@ array whose rows sum to 1. The quadratic weighted kappa (`qwk`) is scored only w
 classes are ordinal (`ordinal=True`): on unordered classes its distances mean nothing. A
 class with no true example leaves its recall, F1 and ROC AUC undefined: those are None (or
 left out of macro averages), never a guess. The subject bootstrap draws subjects within their
-class and scores every resample at once from sums over each subject's images.
+class and scores every resample at once from sums over each subject's images; its intervals are expanded
+percentile intervals, which keep closer to their level on few subjects than plain percentiles.
 """
 
 import logging
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_array
+from scipy.stats import norm, t
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -30,6 +33,7 @@ from sklearn.metrics import (
 
 ECE_BINS = 15
 CHUNK_CELLS = 2**22  # the subject bootstrap scores resamples in chunks of at most this many floats per array (32 MB)
+LEVEL = 0.95  # of every interval
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "ece")
 ORDINAL_METRICS = ("qwk",)
 log = logging.getLogger(__name__)
@@ -167,6 +171,26 @@ def single_subject_classes(labels: np.ndarray, subjects: np.ndarray, classes: tu
     return [name for index, name in enumerate(classes) if subjects_per_class[index] == 1]
 
 
+def expanded_tail(subjects: int, strata: int) -> float:
+    """The share of resamples left out below (and above) a LEVEL interval: Hesterberg's expanded percentile interval
+    ("What teachers should know about the bootstrap", 2015; R's resample::ExpandProbs). A percentile interval of a
+    mean is about z times a deviation with divisor n where Student's is t(n - 1) times s, so on few subjects it is too
+    narrow; its tails move out to where the normal quantile is sqrt(n / (n - 1)) t(n - 1). Subjects drawn within
+    `strata` classes have subjects - strata degrees of freedom, which take the place of n - 1; under one, the
+    resamples' whole range."""
+    freedom = subjects - strata
+    if freedom < 1:
+        return 0.0
+    return float(norm.sf(math.sqrt((freedom + 1) / freedom) * t.ppf(1 - (1 - LEVEL) / 2, freedom)))
+
+
+def interval_bounds(values: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """(2, ...) low and high bounds of the expanded percentile interval of resampled `values` (resamples along axis
+    0), for subjects drawn within `strata` (one entry per subject)."""
+    tail = expanded_tail(len(strata), len(np.unique(strata)))
+    return np.percentile(values, [100 * tail, 100 * (1 - tail)], axis=0)
+
+
 def stratified_draws(strata: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """(resamples, subjects) counts of how often each subject is drawn: a stratum of n subjects gets n draws
     with replacement from its own subjects in every resample (strata in ascending order, one generator)."""
@@ -296,8 +320,9 @@ def balanced_accuracies(truths: np.ndarray, hits: np.ndarray) -> np.ndarray:
 def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: np.ndarray, n_resamples: int,
                       seed: int, *, ordinal: bool, metrics: tuple[str, ...] | None = None
                       ) -> tuple[dict[str, dict | None], int]:
-    """95% percentile intervals ({low, high}) of per-image `metrics` over subjects resampled with replacement
-    within their class (`stratified_draws` of `subject_classes`), so every class keeps its subjects.
+    """95% expanded percentile intervals ({low, high}: `interval_bounds`) of per-image `metrics` over subjects
+    resampled with replacement within their class (`stratified_draws` of `subject_classes`), so every class keeps its
+    subjects.
 
     `metrics` defaults to `ci_metrics(ordinal)`. A resample is used if every metric is defined on it (all are,
     unless the test set holds fewer than two subjects' classes); returns the intervals (None if no resample
@@ -306,7 +331,8 @@ def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     metrics = ci_metrics(ordinal) if metrics is None else metrics
     _, groups = np.unique(subjects, return_inverse=True)
     sums = subject_sums(groups, labels, probabilities)
-    draws = stratified_draws(subject_classes(groups, labels), n_resamples, seed)
+    strata = subject_classes(groups, labels)
+    draws = stratified_draws(strata, n_resamples, seed)
     chunk = max(1, CHUNK_CELLS // max(len(draws.T), sums.negatives.shape[1]))
     values = np.concatenate([np.column_stack([scores[name] for name in metrics]) for scores in
                              (resample_metrics(sums, draws[start:start + chunk])
@@ -314,7 +340,7 @@ def subject_bootstrap(labels: np.ndarray, probabilities: np.ndarray, subjects: n
     used = values[np.isfinite(values).all(axis=1)]
     if not len(used):
         return dict.fromkeys(metrics), 0
-    bounds = np.percentile(used, [2.5, 97.5], axis=0)
+    bounds = interval_bounds(used, strata)
     intervals = {name: {"low": float(bounds[0, i]), "high": float(bounds[1, i])} for i, name in enumerate(metrics)}
     return intervals, len(used)
 

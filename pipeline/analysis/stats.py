@@ -11,7 +11,13 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.stats.multitest import multipletests
 
-from pipeline.analysis.metrics import balanced_accuracies, per_subject, stratified_draws, subject_classes
+from pipeline.analysis.metrics import (
+    balanced_accuracies,
+    interval_bounds,
+    per_subject,
+    stratified_draws,
+    subject_classes,
+)
 
 EXACT_SUBJECTS = 16  # up to this many subjects the permutation test enumerates every swap (2**16 rows)
 
@@ -29,7 +35,8 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
 
 def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, subjects: np.ndarray,
                      n_resamples: int, seed: int) -> dict:
-    """Balanced accuracy of a minus b, and its 95% percentile interval over subjects resampled for both at once.
+    """Balanced accuracy of a minus b, and its 95% expanded percentile interval over subjects resampled for both at
+    once.
 
     Resamples are the eval intervals' (same seed, same draws: subjects drawn within their class), and all are
     used; `share_not_better` is the share of resamples where a does not beat b.
@@ -42,9 +49,10 @@ def paired_bootstrap(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: n
         truths = draws @ totals
         return balanced_accuracies(truths, draws @ hits_a) - balanced_accuracies(truths, draws @ hits_b)
 
-    differences = difference(stratified_draws(subject_classes(groups, labels), n_resamples, seed))
+    strata = subject_classes(groups, labels)
+    differences = difference(stratified_draws(strata, n_resamples, seed))
     point = difference(np.ones((1, len(totals))))
-    low, high = np.percentile(differences, [2.5, 97.5])
+    low, high = interval_bounds(differences, strata)
     return {"difference": float(point[0]), "low": float(low), "high": float(high),
             "share_not_better": float(np.mean(differences <= 0)), "resamples_used": n_resamples}
 
