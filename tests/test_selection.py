@@ -11,6 +11,7 @@ from pipeline.__main__ import main as cli
 from pipeline.analysis import report
 from pipeline.analysis.comparison import provenance
 from pipeline.analysis.selection import choose, describe_selection, ranking_text, runs_of, scores_on_test, select
+from pipeline.core import paths
 from pipeline.core.params import load_params, nested, parse_params, tuned_values, write_tune
 from pipeline.stages import select as select_command
 from tests.conftest import ROOT, raw_params
@@ -54,6 +55,24 @@ def test_select_follows_val_where_test_disagrees():
     assert by_backbone[A].entry == {"lr": 0.01}
     assert [c.run.name for c in by_backbone[B].ranking] == ["low-lr", "main", "high-lr"]
     assert by_backbone[B].entry == {"lr": 0.0001}
+
+
+def test_over_folds_select_ranks_on_the_folds_mean_val_as_compare_picks():
+    def folded(name: str, params: dict, scores: list[tuple]) -> dict:  # A's (val, test) in each fold
+        row = revision(name, params, {})
+        row["data"]["metrics"] = {str(paths.eval_metrics(A, fold)): evaluation(*score) for fold, score in
+                                  enumerate(scores)}
+        return row
+
+    base, fast = params_with(split={"folds": 3}), params_with(split={"folds": 3}, lr=0.01)
+    shown = table(base, folded("main", base, [(0.9, 0.1), (0.3, 0.2), (0.3, 0.3)]), [
+        folded("high-lr", fast, [(0.6, 0.4), (0.6, 0.5), (0.6, 0.9)]),
+        folded("fold-missing", params_with(split={"folds": 3}, lr=0.1), [(1.0, 1.0), (1.0, 1.0)]),
+    ])
+    runs, (choice, _) = select(shown, (A, B), "balanced_accuracy")
+    assert [candidate.run.name for candidate in choice.ranking] == ["high-lr", "main"]  # fold 0 alone: main first
+    assert choice.ranking[1].val["balanced_accuracy"] == pytest.approx(0.5) and choice.entry == {"lr": 0.01}
+    assert scores_on_test(choice.ranking[0].run, A)["balanced_accuracy"] == pytest.approx(0.6)
 
 
 def test_ranking_shows_test_for_the_chosen_only():

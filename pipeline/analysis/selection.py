@@ -1,8 +1,11 @@
-"""Each backbone's training params picked on validation among DVC's experiments; test metrics never take part."""
+"""Each backbone's training params picked on validation among DVC's experiments (over k folds, on the folds' mean val
+scores); test metrics never take part."""
 
 import copy
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pipeline.core import paths
 from pipeline.core.params import TUNABLE, Params, tuned_values
@@ -87,7 +90,22 @@ def _without_tunables(params: dict) -> dict:
 
 def val_metrics(run: Run, backbone: str) -> dict[str, Any]:
     """A backbone's val metrics in a run (empty where it has none): the only metrics a choice reads."""
-    return (run.metrics.get(str(paths.eval_metrics(backbone))) or {}).get("val") or {}
+    return fold_mean(run, backbone, "val")
+
+
+def fold_mean(run: Run, backbone: str, part: str | None) -> dict[str, Any]:
+    """A backbone's metrics/eval in a run, under `part` ("val") or at the top level (test, for None): over the run's
+    `split.folds` folds, each number the mean of the folds' (as compare picks its reference on the folds' mean val);
+    empty where a fold has none."""
+    folds = range(((run.params.get("split") or {}).get("folds")) or 1)
+    records = [(run.metrics.get(str(paths.eval_metrics(backbone, fold))) or {}) for fold in folds]
+    records = [(record.get(part) or {}) if part else record for record in records]
+    if not all(records):
+        return {}
+    if len(records) == 1:
+        return records[0]
+    return {name: float(np.mean([record[name] for record in records])) for name in records[0]
+            if all(_is_number(record.get(name)) for record in records)}
 
 
 def rank_key(candidate: Candidate, metric: str) -> tuple:
@@ -153,8 +171,9 @@ def ranking_text(choice: Choice, metric: str, test: dict[str, Any] | None) -> st
 
 
 def scores_on_test(run: Run, backbone: str) -> dict[str, Any]:
-    """A backbone's test metrics in a run: the headline figures at the top level of metrics/eval/<backbone>.json."""
-    content = run.metrics.get(str(paths.eval_metrics(backbone))) or {}
+    """A backbone's test metrics in a run: the headline figures at the top level of metrics/eval/<backbone>.json (their
+    mean over the folds, as `fold_mean`)."""
+    content = fold_mean(run, backbone, None)
     return {name: content.get(name) for name in METRICS}
 
 
@@ -178,6 +197,10 @@ def overrides(params: Params, backbone: str) -> dict[str, Any]:
 def overrides_text(values: dict[str, Any]) -> str:
     """Dotted keys and values as `key` value, comma-separated."""
     return ", ".join(f"`{key}` {_number(value)}" for key, value in values.items())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _number(value: Any) -> str:
