@@ -73,8 +73,9 @@ def markdown_table(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(cell(row, column, pattern) for _, column, pattern in columns) + " |")
     return "\n".join(lines) + "\n\nEvery figure but the first is on the test split, in `backbones`' order: none " \
         "ranks the models. Intervals are 95% expanded percentile intervals (Hesterberg's, for few subjects) over " \
-        "test subjects resampled with replacement within their class. Ensembles' parameters, size, latency and training time are their members' " \
-        "added up; training time is the features, train and finetune stages' logged seconds.\n"
+        "test subjects resampled with replacement within their class. Ensembles' parameters, size, latency and " \
+        "training time are their members' added up; training time is the features, train and finetune stages' " \
+        "logged seconds.\n"
 
 
 def warnings(summary: dict, table: pd.DataFrame, origin: dict, tables: dict[str, Path]) -> str:

@@ -54,10 +54,9 @@ def write_features(tfrecord_dir: Path, weights_dir: Path, out_dir: Path, backbon
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(base_weights_file(out_dir)) as partial:
         base_of(extractor).save_weights(partial)
-    written = {}
+    written, first_view = {}, 0 if shared is None else 1  # view 0 looked up where shared
     for split in SPLITS:
         views = 1 + params.augment.views if split == "train" else 1
-        first_view = 0 if shared is None else 1
         arrays = extract_split(extractor, params.augment, params.seed, tfrecord_dir, split, counts[split],
                                range(first_view, views), params.evaluate.batch_size)
         if shared is not None:

@@ -23,5 +23,5 @@ def main(params: Params) -> None:
                  ", ".join(params.backbones), params.split.folds, params.weights)
         return
     write_text(paths.DVC_YAML, new)
-    log.info("%s: training plots, artifacts and fold stages rewritten for backbones: %s, split.folds: %d and weights: %s",
-             paths.DVC_YAML, ", ".join(params.backbones), params.split.folds, params.weights)
+    log.info("%s: training plots, artifacts and fold stages rewritten for backbones: %s, split.folds: %d and "
+             "weights: %s", paths.DVC_YAML, ", ".join(params.backbones), params.split.folds, params.weights)
