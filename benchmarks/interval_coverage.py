@@ -14,8 +14,8 @@ import argparse
 import time
 
 import numpy as np
-from statsmodels.stats.proportion import proportion_confint
 
+from benchmarks.paired_tests import share
 from pipeline.analysis import metrics
 from tests.correlated_predictions import correlated_predictions, true_balanced_accuracy
 
@@ -50,8 +50,7 @@ def main() -> None:
         cells = []
         for tail in METHODS.values():
             covered, width = coverage(per_class, tail, args.draws, args.seed)
-            low, high = proportion_confint(covered, args.draws, alpha=0.05, method="wilson")
-            cells += [f"{covered / args.draws:.3f} [{low:.3f}, {high:.3f}]", f"{width:.3f}"]
+            cells += [share(covered, args.draws), f"{width:.3f}"]
         print(f"| {CLASSES * per_class} ({CLASSES} x {per_class}) | " + " | ".join(cells) + " |", flush=True)
     print(f"\n{args.draws} draws per cell, seed {args.seed}, {time.perf_counter() - start:.0f} s")
 
